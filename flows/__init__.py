@@ -1,0 +1,1 @@
+"""Prefect flows: they only orchestrate (load, map over batches, persist, render)."""

@@ -1,0 +1,247 @@
+"""``attention-audit``: the command line.
+
+``run`` audits a model on a corpus (the embedded default when nothing is named) and renders the
+report; ``report`` re-renders a stored run; ``runs`` lists the runs of a database; ``build-default``
+builds a preset model; ``methods`` lists the explanation methods. Problems the user can fix are printed
+as ``error:`` and ``fix:`` lines with exit status 2, never as a bare traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+QUIET_LIBRARIES = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``attention-audit`` console script."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pydantic import ValidationError
+
+    from tasks.errors import AuditError
+
+    try:
+        return int(args.handler(args) or 0)
+    except AuditError as error:
+        print(f"error: {error.problem}\nfix: {error.fix}", file=sys.stderr)
+        return 2
+    except ValidationError as error:
+        problems = "; ".join(_flag_for(e["loc"]) + ": " + e["msg"] for e in error.errors())
+        print(
+            f"error: invalid options: {problems}\nfix: see attention-audit {args.command} --help",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished batches are stored; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; ``run``'s options come from ``tasks.config.FLAGS``."""
+    from tasks.config import FLAGS
+
+    parser = argparse.ArgumentParser(
+        prog="attention-audit",
+        description="Audit whether a transformer classifier's attention faithfully explains its predictions.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="audit a model on a corpus and render the report")
+    for flag in FLAGS:
+        if flag.kind in ("true", "false", "none"):
+            run.add_argument(flag.flag, dest=flag.flag, action="store_true", default=None, help=flag.help)
+        else:
+            run.add_argument(
+                flag.flag,
+                dest=flag.flag,
+                default=None,
+                choices=flag.choices,
+                help=flag.help,
+                metavar=flag.flag.lstrip("-").replace("-", "_").upper(),
+            )
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="render the report of a stored run")
+    report.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    report.add_argument("--run", default=None, help="run id [the most recently updated run]")
+    report.add_argument("--out", type=Path, default=Path("audit-output"), help="report folder")
+    report.add_argument("--no-pdf", action="store_true", help="render only the HTML report")
+    report.set_defaults(handler=_report)
+
+    runs = commands.add_parser("runs", help="list the runs stored in a database")
+    runs.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    runs.set_defaults(handler=_runs)
+
+    build = commands.add_parser("build-default", help="build (or find in the cache) a preset's fine-tuned model")
+    build.add_argument("--preset", default="movie-snippets", help="preset name [movie-snippets]")
+    build.add_argument("--max-train-examples", type=int, default=None, help="train on at most N examples (quick build)")
+    build.add_argument("--epochs", type=int, default=None, help="training epochs [preset's]")
+    build.set_defaults(handler=_build_default)
+
+    methods = commands.add_parser("methods", help="list the explanation methods")
+    methods.set_defaults(handler=_methods)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Build the validated ``AuditConfig`` from ``run``'s options (unset options keep their defaults)."""
+    from tasks.config import FLAGS, AuditConfig
+
+    sections: dict[str, dict[str, Any]] = {}
+    for flag in FLAGS:
+        raw = getattr(args, flag.flag)
+        if raw is None:
+            continue
+        section, name = flag.field.split(".")
+        value: Any
+        if flag.kind in ("true", "false", "none"):
+            value = {"true": True, "false": False, "none": None}[flag.kind]
+        elif flag.kind == "list":
+            value = tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif flag.kind == "floats":
+            value = tuple(_number(part, flag.flag) for part in raw.split(",") if part.strip())
+        elif flag.kind == "int":
+            value = int(_number(raw, flag.flag, integer=True))
+        elif flag.kind == "float":
+            value = _number(raw, flag.flag)
+        else:
+            value = raw
+        sections.setdefault(section, {})[name] = value
+    return AuditConfig.model_validate(sections)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _preset_defaults(config_from_args(args))
+    from tasks.runs import plan_run
+
+    plan = plan_run(config)  # pre-flight: every input problem surfaces here, before Prefect starts
+    print(f"run {plan.run_id}: {len(plan.examples)} examples of {config.data.dataset} ({config.data.split})")
+    from flows.audit import audit
+
+    flow = audit.with_options(task_runner=_task_runner(config.execution))
+    outcome = flow(config)
+    print(f"examples: {outcome.examples} ({outcome.computed} computed, {outcome.reused} reused)")
+    print(f"database: {outcome.db.resolve()}")
+    if outcome.report is not None:
+        print(f"html report: {outcome.report.html.resolve()}")
+        if outcome.report.pdf is not None:
+            print(f"pdf report: {outcome.report.pdf.resolve()}")
+    return 0
+
+
+def _preset_defaults(config: Any) -> Any:
+    """Apply a preset's audit defaults (split, max length) where the user left them unset."""
+    from tasks.presets import PRESETS
+
+    preset = PRESETS.get(config.model.name_or_path)
+    if preset is None or config.data.dataset != preset.corpus:
+        return config
+    data = config.data
+    changes = {}
+    if "max_length" not in data.model_fields_set:
+        changes["max_length"] = preset.audit_max_length
+    if "split" not in data.model_fields_set:
+        changes["split"] = preset.audit_split
+    return config.model_copy(update={"data": data.model_copy(update=changes)}) if changes else config
+
+
+def _task_runner(execution: Any) -> Any:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=execution.concurrency)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from flows.report import report
+
+    paths = report(args.db, args.run, args.out, not args.no_pdf)
+    print(f"html report: {paths.html.resolve()}")
+    if paths.pdf is not None:
+        print(f"pdf report: {paths.pdf.resolve()}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from tasks import storage
+
+    with storage.connect(args.db, read_only=True) as connection:
+        runs = storage.read_runs(connection)
+    if runs.empty:
+        print("no runs")
+        return 0
+    for row in runs.itertuples():
+        print(f"{row.run_id}  {row.status:8}  {row.examples:6d} examples  updated {str(row.updated_at)[:19]}")
+    return 0
+
+
+def _build_default(args: argparse.Namespace) -> int:
+    from tasks.errors import AuditError
+    from tasks.presets import PRESETS, ensure_model, preset_with_training, read_manifest
+
+    if args.preset not in PRESETS:
+        raise AuditError(f"unknown preset {args.preset!r}", f"use one of: {', '.join(PRESETS)}")
+    preset = PRESETS[args.preset]
+    overrides = {
+        k: v for k, v in {"max_train_examples": args.max_train_examples, "epochs": args.epochs}.items() if v is not None
+    }
+    if overrides:
+        preset = preset_with_training(preset, **overrides)
+    folder = ensure_model(preset, progress=print)
+    manifest = read_manifest(folder) or {}
+    print(f"model: {folder}")
+    print("accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in manifest.get("accuracy", {}).items()))
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from tasks.methods import METHODS
+
+    for spec in METHODS.values():
+        print(f"{spec.name:22} {spec.family.value:10} {spec.formula}  ({spec.citation})")
+    return 0
+
+
+def _number(raw: str, flag: str, *, integer: bool = False) -> float:
+    from tasks.errors import AuditError
+
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or (integer and not value.is_integer()):
+        kind = "a whole number" if integer else "a number"
+        raise AuditError(f"{flag} takes {kind}, not {raw!r}", f"pass {flag} with {kind}")
+    return value
+
+
+def _flag_for(location: Sequence[Any]) -> str:
+    from tasks.config import FLAGS
+
+    dotted = ".".join(str(part) for part in location[:2])
+    for flag in FLAGS:
+        if flag.field == dotted:
+            return flag.flag
+    return dotted or "options"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Audit one batch: the shared passes, every method, every metric. No Prefect, no DuckDB.
+
+``audit_batch`` is the unit of work the flow maps over; it is a pure function of the model, the
+examples and the method options (given the same floating-point arithmetic), and it reports what each
+stage cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from tasks.config import ExecutionSettings, MethodOptions
+from tasks.methods import METHODS
+from tasks.metrics import agreement_values, diagnostic_values, faithfulness_values
+from tasks.models import ModelBundle
+from tasks.passes import BatchContext
+from tasks.records import BatchResult, EncodedExample, MetricValue, StageCost, TokenScores
+
+
+def audit_batch(
+    bundle: ModelBundle,
+    examples: Sequence[EncodedExample],
+    options: MethodOptions,
+    execution: ExecutionSettings,
+) -> BatchResult:
+    """Compute every requested method and metric for one batch of examples.
+
+    The model pass runs first and once; methods then read it (and the shared perturbation cache)
+    in registry order; faithfulness and agreement metrics follow.
+    """
+    specs = [METHODS[name] for name in options.methods]
+    context = BatchContext(
+        bundle,
+        examples,
+        token_budget=execution.token_budget,
+        removal=options.removal,
+        need_gradients=any(spec.needs_gradients for spec in specs),
+        need_attention_grads=any(spec.needs_attention_grads for spec in specs),
+    )
+    costs: list[StageCost] = []
+    measure = _stage_meter(context, costs)
+    with measure("model_pass"):
+        predictions = context.predictions()
+    records: list[TokenScores] = []
+    for spec in specs:
+        with measure(spec.name):
+            records.extend(spec.compute(context, options))
+    metrics: list[MetricValue] = []
+    with measure("faithfulness"):
+        metrics.extend(faithfulness_values(records, context, options))
+    with measure("agreement"):
+        metrics.extend(agreement_values(records, options))
+    metrics.extend(diagnostic_values(records))
+    return BatchResult(
+        examples=tuple(examples),
+        predictions=predictions,
+        scores=tuple(records),
+        metrics=tuple(metrics),
+        costs=tuple(costs),
+    )
+
+
+def _stage_meter(context: BatchContext, costs: list[StageCost]) -> Callable[[str], contextmanager]:
+    @contextmanager
+    def measure(stage: str) -> Iterator[None]:
+        before = context.counter.snapshot()
+        started = time.perf_counter()
+        yield
+        work = context.counter.minus(before)
+        costs.append(
+            StageCost(
+                stage=stage,
+                examples=len(context.examples),
+                seconds=time.perf_counter() - started,
+                forward_rows=work.forward_rows,
+                forward_tokens=work.forward_tokens,
+                backward_rows=work.backward_rows,
+                backward_tokens=work.backward_tokens,
+            )
+        )
+
+    return measure

@@ -1,0 +1,332 @@
+"""The one typed, validated configuration of an audit; stored with every run.
+
+The configuration has five parts. Three of them decide the numbers (``model``, ``data``, ``methods``)
+and together with the model and data fingerprints make up the run's identity: re-running the same
+identity reuses finished examples. The other two (``execution``, ``output``) decide only how and where
+the work runs, so changing the batch size or the output folder resumes the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RemovalOperator = Literal["delete", "mask", "pad"]
+IntegrationRule = Literal["gausslegendre", "riemann_right"]
+Device = Literal["cpu", "cuda", "auto"]
+
+DEFAULT_K_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Frozen):
+    """Which classifier to audit.
+
+    Attributes:
+        name_or_path: A preset name (``movie-snippets``), a local directory saved with
+            ``save_pretrained``, or a Hugging Face hub id.
+        revision: Hub revision (branch, tag or commit) for hub ids.
+        trust_remote_code: Run the model repository's own Python code. Off unless asked.
+        allow_pickle: Accept pickle-based ``.bin`` weights when no safetensors file exists. Off
+            unless asked: unpickling runs arbitrary code.
+        device: ``cpu`` (the tested default), ``cuda``, or ``auto``.
+    """
+
+    name_or_path: str = "movie-snippets"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    device: Device = "cpu"
+
+
+class DataSpec(_Frozen):
+    """Which examples to audit.
+
+    Attributes:
+        dataset: A built-in corpus name (``movie-snippets``), a local CSV / JSONL / Parquet file or a
+            dataset directory, or a Hugging Face hub id.
+        split: The split to read (hub datasets and built-in corpora).
+        text_column: Column holding the text.
+        label_column: Column holding the gold label (class index or label name); None when unlabelled.
+        id_column: Column holding a stable example id; None uses the row number.
+        limit: Audit at most this many examples, taken in seeded hash order (a random sample that is
+            nested: the first 100 of a seed are also in its first 200). None audits the whole split.
+        sample_seed: Seed of that hash order.
+        max_length: Texts longer than this many tokens (specials included) are truncated; the
+            truncation is recorded per example.
+    """
+
+    dataset: str = "movie-snippets"
+    split: str = "test"
+    text_column: str = "text"
+    label_column: str | None = "label"
+    id_column: str | None = None
+    limit: int | None = Field(default=None, gt=0)
+    sample_seed: int = 0
+    max_length: int = Field(default=128, ge=4, le=100_000)
+
+
+class MethodOptions(_Frozen):
+    """Which explanations to compute and how (definitions in METHODS.md).
+
+    Attributes:
+        methods: Method ids to compute, from ``tasks.methods.METHODS``.
+        ig_steps: Integration steps ``m`` of integrated gradients.
+        ig_rule: ``gausslegendre`` nodes and weights (default, as Captum) or the right Riemann sum.
+        removal: How a token is removed in leave-one-out, comprehensiveness and sufficiency:
+            ``delete`` the id (default; Jain & Wallace, ERASER, ferret), or replace it by ``mask``
+            (``[MASK]``, Abnar & Zuidema) or ``pad``.
+        k_fractions: Rationale sizes for comprehensiveness and sufficiency, as fractions of the
+            content tokens; AOPC is their mean.
+        random_draws: Number of random rankings in the random baseline.
+        agreement_top_k: ``k`` of the top-k overlap agreement statistic (capped at the token count).
+        seed: Seed of everything random in the methods (the random baseline).
+    """
+
+    methods: tuple[str, ...] = Field(default=(), validate_default=True)
+    ig_steps: int = Field(default=50, ge=1, le=10_000)
+    ig_rule: IntegrationRule = "gausslegendre"
+    removal: RemovalOperator = "delete"
+    k_fractions: tuple[float, ...] = DEFAULT_K_FRACTIONS
+    random_draws: int = Field(default=3, ge=1, le=100)
+    agreement_top_k: int = Field(default=5, ge=1)
+    seed: int = 0
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        from tasks.methods import METHODS, default_methods
+
+        if not methods:
+            return default_methods()
+        unknown = [name for name in methods if name not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; known methods: {', '.join(METHODS)}")
+        if len(set(methods)) != len(methods):
+            raise ValueError("a method is listed twice")
+        return tuple(methods)
+
+    @field_validator("k_fractions")
+    @classmethod
+    def _valid_fractions(cls, fractions: tuple[float, ...]) -> tuple[float, ...]:
+        if not fractions or any(not 0.0 < k <= 1.0 for k in fractions):
+            raise ValueError("rationale fractions must be in (0, 1], e.g. 0.01,0.05,0.1,0.2,0.5")
+        return tuple(sorted(set(fractions)))
+
+
+class ExecutionSettings(_Frozen):
+    """How the work runs; does not change the numbers beyond floating-point rounding.
+
+    Attributes:
+        batch_size: Examples per task (one gradient pass each); the unit of resumption.
+        token_budget: Most tokens (rows x padded length) in one forward pass of perturbed inputs or
+            integration steps: bounds memory for long texts.
+        concurrency: Batches computed at once (threads). Each uses ``threads`` torch threads.
+        threads: torch intra-op threads per batch; None keeps torch's default.
+    """
+
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    token_budget: int = Field(default=8192, ge=64)
+    concurrency: int = Field(default=1, ge=1, le=64)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class OutputSettings(_Frozen):
+    """Where results go.
+
+    Attributes:
+        db: The DuckDB file that holds every run.
+        out_dir: Folder for the HTML and PDF report.
+        pdf: Also render the PDF (WeasyPrint).
+    """
+
+    db: Path = Path("audit-output/audit.duckdb")
+    out_dir: Path = Path("audit-output")
+    pdf: bool = True
+
+
+class AuditConfig(_Frozen):
+    """The whole configuration of one audit."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    methods: MethodOptions = Field(default_factory=MethodOptions)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> AuditConfig:
+        if self.methods.agreement_top_k >= self.data.max_length:
+            raise ValueError("agreement_top_k must be smaller than max_length")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The parts of the configuration that decide the numbers (JSON-ready)."""
+        return {
+            "model": self.model.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"),
+            "methods": self.methods.model_dump(mode="json"),
+        }
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Hex SHA-256 of a JSON-serialisable payload with sorted keys (stable across processes)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+class Flag(BaseModel):
+    """One ``attention-audit run`` option and the configuration field it sets.
+
+    Attributes:
+        flag: The option, e.g. ``--max-length``.
+        field: Dotted path into ``AuditConfig``, e.g. ``data.max_length``.
+        kind: How the value is parsed: ``str``, ``int``, ``float``, ``path``, ``list`` (comma-separated
+            strings), ``floats`` (comma-separated numbers), ``true`` / ``false`` (a switch that sets
+            the field to that value), ``none`` (a switch that sets the field to None).
+        help: One line for ``--help``.
+        choices: Allowed values, if any.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    flag: str
+    field: str
+    kind: Literal["str", "int", "float", "path", "list", "floats", "true", "false", "none"]
+    help: str
+    choices: tuple[str, ...] | None = None
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag(
+        flag="--model",
+        field="model.name_or_path",
+        kind="str",
+        help="preset name, local folder (save_pretrained) or Hugging Face hub id [movie-snippets]",
+    ),
+    Flag(flag="--revision", field="model.revision", kind="str", help="hub revision: branch, tag or commit"),
+    Flag(
+        flag="--trust-remote-code",
+        field="model.trust_remote_code",
+        kind="true",
+        help="run the model repository's own code (off by default)",
+    ),
+    Flag(
+        flag="--allow-pickle",
+        field="model.allow_pickle",
+        kind="true",
+        help="accept pickle-based .bin weights when there are no safetensors (off by default)",
+    ),
+    Flag(
+        flag="--device",
+        field="model.device",
+        kind="str",
+        help="cpu, cuda or auto [cpu]",
+        choices=("cpu", "cuda", "auto"),
+    ),
+    Flag(
+        flag="--dataset",
+        field="data.dataset",
+        kind="str",
+        help="built-in corpus (movie-snippets), local CSV/JSONL/Parquet file or folder, or hub id",
+    ),
+    Flag(flag="--split", field="data.split", kind="str", help="split to audit [test]"),
+    Flag(flag="--text-column", field="data.text_column", kind="str", help="column with the text [text]"),
+    Flag(
+        flag="--label-column",
+        field="data.label_column",
+        kind="str",
+        help="column with the gold label [label]",
+    ),
+    Flag(flag="--no-labels", field="data.label_column", kind="none", help="the corpus has no gold labels"),
+    Flag(
+        flag="--id-column",
+        field="data.id_column",
+        kind="str",
+        help="column with a unique example id [row number]",
+    ),
+    Flag(flag="--limit", field="data.limit", kind="int", help="audit at most N examples (seeded random sample)"),
+    Flag(flag="--sample-seed", field="data.sample_seed", kind="int", help="seed of the --limit sample [0]"),
+    Flag(
+        flag="--max-length",
+        field="data.max_length",
+        kind="int",
+        help="truncate texts to this many tokens, specials included [128]",
+    ),
+    Flag(flag="--methods", field="methods.methods", kind="list", help="comma-separated method ids [all]"),
+    Flag(flag="--ig-steps", field="methods.ig_steps", kind="int", help="integrated-gradients steps m [50]"),
+    Flag(
+        flag="--ig-rule",
+        field="methods.ig_rule",
+        kind="str",
+        help="integration rule [gausslegendre]",
+        choices=("gausslegendre", "riemann_right"),
+    ),
+    Flag(
+        flag="--removal",
+        field="methods.removal",
+        kind="str",
+        help="how tokens are removed [delete]",
+        choices=("delete", "mask", "pad"),
+    ),
+    Flag(
+        flag="--k",
+        field="methods.k_fractions",
+        kind="floats",
+        help="rationale sizes as fractions [0.01,0.05,0.1,0.2,0.5]",
+    ),
+    Flag(flag="--random-draws", field="methods.random_draws", kind="int", help="random-baseline rankings [3]"),
+    Flag(flag="--top-k", field="methods.agreement_top_k", kind="int", help="k of the top-k overlap [5]"),
+    Flag(flag="--seed", field="methods.seed", kind="int", help="seed of the random baseline [0]"),
+    Flag(flag="--batch-size", field="execution.batch_size", kind="int", help="examples per task [32]"),
+    Flag(
+        flag="--token-budget",
+        field="execution.token_budget",
+        kind="int",
+        help="most tokens per forward pass of perturbed inputs [8192]",
+    ),
+    Flag(flag="--concurrency", field="execution.concurrency", kind="int", help="batches computed at once [1]"),
+    Flag(flag="--threads", field="execution.threads", kind="int", help="torch threads [torch default]"),
+    Flag(flag="--db", field="output.db", kind="path", help="DuckDB file [audit-output/audit.duckdb]"),
+    Flag(flag="--out", field="output.out_dir", kind="path", help="report folder [audit-output]"),
+    Flag(flag="--no-pdf", field="output.pdf", kind="false", help="render only the HTML report"),
+)
+
+
+def _get(config: BaseModel, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def command_line(config: AuditConfig) -> str:
+    """The ``attention-audit run`` command that reproduces ``config`` (options at their default omitted)."""
+    import shlex
+
+    default = AuditConfig()
+    words = ["attention-audit", "run"]
+    for flag in FLAGS:
+        value, base = _get(config, flag.field), _get(default, flag.field)
+        if value == base:
+            continue
+        if flag.kind in ("true", "false", "none"):
+            switched = {"true": True, "false": False, "none": None}[flag.kind]
+            if value == switched:
+                words.append(flag.flag)
+            continue
+        if flag.kind in ("list", "floats"):
+            words += [flag.flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+        elif value is not None:
+            words += [flag.flag, str(value)]
+    return " ".join(shlex.quote(word) for word in words)

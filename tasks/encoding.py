@@ -1,0 +1,114 @@
+"""From corpus rows to what the model reads: token ids, offsets, special-token masks, batches.
+
+Texts are tokenised once, with the tokenizer's own special tokens; a text longer than ``max_length``
+tokens is truncated (the tokenizer's strategy: the end is cut) and keeps its original length so that
+the truncation is recorded. Batches group examples of similar length (padding is the main waste on
+CPU) under a cap on examples and on tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import AuditError
+from tasks.records import EncodedExample
+
+
+def label_index(raw: object, labels: Sequence[str], example_id: str) -> int | None:
+    """Map a corpus label (class index, its string, or a label name) to the model's class index.
+
+    Raises:
+        AuditError: The label is not one of the model's classes.
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        raw = int(raw)
+    if isinstance(raw, int | np.integer) and 0 <= int(raw) < len(labels):
+        return int(raw)
+    if isinstance(raw, float) and raw.is_integer() and 0 <= int(raw) < len(labels):
+        return int(raw)
+    if isinstance(raw, str):
+        by_name = {name.lower(): i for i, name in enumerate(labels)}
+        if raw.strip().lower() in by_name:
+            return by_name[raw.strip().lower()]
+        if raw.strip().isdigit() and int(raw) < len(labels):
+            return int(raw)
+    raise AuditError(
+        f"example {example_id!r} has the label {raw!r}, which is not one of the model's classes "
+        f"(indices 0..{len(labels) - 1} or names {', '.join(labels)})",
+        "check that --label-column holds this model's labels, or pass --no-labels to audit without gold labels",
+    )
+
+
+def encode_corpus(frame: pd.DataFrame, tokenizer: Any, labels: Sequence[str], max_length: int) -> list[EncodedExample]:
+    """Tokenise every row of a corpus frame (columns ``example_id``, ``text``, ``label``, ``metadata``).
+
+    Raises:
+        AuditError: A label is not one of the model's classes, or ``max_length`` leaves no room for
+            content after the special tokens.
+    """
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    if max_length <= specials:
+        raise AuditError(
+            f"--max-length {max_length} leaves no room for text after the model's {specials} special tokens",
+            f"use --max-length of at least {specials + 1}",
+        )
+    texts = [str(text) for text in frame["text"]]
+    full_lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_token_type_ids=True,
+    )
+    examples = []
+    rows = zip(frame["example_id"], texts, frame["label"], frame["metadata"], strict=True)
+    for i, (example_id, text, raw_label, metadata) in enumerate(rows):
+        input_ids = np.asarray(encoded["input_ids"][i], dtype=np.int64)
+        token_types = encoded.get("token_type_ids")
+        examples.append(
+            EncodedExample(
+                example_id=str(example_id),
+                text=text,
+                label=label_index(raw_label, labels, str(example_id)),
+                input_ids=input_ids,
+                token_type_ids=(
+                    np.asarray(token_types[i], dtype=np.int64) if token_types else np.zeros_like(input_ids)
+                ),
+                tokens=tuple(tokenizer.convert_ids_to_tokens(encoded["input_ids"][i])),
+                offsets=np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2),
+                special_mask=np.asarray(encoded["special_tokens_mask"][i], dtype=bool),
+                n_original_tokens=full_lengths[i],
+                metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+            )
+        )
+    return examples
+
+
+def plan_batches(examples: Sequence[EncodedExample], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:
+    """Group examples into length-sorted batches under a cap on examples and on tokens.
+
+    A batch holds at most ``batch_size`` examples and ``token_budget`` tokens (rows x longest row);
+    an example longer than the budget gets a batch of its own.
+
+    Sorting by length keeps padding small; ties keep corpus order, so the plan is deterministic.
+    """
+    ordered = sorted(examples, key=lambda example: example.length)
+    batches: list[list[EncodedExample]] = []
+    current: list[EncodedExample] = []
+    for example in ordered:
+        widest = max([example.length] + [e.length for e in current[-1:]])
+        if current and (len(current) >= batch_size or (len(current) + 1) * widest > token_budget):
+            batches.append(current)
+            current = []
+        current.append(example)
+    if current:
+        batches.append(current)
+    return batches

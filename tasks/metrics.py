@@ -1,0 +1,265 @@
+"""The registry of per-example metrics, and their evaluation on one batch's records.
+
+Every metric is registered once with its direction and source; storage keys, report labels and the
+methodology appendix all read this registry. ``faithfulness_values`` and ``agreement_values`` apply
+the pure functions of ``tasks.faithfulness`` and ``tasks.agreement`` to every method's records,
+asking the batch for all perturbed inputs at once so that each distinct input is run once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from tasks.agreement import kendall_tau, spearman_rho, top_k_overlap
+from tasks.config import MethodOptions
+from tasks.faithfulness import (
+    aopc,
+    comprehensiveness_input,
+    probability_drop,
+    sufficiency_input,
+    taucorr_loo,
+)
+from tasks.methods import METHODS
+from tasks.passes import BatchContext
+from tasks.records import MethodFamily, MetricValue, TokenScores
+
+MetricKind = Literal["faithfulness", "agreement", "diagnostic"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered per-example metric.
+
+    Attributes:
+        name: Stable snake_case id (DuckDB key, report label).
+        kind: ``faithfulness`` (vs the model's output), ``agreement`` (vs a reference), or
+            ``diagnostic`` (about a method itself, e.g. IG completeness).
+        higher_is_better: Direction; None for diagnostics without one.
+        title: Display name.
+        definition: One-line definition for the methodology appendix.
+        citation: Source.
+        per_k: Has one value per rationale size ``k``.
+        pairwise: Compares a method with a reference (``MetricValue.reference`` is set).
+    """
+
+    name: str
+    kind: MetricKind
+    higher_is_better: bool | None
+    title: str
+    definition: str
+    citation: str
+    per_k: bool = False
+    pairwise: bool = False
+
+
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec(
+            "comprehensiveness",
+            "faithfulness",
+            True,
+            "Comprehensiveness",
+            "p_ŷ(x) − p_ŷ(x ∖ r_k), r_k = top max(1,⌊k·n⌋) content tokens",
+            "DeYoung et al. 2020",
+            per_k=True,
+        ),
+        MetricSpec(
+            "sufficiency",
+            "faithfulness",
+            False,
+            "Sufficiency",
+            "p_ŷ(x) − p_ŷ(r_k), keeping r_k and the special tokens",
+            "DeYoung et al. 2020",
+            per_k=True,
+        ),
+        MetricSpec(
+            "aopc_comprehensiveness",
+            "faithfulness",
+            True,
+            "AOPC comprehensiveness",
+            "mean of comprehensiveness over the rationale sizes k",
+            "DeYoung et al. 2020",
+        ),
+        MetricSpec(
+            "aopc_sufficiency",
+            "faithfulness",
+            False,
+            "AOPC sufficiency",
+            "mean of sufficiency over the rationale sizes k",
+            "DeYoung et al. 2020",
+        ),
+        MetricSpec(
+            "taucorr_loo",
+            "faithfulness",
+            True,
+            "τ with leave-one-out",
+            "Kendall τ-b between the method's scores and leave-one-out's",
+            "Attanasio et al. 2023 (ferret)",
+        ),
+        MetricSpec(
+            "kendall_tau",
+            "agreement",
+            True,
+            "Kendall τ-b",
+            "rank correlation with the reference over content tokens (|s| for signed references)",
+            "Jain & Wallace 2019",
+            pairwise=True,
+        ),
+        MetricSpec(
+            "spearman_rho",
+            "agreement",
+            True,
+            "Spearman ρ",
+            "rank correlation with the reference over content tokens (|s| for signed references)",
+            "Jain & Wallace 2019",
+            pairwise=True,
+        ),
+        MetricSpec(
+            "top_k_overlap",
+            "agreement",
+            True,
+            "Top-k overlap",
+            "|top_k(a) ∩ top_k(b)| / k, k = min(agreement_top_k, n)",
+            "Jain & Wallace 2019",
+            pairwise=True,
+        ),
+        MetricSpec(
+            "completeness_error",
+            "diagnostic",
+            None,
+            "IG completeness error",
+            "Σ_j IG_j − (z_ŷ(e) − z_ŷ(e'))",
+            "Sundararajan et al. 2017",
+        ),
+        MetricSpec(
+            "completeness_relative_error",
+            "diagnostic",
+            False,
+            "IG relative completeness error",
+            "|Σ_j IG_j − Δz| / |Δz| (ill-conditioned when Δz ≈ 0)",
+            "Sundararajan et al. 2017",
+        ),
+        MetricSpec(
+            "logit_gap",
+            "diagnostic",
+            None,
+            "IG logit gap",
+            "Δz = z_ŷ(e) − z_ŷ(e')",
+            "Sundararajan et al. 2017",
+        ),
+        MetricSpec(
+            "completeness_holds",
+            "diagnostic",
+            True,
+            "IG completeness holds",
+            "1 when |error| ≤ max(0.05·|Δz|, 0.01), else 0",
+            "METHODS.md",
+        ),
+    )
+}
+
+
+def faithfulness_values(
+    records: Sequence[TokenScores], context: BatchContext, options: MethodOptions
+) -> list[MetricValue]:
+    """Comprehensiveness and sufficiency at every ``k``, their AOPC, and τ with leave-one-out.
+
+    Examples without content tokens get NaN (there is nothing to remove).
+    """
+    row_of = {example.example_id: row for row, example in enumerate(context.examples)}
+    requests: list[tuple[int, np.ndarray]] = []
+    plan: list[tuple[TokenScores, str, float]] = []
+    for record in records:
+        if not record.content_mask.any():
+            continue
+        for k in options.k_fractions:
+            plan.append((record, "comprehensiveness", k))
+            requests.append((row_of[record.example_id], comprehensiveness_input(record, k)))
+            plan.append((record, "sufficiency", k))
+            requests.append((row_of[record.example_id], sufficiency_input(record, k)))
+    probabilities = context.perturbed_probabilities(requests)
+
+    per_k: dict[tuple[str, str, int, str], list[float]] = defaultdict(list)
+    values: list[MetricValue] = []
+    for (record, metric, k), probability in zip(plan, probabilities, strict=True):
+        original = float(context.target_probabilities[row_of[record.example_id]])
+        value = probability_drop(original, float(probability))
+        per_k[(record.example_id, record.method, record.draw, metric)].append(value)
+        values.append(MetricValue(record.example_id, record.method, metric, value, record.draw, k=k))
+    leave_one_out = {r.example_id: r for r in records if r.method == "leave_one_out"}
+    for record in records:
+        key = (record.example_id, record.method, record.draw)
+        for metric in ("comprehensiveness", "sufficiency"):
+            values.append(
+                MetricValue(
+                    record.example_id,
+                    record.method,
+                    f"aopc_{metric}",
+                    aopc(per_k.get((*key, metric), [])),
+                    record.draw,
+                )
+            )
+        if record.example_id in leave_one_out:
+            values.append(
+                MetricValue(
+                    record.example_id,
+                    record.method,
+                    "taucorr_loo",
+                    taucorr_loo(record, leave_one_out[record.example_id]),
+                    record.draw,
+                )
+            )
+    return values
+
+
+def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> list[MetricValue]:
+    """Kendall τ-b, Spearman ρ and top-k overlap of each explanation with each reference, per example.
+
+    Explanations are the attention methods and the random baseline (the chance level).
+    """
+    by_example: dict[str, list[TokenScores]] = defaultdict(list)
+    for record in records:
+        by_example[record.example_id].append(record)
+    compared = {MethodFamily.ATTENTION, MethodFamily.BASELINE}
+    values: list[MetricValue] = []
+    for example_records in by_example.values():
+        references = [r for r in example_records if METHODS[r.method].family == MethodFamily.REFERENCE]
+        for record in example_records:
+            if METHODS[record.method].family not in compared:
+                continue
+            scores = record.content_scores
+            for reference in references:
+                other = reference.content_scores
+                if METHODS[reference.method].signed:
+                    other = np.abs(other)
+                for metric, value in (
+                    ("kendall_tau", kendall_tau(scores, other)),
+                    ("spearman_rho", spearman_rho(scores, other)),
+                    ("top_k_overlap", top_k_overlap(scores, other, options.agreement_top_k)),
+                ):
+                    values.append(
+                        MetricValue(
+                            record.example_id,
+                            record.method,
+                            metric,
+                            value,
+                            record.draw,
+                            reference=reference.method,
+                        )
+                    )
+    return values
+
+
+def diagnostic_values(records: Sequence[TokenScores]) -> list[MetricValue]:
+    """The methods' own per-example diagnostics (e.g. IG completeness) as metric values."""
+    return [
+        MetricValue(record.example_id, record.method, name, float(value), record.draw)
+        for record in records
+        for name, value in record.diagnostics.items()
+    ]

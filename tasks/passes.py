@@ -1,0 +1,340 @@
+"""One batch's model passes, computed once and shared by every method and metric.
+
+A ``BatchContext`` holds a right-padded batch and computes, lazily and at most once:
+
+- the **model pass**: one forward pass that gives the prediction ``ŷ`` and every layer's attention and,
+  when a method needs gradients, one backward pass of ``z_ŷ`` that gives the gradient with respect to
+  the input embeddings (saliency, grad x input) and to the attention probabilities;
+- **perturbed outputs** ``p_ŷ(x')`` for inputs with tokens removed (leave-one-out, comprehensiveness,
+  sufficiency), each distinct perturbed input computed once however many methods, rationale sizes and
+  random draws ask for it, in length-sorted forward passes under a token budget;
+- **embedding gradients** for arbitrary embedding inputs (integrated gradients' path), chunked under the
+  same budget.
+
+Every model call is counted (rows and tokens, forward and backward) so the audit can report what it
+cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from tasks.config import RemovalOperator
+from tasks.errors import AuditError
+from tasks.models import ModelBundle
+from tasks.records import EncodedExample, Prediction, TokenScores
+
+
+@dataclass
+class PassCounter:
+    """Model work done so far: rows (sequences) and tokens, forward and backward."""
+
+    forward_rows: int = 0
+    forward_tokens: int = 0
+    backward_rows: int = 0
+    backward_tokens: int = 0
+
+    def snapshot(self) -> PassCounter:
+        """A copy of the current counts."""
+        return PassCounter(self.forward_rows, self.forward_tokens, self.backward_rows, self.backward_tokens)
+
+    def minus(self, earlier: PassCounter) -> PassCounter:
+        """Work done since ``earlier``."""
+        return PassCounter(
+            self.forward_rows - earlier.forward_rows,
+            self.forward_tokens - earlier.forward_tokens,
+            self.backward_rows - earlier.backward_rows,
+            self.backward_tokens - earlier.backward_tokens,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ModelPass:
+    """Outputs of the shared forward (and, when needed, backward) pass of the unperturbed batch.
+
+    Shapes: ``B`` rows, ``W`` padded width, ``L`` layers, ``H`` heads, ``D`` embedding size.
+
+    Attributes:
+        logits: ``[B, C]``.
+        attentions: ``L`` tensors ``[B, H, W, W]``; rows are queries, columns keys.
+        embeddings: Input word embeddings ``e``, ``[B, W, D]`` (None without gradients).
+        embedding_grads: ``∂z_ŷ/∂e``, ``[B, W, D]`` (None without gradients).
+        attention_grads: ``∂z_ŷ/∂A[l]``, ``L`` tensors ``[B, H, W, W]`` (None unless asked for).
+    """
+
+    logits: torch.Tensor
+    attentions: tuple[torch.Tensor, ...]
+    embeddings: torch.Tensor | None = None
+    embedding_grads: torch.Tensor | None = None
+    attention_grads: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class BatchContext:
+    """A batch of encoded examples and the passes computed on it.
+
+    Args:
+        bundle: The model under audit.
+        examples: The batch, any lengths (it is right-padded here).
+        token_budget: Most tokens per forward/backward chunk of perturbed or interpolated inputs.
+        removal: How ``perturbed_probabilities`` removes a token: ``delete`` the id, or replace it with
+            ``mask`` (``[MASK]``) or ``pad`` (``[PAD]``).
+        need_gradients: Run the backward pass of ``z_ŷ`` with the model pass.
+        need_attention_grads: Also return the gradient with respect to the attention probabilities.
+    """
+
+    bundle: ModelBundle
+    examples: Sequence[EncodedExample]
+    token_budget: int = 8192
+    removal: RemovalOperator = "delete"
+    need_gradients: bool = True
+    need_attention_grads: bool = False
+    counter: PassCounter = field(default_factory=PassCounter)
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise ValueError("a batch needs at least one example")
+        self.lengths = np.array([example.length for example in self.examples])
+        width = int(self.lengths.max())
+        device = self.bundle.device
+        pad_id = self.bundle.tokenizer.pad_token_id
+        self.input_ids = torch.full((len(self.examples), width), pad_id, dtype=torch.long)
+        self.token_type_ids = torch.zeros((len(self.examples), width), dtype=torch.long)
+        self.attention_mask = torch.zeros((len(self.examples), width), dtype=torch.long)
+        for row, example in enumerate(self.examples):
+            self.input_ids[row, : example.length] = torch.from_numpy(example.input_ids)
+            self.token_type_ids[row, : example.length] = torch.from_numpy(example.token_type_ids)
+            self.attention_mask[row, : example.length] = 1
+        self.input_ids = self.input_ids.to(device)
+        self.token_type_ids = self.token_type_ids.to(device)
+        self.attention_mask = self.attention_mask.to(device)
+        self._perturbed: dict[tuple[int, bytes], float] = {}
+
+    # --- the shared model pass ----------------------------------------------------------------
+
+    @cached_property
+    def model_pass(self) -> ModelPass:
+        """The forward pass (and backward pass of ``z_ŷ`` when gradients are needed), computed once."""
+        model = self.bundle.model
+        tokens = int(self.lengths.sum())
+        self.counter.forward_rows += len(self.examples)
+        self.counter.forward_tokens += tokens
+        if not self.need_gradients:
+            with torch.inference_mode():
+                output = model(**self._model_inputs(self.input_ids), output_attentions=True)
+            return ModelPass(logits=output.logits.float(), attentions=tuple(a.float() for a in output.attentions))
+        embeddings = self.bundle.adapter.word_embeddings(model)(self.input_ids).detach().requires_grad_(True)
+        with torch.enable_grad():
+            output = model(
+                inputs_embeds=embeddings,
+                attention_mask=self.attention_mask,
+                **self._token_types(),
+                output_attentions=True,
+            )
+            logits = output.logits
+            target_logit = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()
+            wrt = [embeddings, *output.attentions] if self.need_attention_grads else [embeddings]
+            grads = torch.autograd.grad(target_logit, wrt)
+        self.counter.backward_rows += len(self.examples)
+        self.counter.backward_tokens += tokens
+        return ModelPass(
+            logits=logits.detach().float(),
+            attentions=tuple(a.detach().float() for a in output.attentions),
+            embeddings=embeddings.detach(),
+            embedding_grads=grads[0].float(),
+            attention_grads=tuple(g.float() for g in grads[1:]) if self.need_attention_grads else None,
+        )
+
+    @cached_property
+    def targets(self) -> torch.Tensor:
+        """The predicted class ``ŷ`` of every row, ``[B]``: every method explains this class."""
+        return self.model_pass.logits.argmax(dim=1)
+
+    @cached_property
+    def target_probabilities(self) -> np.ndarray:
+        """``p_ŷ(x)`` of every row, ``[B]``."""
+        probabilities = torch.softmax(self.model_pass.logits, dim=1)
+        return probabilities.gather(1, self.targets[:, None])[:, 0].cpu().double().numpy()
+
+    @cached_property
+    def classification_positions(self) -> torch.Tensor:
+        """The position ``c`` whose final state the head reads, per row, ``[B]``."""
+        return self.bundle.adapter.classification_positions(self.attention_mask)
+
+    def predictions(self) -> tuple[Prediction, ...]:
+        """The model's unperturbed output per example."""
+        logits = self.model_pass.logits.cpu().double()
+        probabilities = torch.softmax(logits, dim=1).numpy()
+        return tuple(
+            Prediction(example_id=example.example_id, probabilities=probabilities[row], logits=logits[row].numpy())
+            for row, example in enumerate(self.examples)
+        )
+
+    # --- helpers for methods ------------------------------------------------------------------
+
+    def records(
+        self,
+        method: str,
+        scores: torch.Tensor | Sequence[np.ndarray],
+        *,
+        draw: int = 0,
+        diagnostics: Sequence[dict[str, float]] | None = None,
+    ) -> list[TokenScores]:
+        """Wrap per-row scores (a padded ``[B, W]`` tensor or one array per example) as records."""
+        out = []
+        for row, example in enumerate(self.examples):
+            values = scores[row]
+            if isinstance(values, torch.Tensor):
+                values = values.detach().cpu().double().numpy()
+            values = np.asarray(values, dtype=np.float64)[: example.length]
+            out.append(
+                TokenScores(
+                    example_id=example.example_id,
+                    method=method,
+                    scores=values,
+                    content_mask=example.content_mask,
+                    draw=draw,
+                    diagnostics=diagnostics[row] if diagnostics is not None else {},
+                )
+            )
+        return out
+
+    def target_logit_gradients(self, embeddings: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z_ŷ`` and ``∂z_ŷ/∂e`` at arbitrary input embeddings of this batch's rows.
+
+        Args:
+            embeddings: ``[N, W', D]`` input embeddings, each row shaped like batch row ``rows[n]``
+                (same length, right-padded to ``W' >= T``).
+            rows: ``[N]`` index of the batch row (example) each embedding row belongs to.
+
+        Returns:
+            ``([N], [N, W', D])``: the target logits and their gradients.
+        """
+        width = embeddings.shape[1]
+        mask = self.attention_mask[rows, :width]
+        types = self.token_type_ids[rows, :width]
+        embeddings = embeddings.detach().requires_grad_(True)
+        with torch.enable_grad():
+            output = self.bundle.model(inputs_embeds=embeddings, attention_mask=mask, **self._token_types(types))
+            logits = output.logits.gather(1, self.targets[rows][:, None])[:, 0]
+            (grads,) = torch.autograd.grad(logits.sum(), [embeddings])
+        tokens = int(self.lengths[rows.cpu().numpy()].sum())
+        self.counter.forward_rows += len(rows)
+        self.counter.backward_rows += len(rows)
+        self.counter.forward_tokens += tokens
+        self.counter.backward_tokens += tokens
+        return logits.detach().double(), grads
+
+    def target_logits(self, embeddings: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``z_ŷ`` at arbitrary input embeddings of this batch's rows, without gradients, ``[N]``."""
+        width = embeddings.shape[1]
+        with torch.inference_mode():
+            output = self.bundle.model(
+                inputs_embeds=embeddings,
+                attention_mask=self.attention_mask[rows, :width],
+                **self._token_types(self.token_type_ids[rows, :width]),
+            )
+        self.counter.forward_rows += len(rows)
+        self.counter.forward_tokens += int(self.lengths[rows.cpu().numpy()].sum())
+        return output.logits.gather(1, self.targets[rows][:, None])[:, 0].double()
+
+    # --- perturbed inputs -----------------------------------------------------------------------
+
+    def perturbed_probabilities(self, requests: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
+        """``p_ŷ(x')`` for perturbed copies of batch rows, each distinct input computed once.
+
+        Args:
+            requests: ``(row, keep)`` pairs: ``keep`` is a boolean mask over the example's ``T``
+                tokens; tokens with ``keep == False`` are removed (``removal`` says how). Callers keep
+                the special tokens.
+
+        Returns:
+            ``[len(requests)]`` probabilities of each row's predicted class ``ŷ`` (of the original input).
+        """
+        keys = [(row, np.asarray(keep, dtype=bool).tobytes()) for row, keep in requests]
+        missing = list(dict.fromkeys(key for key in keys if key not in self._perturbed))
+        if missing:
+            self._evaluate(missing)
+        return np.array([self._perturbed[key] for key in keys], dtype=np.float64)
+
+    def _evaluate(self, keys: list[tuple[int, bytes]]) -> None:
+        sequences = []
+        for row, keep_bytes in keys:
+            example = self.examples[row]
+            keep = np.frombuffer(keep_bytes, dtype=bool)
+            if keep.shape[0] != example.length:
+                raise ValueError(f"keep mask of length {keep.shape[0]} for an example of {example.length} tokens")
+            sequences.append(self._perturb(example, keep))
+        order = np.argsort([len(ids) for ids, _ in sequences], kind="stable")
+        for chunk in chunks_under_budget([len(sequences[i][0]) for i in order], self.token_budget):
+            members = [int(order[i]) for i in chunk]
+            width = max(len(sequences[m][0]) for m in members)
+            input_ids = torch.full((len(members), width), self.bundle.tokenizer.pad_token_id, dtype=torch.long)
+            types = torch.zeros((len(members), width), dtype=torch.long)
+            mask = torch.zeros((len(members), width), dtype=torch.long)
+            for slot, member in enumerate(members):
+                ids, token_types = sequences[member]
+                input_ids[slot, : len(ids)] = torch.from_numpy(ids)
+                types[slot, : len(ids)] = torch.from_numpy(token_types)
+                mask[slot, : len(ids)] = 1
+            device = self.bundle.device
+            with torch.inference_mode():
+                logits = self.bundle.model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=mask.to(device),
+                    **self._token_types(types.to(device)),
+                ).logits.float()
+            rows = torch.tensor([keys[m][0] for m in members], device=device)
+            probabilities = torch.softmax(logits, dim=1).gather(1, self.targets[rows][:, None])[:, 0]
+            for member, probability in zip(members, probabilities.double().cpu().tolist(), strict=True):
+                self._perturbed[keys[member]] = probability
+            self.counter.forward_rows += len(members)
+            self.counter.forward_tokens += int(mask.sum())
+
+    def _perturb(self, example: EncodedExample, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.removal == "delete":
+            return example.input_ids[keep], example.token_type_ids[keep]
+        tokenizer = self.bundle.tokenizer
+        replacement = tokenizer.mask_token_id if self.removal == "mask" else tokenizer.pad_token_id
+        if replacement is None:
+            raise AuditError(
+                f"the tokenizer has no {self.removal} token, so tokens cannot be replaced by it",
+                "use --removal delete",
+            )
+        return np.where(keep, example.input_ids, replacement), example.token_type_ids
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _model_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"input_ids": input_ids, "attention_mask": self.attention_mask, **self._token_types()}
+
+    def _token_types(self, token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``token_type_ids`` for the families that take them (BERT, ALBERT, ELECTRA, ...)."""
+        if getattr(self.bundle.model.config, "type_vocab_size", 0) in (0, None):
+            return {}
+        return {"token_type_ids": self.token_type_ids if token_type_ids is None else token_type_ids}
+
+
+def chunks_under_budget(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Consecutive index chunks whose rows x longest length stays within ``budget`` (at least one row).
+
+    ``lengths`` should be sorted ascending so that chunks are nearly unpadded.
+    """
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    widest = 0
+    for index, length in enumerate(lengths):
+        wider = max(widest, length)
+        if current and (len(current) + 1) * wider > budget:
+            chunks.append(current)
+            current, wider = [], length
+        current.append(index)
+        widest = wider
+    if current:
+        chunks.append(current)
+    return chunks

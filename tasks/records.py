@@ -1,0 +1,184 @@
+"""The record types every stage shares: encoded examples, token scores and metric values.
+
+Data flows one way: ``EncodedExample`` (what the model reads) -> ``TokenScores`` (what a method says
+about each token) -> ``MetricValue`` (what a metric says about one or two ``TokenScores``) ->
+``BatchResult`` (what one batch hands to storage). All are frozen; arrays are never mutated after
+construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+class MethodFamily(StrEnum):
+    """What role a method plays in the audit."""
+
+    ATTENTION = "attention"
+    """An explanation under test, read from the attention weights."""
+    REFERENCE = "reference"
+    """A gradient- or perturbation-based attribution that attention is checked against."""
+    BASELINE = "baseline"
+    """A control that any real explanation must beat (the random ranking)."""
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedExample:
+    """One corpus example as the model reads it, with enough to map scores back to the text.
+
+    Attributes:
+        example_id: Stable id from the corpus (a string, whatever the source type was).
+        text: The original text (before truncation).
+        label: Gold label as a model class index, or None when the corpus has no labels.
+        input_ids: Token ids, special tokens included, shape ``[T]``.
+        token_type_ids: Segment ids, shape ``[T]`` (zeros for single-text inputs).
+        tokens: The tokenizer's token strings, length ``T``.
+        offsets: Character span of each token in ``text``, shape ``[T, 2]``; ``(0, 0)`` for specials.
+        special_mask: True at special tokens (``[CLS]``, ``[SEP]``, ...), shape ``[T]``.
+        n_original_tokens: Token count before truncation (specials included).
+        metadata: Extra corpus columns kept for slicing (e.g. the human rating's spread).
+    """
+
+    example_id: str
+    text: str
+    label: int | None
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    tokens: tuple[str, ...]
+    offsets: np.ndarray
+    special_mask: np.ndarray
+    n_original_tokens: int
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        """Number of tokens ``T`` fed to the model."""
+        return int(self.input_ids.shape[0])
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the text lost tokens to ``max_length``."""
+        return self.n_original_tokens > self.length
+
+    @property
+    def content_mask(self) -> np.ndarray:
+        """True at content tokens: every token but the special ones (there is no padding here)."""
+        return ~self.special_mask
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """The model's output on the unperturbed example.
+
+    Attributes:
+        example_id: The example's id.
+        probabilities: Softmax over classes, shape ``[C]``.
+        logits: Raw logits, shape ``[C]``.
+        predicted: ``argmax`` class index ``ŷ``; every method explains this class.
+    """
+
+    example_id: str
+    probabilities: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def predicted(self) -> int:
+        """The predicted class ``ŷ = argmax p(x)``."""
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def confidence(self) -> float:
+        """``p_ŷ(x)``, the probability of the predicted class."""
+        return float(np.max(self.probabilities))
+
+
+@dataclass(frozen=True, eq=False)
+class TokenScores:
+    """What one explanation method says about every token of one example.
+
+    Every method returns these, one per example, so that metrics, storage and the report treat all
+    methods alike.
+
+    Attributes:
+        example_id: The example's id.
+        method: The method's stable snake_case id (the registry key, DuckDB key and report label).
+        scores: One score per token, special tokens included, shape ``[T]``. Higher means more
+            important for the predicted class; signed methods may be negative (evidence against).
+        content_mask: True at the tokens that rankings and metrics use, shape ``[T]``.
+        draw: Index of the random draw for stochastic methods (the random baseline); 0 otherwise.
+        diagnostics: Per-example numbers about the method itself, e.g. integrated gradients'
+            completeness error. Keys are stable snake_case names.
+    """
+
+    example_id: str
+    method: str
+    scores: np.ndarray
+    content_mask: np.ndarray
+    draw: int = 0
+    diagnostics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def content_scores(self) -> np.ndarray:
+        """Scores of the content tokens, in position order."""
+        return self.scores[self.content_mask]
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One number a metric gives for one example.
+
+    Attributes:
+        example_id: The example's id.
+        method: The method whose scores were measured.
+        metric: The metric's stable id (see ``tasks.faithfulness.METRICS``).
+        value: The number; NaN where the metric is undefined (documented per metric).
+        draw: The method's draw (random baseline); 0 otherwise.
+        reference: For pairwise metrics (agreement), the method compared against; else None.
+        k: For metrics at a rationale size, the fraction of content tokens; else None.
+    """
+
+    example_id: str
+    method: str
+    metric: str
+    value: float
+    draw: int = 0
+    reference: str | None = None
+    k: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class BatchResult:
+    """Everything one batch of examples produced: the unit that storage writes atomically."""
+
+    examples: tuple[EncodedExample, ...]
+    predictions: tuple[Prediction, ...]
+    scores: tuple[TokenScores, ...]
+    metrics: tuple[MetricValue, ...]
+    costs: tuple[StageCost, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """What one stage of one batch cost: wall time and model work.
+
+    Attributes:
+        stage: ``model_pass``, a method id, or a metric group (``faithfulness``, ``agreement``).
+        examples: Examples in the batch.
+        seconds: Wall-clock seconds.
+        forward_rows: Sequences run forward.
+        forward_tokens: Tokens run forward (no padding counted).
+        backward_rows: Sequences run backward.
+        backward_tokens: Tokens run backward.
+    """
+
+    stage: str
+    examples: int
+    seconds: float
+    forward_rows: int
+    forward_tokens: int
+    backward_rows: int
+    backward_tokens: int

@@ -1,0 +1,702 @@
+"""The report: a typed context built from the DuckDB file, rendered to HTML (Jinja2) and PDF (WeasyPrint).
+
+Every number in the report comes from the database through ``build_context``; the templates only
+format. The generation time is an argument, so a stored run renders the same report twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks import charts, storage
+from tasks.config import AuditConfig, command_line
+from tasks.errors import AuditError
+from tasks.methods import METHODS
+from tasks.metrics import METRICS
+from tasks.records import MethodFamily
+from tasks.statistics import (
+    STRENGTH_BANDS,
+    Estimate,
+    PairedComparison,
+    bootstrap_mean,
+    correlation_strength,
+    paired_comparison,
+)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+"""The templates folder: beside ``tasks`` in a checkout and in site-packages alike."""
+BASELINE = "random"
+HEATMAP_METHODS_ORDER = (MethodFamily.ATTENTION, MethodFamily.REFERENCE)
+MIN_TOKENS_FOR_EXAMPLES = 4
+"""Representative examples are chosen among inputs with at least this many content tokens."""
+
+
+# --- the context ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaithfulnessRow:
+    """One method's dataset-level faithfulness, against the random baseline."""
+
+    method: str
+    title: str
+    family: str
+    comprehensiveness: Estimate
+    sufficiency: Estimate
+    taucorr_loo: Estimate
+    comprehensiveness_vs_random: PairedComparison | None
+    sufficiency_vs_random: PairedComparison | None
+
+    @property
+    def beats_random(self) -> str:
+        """Whether the method beats the random ranking on both AOPC measures.
+
+        'yes' when both intervals of the paired difference exclude 0 in the faithful direction,
+        'partly' when one does, 'no' otherwise ('baseline' for the random ranking itself).
+        """
+        if self.comprehensiveness_vs_random is None or self.sufficiency_vs_random is None:
+            return "baseline"
+        wins = [
+            self.comprehensiveness_vs_random.difference.low > 0,
+            self.sufficiency_vs_random.difference.high < 0,
+        ]
+        return "yes" if all(wins) else "partly" if any(wins) else "no"
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    """One explanation's agreement with one reference, overall and by predicted class."""
+
+    method: str
+    title: str
+    reference: str
+    reference_title: str
+    kendall_tau: Estimate
+    spearman_rho: Estimate
+    top_k_overlap: Estimate
+    kendall_by_class: Mapping[str, Estimate]
+
+    @property
+    def strength(self) -> str:
+        """The word for the mean Kendall τ (see ``STRENGTH_BANDS``)."""
+        return correlation_strength(self.kendall_tau.mean)
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    """One token of a heatmap row: its text as it appears in the input, and its colour."""
+
+    text: str
+    space_before: bool
+    score: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class HeatmapExample:
+    """A representative example with every method's scores as coloured text."""
+
+    reason: str
+    example_id: str
+    label: str | None
+    predicted: str
+    confidence: float
+    truncated: bool
+    rows: Sequence[tuple[str, str, Sequence[HeatCell]]]  # (method title, family, cells)
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything the report shows, computed from one run in the database."""
+
+    run_id: str
+    status: str
+    generated_at: str
+    created_at: str
+    updated_at: str
+    config: dict[str, Any]
+    command: str
+    manifest_rows: Sequence[tuple[str, str]]
+    dataset_rows: Sequence[tuple[str, str]]
+    summary: Sequence[str]
+    faithfulness: Sequence[FaithfulnessRow]
+    agreement: Sequence[AgreementRow]
+    completeness: Mapping[str, str]
+    heatmaps: Sequence[HeatmapExample]
+    charts: Mapping[str, str]
+    methods: Sequence[dict[str, str]]
+    metrics: Sequence[dict[str, str]]
+    settings: Sequence[tuple[str, str]]
+    strength_bands: str
+    costs: Sequence[dict[str, Any]]
+    classes: Sequence[str] = field(default_factory=tuple)
+
+
+def build_context(
+    connection: Any,
+    run_id: str | None,
+    *,
+    generated_at: datetime,
+    seed: int = 0,
+) -> ReportContext:
+    """Read one run from the database and compute everything the report shows.
+
+    Raises:
+        AuditError: The run does not exist or has no stored examples.
+    """
+    run = storage.read_run(connection, run_id)
+    run_id = run["run_id"]
+    config = AuditConfig.model_validate(run["config"])
+    manifest = run["manifest"]
+    examples = storage.read_table(connection, "examples", run_id)
+    if examples.empty:
+        raise AuditError(f"the run {run_id} has no stored examples yet", "run (or resume) the audit first")
+    metrics = storage.read_table(connection, "metrics", run_id)
+    costs = storage.read_table(connection, "costs", run_id)
+    methods = [name for name in config.methods.methods if name in METHODS]
+    families = {name: METHODS[name].family.value for name in methods}
+    titles = {name: METHODS[name].title for name in methods}
+
+    faithfulness = _faithfulness_rows(metrics, methods, seed)
+    agreement = _agreement_rows(metrics, examples, methods, seed)
+    completeness = _completeness(metrics)
+    context_charts = _charts(metrics, faithfulness, agreement, families, titles, config)
+    classes = sorted(examples["predicted_name"].unique())
+    return ReportContext(
+        run_id=run_id,
+        status=run["status"],
+        generated_at=generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        created_at=str(run["created_at"])[:19],
+        updated_at=str(run["updated_at"])[:19],
+        config=run["config"],
+        command=command_line(config),
+        manifest_rows=_manifest_rows(manifest),
+        dataset_rows=_dataset_rows(examples, manifest),
+        summary=_summary(examples, faithfulness, agreement, completeness),
+        faithfulness=faithfulness,
+        agreement=agreement,
+        completeness=completeness,
+        heatmaps=_heatmaps(connection, run_id, examples, metrics, methods),
+        charts=context_charts,
+        methods=[
+            {
+                "name": s.name,
+                "title": s.title,
+                "family": s.family.value,
+                "formula": s.formula,
+                "citation": s.citation,
+                "signed": "signed" if s.signed else "non-negative",
+            }
+            for s in (METHODS[m] for m in methods)
+        ],
+        metrics=[
+            {
+                "name": s.name,
+                "title": s.title,
+                "kind": s.kind,
+                "definition": s.definition,
+                "citation": s.citation,
+                "direction": {True: "higher", False: "lower", None: "—"}[s.higher_is_better],
+            }
+            for s in METRICS.values()
+        ],
+        settings=_settings(config),
+        strength_bands=", ".join(
+            f"|τ| < {bound:g}: {word}" if math.isfinite(bound) else f"otherwise {word}"
+            for bound, word in STRENGTH_BANDS
+        ),
+        costs=_costs(costs),
+        classes=classes,
+    )
+
+
+# --- aggregation ----------------------------------------------------------------------------
+
+
+def per_example(metrics: pd.DataFrame, metric: str, *, k: float | None = None) -> pd.DataFrame:
+    """Per-example values of one metric, methods as columns; draws (random baseline) averaged."""
+    rows = metrics[metrics["metric"] == metric]
+    if k is not None:
+        rows = rows[np.isclose(rows["k"].astype(float), k)]
+    if rows.empty:
+        return pd.DataFrame()
+    return rows.groupby(["example_id", "method"])["value"].mean().unstack("method")
+
+
+def _faithfulness_rows(metrics: pd.DataFrame, methods: Sequence[str], seed: int) -> list[FaithfulnessRow]:
+    comprehensiveness = per_example(metrics, "aopc_comprehensiveness")
+    sufficiency = per_example(metrics, "aopc_sufficiency")
+    tau = per_example(metrics, "taucorr_loo")
+    rows = []
+    for method in methods:
+        if method not in comprehensiveness:
+            continue
+        versus_random = method != BASELINE and BASELINE in comprehensiveness
+        rows.append(
+            FaithfulnessRow(
+                method=method,
+                title=METHODS[method].title,
+                family=METHODS[method].family.value,
+                comprehensiveness=bootstrap_mean(comprehensiveness[method], seed=seed),
+                sufficiency=bootstrap_mean(sufficiency[method], seed=seed),
+                taucorr_loo=bootstrap_mean(tau[method], seed=seed) if method in tau else bootstrap_mean([]),
+                comprehensiveness_vs_random=(
+                    paired_comparison(comprehensiveness[method], comprehensiveness[BASELINE], seed=seed)
+                    if versus_random
+                    else None
+                ),
+                sufficiency_vs_random=(
+                    paired_comparison(sufficiency[method], sufficiency[BASELINE], seed=seed) if versus_random else None
+                ),
+            )
+        )
+    return rows
+
+
+def _agreement_rows(
+    metrics: pd.DataFrame, examples: pd.DataFrame, methods: Sequence[str], seed: int
+) -> list[AgreementRow]:
+    rows = []
+    agreement = metrics[metrics["metric"].isin(["kendall_tau", "spearman_rho", "top_k_overlap"])]
+    predicted = examples.set_index("example_id")["predicted_name"]
+    for method in methods:
+        if METHODS[method].family == MethodFamily.REFERENCE:
+            continue
+        for reference in methods:
+            if METHODS[reference].family != MethodFamily.REFERENCE:
+                continue
+            pair = agreement[(agreement["method"] == method) & (agreement["reference"] == reference)]
+            if pair.empty:
+                continue
+            values = pair.groupby(["metric", "example_id"])["value"].mean()
+            kendall = values.loc["kendall_tau"]
+            rows.append(
+                AgreementRow(
+                    method=method,
+                    title=METHODS[method].title,
+                    reference=reference,
+                    reference_title=METHODS[reference].title,
+                    kendall_tau=bootstrap_mean(kendall, seed=seed),
+                    spearman_rho=bootstrap_mean(values.loc["spearman_rho"], seed=seed),
+                    top_k_overlap=bootstrap_mean(values.loc["top_k_overlap"], seed=seed),
+                    kendall_by_class={
+                        name: bootstrap_mean(kendall[kendall.index.map(predicted) == name], seed=seed)
+                        for name in sorted(predicted.unique())
+                    },
+                )
+            )
+    return rows
+
+
+def _completeness(metrics: pd.DataFrame) -> dict[str, str]:
+    rows = metrics[metrics["method"] == "integrated_gradients"]
+    if rows.empty:
+        return {}
+    by_metric = rows.groupby("metric")["value"]
+    errors = np.abs(by_metric.get_group("completeness_error").to_numpy())
+    holds = by_metric.get_group("completeness_holds").to_numpy()
+    return {
+        "examples": f"{errors.shape[0]}",
+        "holds": f"{100 * holds.mean():.1f} %",
+        "median_abs_error": f"{np.median(errors):.2g}",
+        "max_abs_error": f"{errors.max():.2g}",
+        "median_relative_error": f"{np.nanmedian(by_metric.get_group('completeness_relative_error')):.2g}",
+    }
+
+
+# --- words ----------------------------------------------------------------------------------
+
+
+def _summary(
+    examples: pd.DataFrame,
+    faithfulness: Sequence[FaithfulnessRow],
+    agreement: Sequence[AgreementRow],
+    completeness: Mapping[str, str],
+) -> list[str]:
+    """The executive summary in plain words, each sentence with its numbers."""
+    sentences = []
+    n = len(examples)
+    labelled = examples.dropna(subset=["label"])
+    if not labelled.empty:
+        accuracy = float((labelled["label"] == labelled["predicted"]).mean())
+        sentences.append(
+            f"The model was audited on {n} examples; it classifies {100 * accuracy:.1f} % of the "
+            f"{len(labelled)} labelled ones correctly. Every explanation explains the predicted class."
+        )
+    else:
+        sentences.append(
+            f"The model was audited on {n} unlabelled examples; every explanation explains the predicted class."
+        )
+    by_method = {row.method: row for row in faithfulness}
+    chance = {row.reference: row.kendall_tau.mean for row in agreement if row.method == BASELINE}
+    for row in faithfulness:
+        if row.family != MethodFamily.ATTENTION:
+            continue
+        pairs = [a for a in agreement if a.method == row.method]
+        if pairs:
+            best = max(pairs, key=lambda a: a.kendall_tau.mean if not math.isnan(a.kendall_tau.mean) else -2)
+            worst = min(pairs, key=lambda a: a.kendall_tau.mean if not math.isnan(a.kendall_tau.mean) else 2)
+            agreement_words = (
+                f"ranks tokens in {best.strength} agreement with {best.reference_title.lower()} "
+                f"(mean Kendall τ {best.kendall_tau}) and in {worst.strength} agreement with "
+                f"{worst.reference_title.lower()} (τ {worst.kendall_tau})"
+            )
+            if chance:
+                agreement_words += f"; a random ranking scores τ ≈ {np.nanmean(list(chance.values())):.2f}"
+        else:
+            agreement_words = "was not compared with any reference"
+        comparison = row.comprehensiveness_vs_random
+        random_row = by_method.get(BASELINE)
+        if comparison is not None and random_row is not None:
+            verdict = {
+                "yes": "more faithful than a random ranking on both measures",
+                "partly": "more faithful than a random ranking on one of the two measures",
+                "no": "no more faithful than a random ranking",
+            }[row.beats_random]
+            faithfulness_words = (
+                f"removing the tokens it ranks highest lowers the predicted-class probability by "
+                f"{row.comprehensiveness:.3f} on average (AOPC comprehensiveness; random: "
+                f"{random_row.comprehensiveness.mean:.3f}, paired difference {comparison.difference:.3f}), and keeping "
+                f"only them leaves a drop of {row.sufficiency:.3f} (AOPC sufficiency, lower is better; random: "
+                f"{random_row.sufficiency.mean:.3f}): {verdict}"
+            )
+        else:
+            faithfulness_words = f"its AOPC comprehensiveness is {row.comprehensiveness:.3f}"
+        sentences.append(f"{row.title} {agreement_words}. As an explanation, {faithfulness_words}.")
+    ranked = [r for r in faithfulness if r.method != BASELINE and not math.isnan(r.comprehensiveness.mean)]
+    if ranked:
+        best_overall = max(ranked, key=lambda r: r.comprehensiveness.mean)
+        attention_rows = [r for r in ranked if r.family == MethodFamily.ATTENTION]
+        sentence = (
+            f"By AOPC comprehensiveness the most faithful explanation is {best_overall.title.lower()} "
+            f"({best_overall.comprehensiveness.mean:.3f})"
+        )
+        if attention_rows:
+            best_attention = max(attention_rows, key=lambda r: r.comprehensiveness.mean)
+            sentence += (
+                f"; the most faithful attention-based one is {best_attention.title.lower()} "
+                f"({best_attention.comprehensiveness.mean:.3f})"
+            )
+        sentences.append(sentence + ".")
+    if completeness:
+        sentences.append(
+            f"Integrated gradients satisfied completeness on {completeness['holds']} of examples "
+            f"(median absolute error {completeness['median_abs_error']})."
+        )
+    truncated = int(examples["truncated"].sum())
+    if truncated:
+        sentences.append(f"{truncated} example(s) were truncated to the maximum length; their tails were not audited.")
+    return sentences
+
+
+# --- heatmaps -------------------------------------------------------------------------------
+
+
+def _heatmaps(
+    connection: Any, run_id: str, examples: pd.DataFrame, metrics: pd.DataFrame, methods: Sequence[str]
+) -> list[HeatmapExample]:
+    chosen = _representative_examples(examples, metrics)
+    if not chosen:
+        return []
+    tokens, scores = storage.read_example_tokens(connection, run_id, [example_id for _, example_id in chosen])
+    shown = [m for family in HEATMAP_METHODS_ORDER for m in methods if METHODS[m].family == family]
+    by_id = examples.set_index("example_id")
+    heatmaps = []
+    for reason, example_id in chosen:
+        example = by_id.loc[example_id]
+        example_tokens = tokens[(tokens["example_id"] == example_id) & ~tokens["is_special"]]
+        rows = []
+        for method in shown:
+            method_scores = scores[(scores["example_id"] == example_id) & (scores["method"] == method)]
+            score_at = dict(zip(method_scores["position"], method_scores["score"], strict=True))
+            values = np.array([score_at.get(p, 0.0) for p in example_tokens["position"]])
+            rows.append(
+                (
+                    METHODS[method].title,
+                    METHODS[method].family.value,
+                    _cells(example["text"], example_tokens, values),
+                )
+            )
+        heatmaps.append(
+            HeatmapExample(
+                reason=reason,
+                example_id=example_id,
+                label=None if pd.isna(example["label_name"]) else str(example["label_name"]),
+                predicted=str(example["predicted_name"]),
+                confidence=float(example["confidence"]),
+                truncated=bool(example["truncated"]),
+                rows=rows,
+            )
+        )
+    return heatmaps
+
+
+def _representative_examples(examples: pd.DataFrame, metrics: pd.DataFrame) -> list[tuple[str, str]]:
+    """Highest and lowest attention-reference agreement, and the most confident misclassification."""
+    attention = [m for m, s in METHODS.items() if s.family == MethodFamily.ATTENTION]
+    tau = metrics[(metrics["metric"] == "kendall_tau") & metrics["method"].isin(attention)]
+    long_enough = set(examples.loc[examples["n_content_tokens"] >= MIN_TOKENS_FOR_EXAMPLES, "example_id"])
+    mean_tau = tau[tau["example_id"].isin(long_enough)].groupby("example_id")["value"].mean().dropna()
+    chosen: list[tuple[str, str]] = []
+    if not mean_tau.empty:
+        chosen.append(
+            (
+                f"Highest agreement between attention and the references (mean Kendall τ {mean_tau.max():.2f})",
+                str(mean_tau.idxmax()),
+            )
+        )
+        if mean_tau.idxmin() != mean_tau.idxmax():
+            chosen.append(
+                (
+                    f"Lowest agreement between attention and the references (mean Kendall τ {mean_tau.min():.2f})",
+                    str(mean_tau.idxmin()),
+                )
+            )
+    wrong = examples[examples["label"].notna() & (examples["label"] != examples["predicted"])]
+    if not wrong.empty:
+        worst = wrong.sort_values(["confidence", "example_id"], ascending=[False, True]).iloc[0]
+        chosen.append((f"Most confident misclassification (p = {worst['confidence']:.2f})", str(worst["example_id"])))
+    return chosen
+
+
+def _cells(text: str, tokens: pd.DataFrame, values: np.ndarray) -> list[HeatCell]:
+    """Colour each token by its score relative to the row's largest magnitude (red: for ŷ, blue: against)."""
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    cells = []
+    previous_end = None
+    for (start, end), value in zip(tokens[["char_start", "char_end"]].itertuples(index=False), values, strict=True):
+        strength = abs(value) / scale if scale > 0 else 0.0
+        rgb = "214, 96, 77" if value >= 0 else "67, 147, 195"
+        cells.append(
+            HeatCell(
+                text=text[start:end] if end > start else "",
+                space_before=previous_end is not None and start > previous_end,
+                score=float(value),
+                colour=f"rgba({rgb}, {0.08 + 0.85 * strength:.2f})",
+            )
+        )
+        previous_end = end
+    return cells
+
+
+# --- charts and tables ------------------------------------------------------------------------
+
+
+def _charts(
+    metrics: pd.DataFrame,
+    faithfulness: Sequence[FaithfulnessRow],
+    agreement: Sequence[AgreementRow],
+    families: Mapping[str, str],
+    titles: Mapping[str, str],
+    config: AuditConfig,
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if faithfulness:
+        random_row = next((r for r in faithfulness if r.method == BASELINE), None)
+        out["faithfulness"] = charts.estimate_bars(
+            [
+                (
+                    "AOPC comprehensiveness\n(higher is better)",
+                    {r.method: r.comprehensiveness for r in faithfulness},
+                    random_row.comprehensiveness.mean if random_row else None,
+                ),
+                (
+                    "AOPC sufficiency\n(lower is better)",
+                    {r.method: r.sufficiency for r in faithfulness},
+                    random_row.sufficiency.mean if random_row else None,
+                ),
+            ],
+            families,
+            titles,
+        )
+        curves = []
+        for metric in ("comprehensiveness", "sufficiency"):
+            rows = metrics[metrics["metric"] == metric]
+            means = rows.groupby(["method", "k"])["value"].mean()
+            curves.append(
+                (
+                    f"{metric.capitalize()} by rationale size",
+                    {m: [(100 * k, v) for k, v in means.loc[m].items()] for m in titles if m in means.index},
+                )
+            )
+        out["curves"] = charts.curves(curves, families, titles, "rationale size k (% of content tokens)")
+    if agreement:
+        references = list(dict.fromkeys(row.reference for row in agreement))
+        kendall = per_example_pairs(metrics, "kendall_tau")
+        panels = []
+        for reference in references:
+            values = {
+                row.method: kendall[(row.method, reference)].dropna().to_numpy()
+                for row in agreement
+                if row.reference == reference and (row.method, reference) in kendall
+            }
+            panels.append((f"vs {titles.get(reference, reference).lower()}", values))
+        out["agreement"] = charts.distributions(panels, titles, "Kendall τ per example")
+    errors = metrics[(metrics["method"] == "integrated_gradients") & (metrics["metric"] == "completeness_error")]
+    if not errors.empty:
+        out["completeness"] = charts.histogram(errors["value"].abs().to_numpy(), "|completeness error|")
+    return out
+
+
+def per_example_pairs(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-example values of a pairwise metric, ``(method, reference)`` columns, draws averaged."""
+    rows = metrics[metrics["metric"] == metric]
+    return rows.groupby(["example_id", "method", "reference"])["value"].mean().unstack(["method", "reference"])
+
+
+def _manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    model = manifest.get("model", {})
+    data = manifest.get("data", {})
+    rows = [
+        ("Model", str(model.get("name_or_path", ""))),
+        ("Model type", str(model.get("source", {}).get("model_type", ""))),
+        (
+            "Model source",
+            ", ".join(
+                f"{k}: {v}"
+                for k, v in model.get("source", {}).items()
+                if k not in {"build_manifest", "model_type"} and v
+            ),
+        ),
+        ("Weights SHA-256", str(model.get("fingerprint", ""))),
+        ("Labels", ", ".join(model.get("labels", []))),
+    ]
+    build = model.get("source", {}).get("build_manifest")
+    if build:
+        rows.append(
+            (
+                "Built from",
+                f"{build['base_model']['name']} ({build['base_model']['package']}), "
+                f"fine-tuned on {build['corpus']['name']} ({build['corpus']['package']})",
+            )
+        )
+        rows.append(("Build accuracy", ", ".join(f"{k} {v:.3f}" for k, v in build["accuracy"].items())))
+        rows.append(("Training", ", ".join(f"{k}={v}" for k, v in build["training"].items())))
+    rows += [
+        ("Dataset", f"{data.get('name', '')} (split {data.get('split', '')})"),
+        ("Dataset source", ", ".join(f"{k}: {v}" for k, v in data.get("source", {}).items())),
+        ("Data SHA-256", str(data.get("fingerprint", ""))),
+        ("Examples in the split", str(data.get("rows_in_split", ""))),
+        ("Software", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())),
+        ("Platform", str(manifest.get("platform", ""))),
+    ]
+    return rows
+
+
+def _dataset_rows(examples: pd.DataFrame, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    lengths = examples["n_content_tokens"]
+    rows = [
+        ("Examples audited", str(len(examples))),
+        (
+            "Content tokens per example",
+            f"median {lengths.median():.0f}, 90th percentile {lengths.quantile(0.9):.0f}, max {lengths.max()}",
+        ),
+        ("Truncated", str(int(examples["truncated"].sum()))),
+        (
+            "Predicted classes",
+            ", ".join(f"{k}: {v}" for k, v in examples["predicted_name"].value_counts().sort_index().items()),
+        ),
+    ]
+    labelled = examples.dropna(subset=["label"])
+    if not labelled.empty:
+        rows.append(
+            (
+                "Gold classes",
+                ", ".join(f"{k}: {v}" for k, v in labelled["label_name"].value_counts().sort_index().items()),
+            )
+        )
+        rows.append(("Accuracy", f"{100 * float((labelled['label'] == labelled['predicted']).mean()):.1f} %"))
+    return rows
+
+
+def _settings(config: AuditConfig) -> list[tuple[str, str]]:
+    options = config.methods
+    return [
+        ("Methods", ", ".join(options.methods)),
+        ("Removal operator", options.removal),
+        ("Rationale sizes k", ", ".join(f"{100 * k:g} %" for k in options.k_fractions)),
+        ("Integrated gradients", f"m = {options.ig_steps} steps, {options.ig_rule} rule, [PAD] baseline"),
+        ("Random baseline", f"{options.random_draws} draws, seed {options.seed}"),
+        ("Top-k overlap", f"k = {options.agreement_top_k}"),
+        ("Max length", f"{config.data.max_length} tokens"),
+        (
+            "Sample",
+            "whole split"
+            if config.data.limit is None
+            else f"{config.data.limit} examples in seeded hash order (seed {config.data.sample_seed})",
+        ),
+        (
+            "Intervals",
+            "percentile bootstrap 95 %, 2,000 resamples, seeded; paired Wilcoxon signed-rank tests",
+        ),
+    ]
+
+
+def _costs(costs: pd.DataFrame) -> list[dict[str, Any]]:
+    if costs.empty:
+        return []
+    total = costs.groupby("stage", sort=False)[
+        ["seconds", "forward_rows", "forward_tokens", "backward_rows", "backward_tokens"]
+    ].sum()
+    examples = costs.drop_duplicates("batch_id")["examples"].sum()
+    rows = []
+    for stage, row in total.iterrows():
+        rows.append(
+            {
+                "stage": stage,
+                "seconds_per_example": row["seconds"] / examples,
+                "forward_per_example": row["forward_rows"] / examples,
+                "backward_per_example": row["backward_rows"] / examples,
+                "tokens_per_second": (row["forward_tokens"] + row["backward_tokens"]) / row["seconds"]
+                if row["seconds"]
+                else 0.0,
+            }
+        )
+    return rows
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def render_html(context: ReportContext) -> str:
+    """The self-contained HTML report (CSS inline, charts as data URIs, dataset text escaped)."""
+    from jinja2 import Environment, StrictUndefined, select_autoescape
+
+    folder = TEMPLATES
+    environment = Environment(
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["fmt"] = _format_number
+    template = environment.from_string((folder / "report.html.j2").read_text(encoding="utf-8"))
+    return template.render(r=context, css=(folder / "report.css").read_text(encoding="utf-8"))
+
+
+def _format_number(value: float, spec: str = ".3f") -> str:
+    """``format(value, spec)``, with 'n/a' for NaN and no minus sign on a rounded zero."""
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    text = format(value, spec)
+    return text.replace("-", "", 1) if text.lstrip("+-").strip("0.,") == "" and text.startswith("-") else text
+
+
+def render_pdf(html: str, path: Path) -> None:
+    """Render the HTML report to PDF with WeasyPrint, loading nothing but inline ``data:`` resources."""
+    import logging
+
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=("data",))).write_pdf(path)

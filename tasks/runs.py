@@ -1,0 +1,114 @@
+"""What a run is: its identity, its manifest, and the plan of batches still to compute.
+
+A run's id is a hash of everything that decides its numbers: the model, data and method parts of the
+configuration, the weights' fingerprint, the data's fingerprint and the tool's version. Running the
+same configuration again therefore finds its run in the database and computes only the examples that
+are not stored yet.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from tasks import __version__
+from tasks.config import AuditConfig, stable_hash
+from tasks.corpora import Corpus, load_corpus
+from tasks.encoding import encode_corpus, plan_batches
+from tasks.models import ModelBundle, load_model
+from tasks.records import EncodedExample
+
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "prefect",
+    "duckdb",
+    "numpy",
+    "scipy",
+    "pandas",
+    "weasyprint",
+    "jinja2",
+    "matplotlib",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class RunPlan:
+    """A run ready to compute.
+
+    Attributes:
+        run_id: The run's identity (see module docstring).
+        labels: The model's class names, in index order.
+        examples: Every example of the run, encoded.
+        manifest: Provenance: model and data fingerprints and sources, versions, platform.
+    """
+
+    run_id: str
+    labels: tuple[str, ...]
+    examples: tuple[EncodedExample, ...]
+    manifest: dict[str, Any]
+
+    def batches(self, done: set[str], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:
+        """Length-sorted batches of the examples not in ``done``."""
+        pending = [example for example in self.examples if example.example_id not in done]
+        return plan_batches(pending, batch_size, token_budget)
+
+
+def plan_run(config: AuditConfig) -> RunPlan:
+    """Load the model and corpus, encode the corpus and derive the run's identity.
+
+    Raises:
+        AuditError: Any problem with the model, the corpus or their combination (e.g. labels that are
+            not the model's classes).
+    """
+    bundle = load_model(config.model)
+    corpus = load_corpus(config.data)
+    examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
+    manifest = run_manifest(config, bundle, corpus)
+    run_id = stable_hash(
+        {
+            "identity": config.identity(),
+            "model": bundle.fingerprint,
+            "data": corpus.fingerprint,
+            "attention_audit": __version__,
+        }
+    )
+    return RunPlan(run_id=run_id, labels=bundle.labels, examples=tuple(examples), manifest=manifest)
+
+
+def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> dict[str, Any]:
+    """Everything a reviewer needs to trace the run: what was audited, with what, where."""
+    return {
+        "model": {
+            "name_or_path": config.model.name_or_path,
+            "revision": config.model.revision,
+            "fingerprint": bundle.fingerprint,
+            "source": bundle.source,
+            "labels": list(bundle.labels),
+            "layers": bundle.num_layers,
+            "heads": bundle.num_heads,
+            "family": bundle.adapter.family,
+        },
+        "data": {
+            "name": corpus.name,
+            "split": corpus.split,
+            "fingerprint": corpus.fingerprint,
+            "rows_in_split": corpus.rows_in_split,
+            "examples": len(corpus),
+            "source": corpus.source,
+        },
+        "versions": {"attention-audit": __version__, **{name: _version(name) for name in TRACKED_PACKAGES}},
+        "platform": f"{platform.platform()}, Python {platform.python_version()}, {platform.machine()}",
+        "device": str(bundle.device),
+    }
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"

@@ -1,0 +1,129 @@
+"""Dataset-level statistics over per-example metric values: means with bootstrap intervals, paired tests.
+
+All intervals are percentile bootstrap 95 % intervals of the mean (``scipy.stats.bootstrap``), seeded so
+that the report of a stored run renders the same numbers twice. NaN values (undefined per-example
+metrics, e.g. rank correlations of one-token inputs) are dropped and counted.
+
+References:
+    Efron & Tibshirani (1993), "An Introduction to the Bootstrap", Chapman & Hall.
+    Wilcoxon (1945), "Individual Comparisons by Ranking Methods", Biometrics Bulletin.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its bootstrap interval.
+
+    Attributes:
+        mean: Mean of the defined values (NaN when there are none).
+        low: Lower end of the 95 % interval (NaN with fewer than two values).
+        high: Upper end.
+        n: Number of defined values.
+        undefined: Number of NaN values left out.
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    undefined: int = 0
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies entirely above or entirely below 0."""
+        return bool(self.low > 0 or self.high < 0)
+
+    def __format__(self, spec: str) -> str:
+        digits = spec or ".2f"
+        if math.isnan(self.mean):
+            return "n/a"
+        if math.isnan(self.low):
+            return f"{self.mean:{digits}}"
+        return f"{self.mean:{digits}} [{self.low:{digits}}, {self.high:{digits}}]"
+
+
+def bootstrap_mean(values: Sequence[float] | np.ndarray, *, seed: int = 0, resamples: int = RESAMPLES) -> Estimate:
+    """Mean and percentile-bootstrap 95 % interval of the defined (non-NaN) values."""
+    array = np.asarray(values, dtype=np.float64)
+    defined = array[~np.isnan(array)]
+    undefined = int(array.shape[0] - defined.shape[0])
+    if defined.shape[0] == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0, undefined)
+    mean = float(defined.mean())
+    if defined.shape[0] < 2 or np.ptp(defined) == 0:
+        bound = mean if defined.shape[0] >= 2 else float("nan")
+        return Estimate(mean, bound, bound, int(defined.shape[0]), undefined)
+    result = stats.bootstrap(
+        (defined,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return Estimate(mean, float(interval.low), float(interval.high), int(defined.shape[0]), undefined)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """A method against a baseline on the same examples: ``method − baseline`` per example.
+
+    Attributes:
+        difference: Mean paired difference with its bootstrap interval.
+        p_value: Two-sided Wilcoxon signed-rank test of a zero median difference (NaN when undefined).
+    """
+
+    difference: Estimate
+    p_value: float
+
+
+def paired_comparison(
+    method: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> PairedComparison:
+    """Compare two aligned per-example value arrays (pairs with a NaN on either side are dropped)."""
+    a, b = np.asarray(method, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values differ in length: {a.shape[0]} and {b.shape[0]}")
+    difference = a - b
+    estimate = bootstrap_mean(difference, seed=seed, resamples=resamples)
+    defined = difference[~np.isnan(difference)]
+    p_value = float("nan")
+    if defined.shape[0] >= 2 and np.any(defined != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p_value = float(stats.wilcoxon(defined).pvalue)
+    return PairedComparison(estimate, p_value)
+
+
+STRENGTH_BANDS = ((0.1, "negligible"), (0.3, "weak"), (0.5, "moderate"), (math.inf, "strong"))
+"""Words for the size of a rank correlation |τ| or |ρ|: below 0.1 negligible, below 0.3 weak, below
+0.5 moderate, else strong."""
+
+
+def correlation_strength(value: float) -> str:
+    """The word for a rank correlation's size (``STRENGTH_BANDS``); 'undefined' for NaN."""
+    if math.isnan(value):
+        return "undefined"
+    for bound, word in STRENGTH_BANDS:
+        if abs(value) < bound:
+            return word
+    return STRENGTH_BANDS[-1][1]

@@ -1,0 +1,97 @@
+"""The Prefect tasks: thin wrappers over the pure modules, and the only ``@task`` definitions.
+
+Tasks receive references (the model spec, the database path), never live models or connections, so
+the same flow can run on threads, processes or a cluster. The model is loaded once per worker by the
+cached ``load_model``. Retries are declared for I/O (database writes, report files), not for the
+deterministic numerics, which would fail the same way again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import report, storage
+from tasks.audit import audit_batch
+from tasks.config import AuditConfig, ExecutionSettings, MethodOptions, ModelSpec
+from tasks.models import load_model
+from tasks.records import BatchResult, EncodedExample
+from tasks.runs import RunPlan, plan_run
+
+
+@task(name="plan-run", cache_policy=NO_CACHE)
+def plan_run_task(config: AuditConfig) -> RunPlan:
+    """Load the model and corpus, encode it, and derive the run id."""
+    return plan_run(config)
+
+
+@task(name="register-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
+    """Record the run in the database; return the ids of examples already stored for it."""
+    with storage.connect(db) as connection:
+        storage.register_run(connection, plan.run_id, config.model_dump(mode="json"), plan.manifest)
+        return storage.finished_example_ids(connection, plan.run_id)
+
+
+@task(name="audit-batch", cache_policy=NO_CACHE, task_run_name="audit-batch-{index}")
+def audit_batch_task(
+    index: int,
+    model: ModelSpec,
+    examples: list[EncodedExample],
+    options: MethodOptions,
+    execution: ExecutionSettings,
+) -> BatchResult:
+    """Compute every method and metric for one batch (the model is loaded once per worker)."""
+    if execution.threads is not None:
+        torch.set_num_threads(execution.threads)
+    return audit_batch(load_model(model), examples, options, execution)
+
+
+@task(name="store-batch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def store_batch_task(db: Path, run_id: str, result: BatchResult, labels: tuple[str, ...]) -> int:
+    """Write one batch's results in one transaction; returns the rows written."""
+    with storage.connect(db) as connection:
+        return storage.write_batch(connection, run_id, result, labels)
+
+
+@task(name="finish-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def finish_run_task(db: Path, run_id: str) -> None:
+    """Mark the run finished."""
+    with storage.connect(db) as connection:
+        storage.finish_run(connection, run_id)
+
+
+@task(name="build-report-context", cache_policy=NO_CACHE)
+def build_report_context_task(db: Path, run_id: str | None, generated_at: datetime) -> report.ReportContext:
+    """Read the run from the database and compute every number the report shows."""
+    with storage.connect(db, read_only=True) as connection:
+        return report.build_context(connection, run_id, generated_at=generated_at)
+
+
+@task(name="render-html", retries=1, cache_policy=NO_CACHE)
+def render_html_task(context: report.ReportContext, out_dir: Path) -> Path:
+    """Write ``report-<run>.html`` (atomically: a killed render leaves the previous file intact)."""
+    path = out_dir / f"report-{context.run_id}.html"
+    _write_atomically(path, report.render_html(context).encode("utf-8"))
+    return path
+
+
+@task(name="render-pdf", retries=1, cache_policy=NO_CACHE)
+def render_pdf_task(html_path: Path) -> Path:
+    """Render the HTML report to ``report-<run>.pdf`` with WeasyPrint (atomically)."""
+    path = html_path.with_suffix(".pdf")
+    staging = path.with_name(f".{path.name}.partial")
+    report.render_pdf(html_path.read_text(encoding="utf-8"), staging)
+    staging.replace(path)
+    return path
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_bytes(content)
+    staging.replace(path)

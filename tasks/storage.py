@@ -1,0 +1,473 @@
+"""The DuckDB file: the only module that imports duckdb. Owns the schema, writes and reads.
+
+Schema (version 1), long format, one row per fact, every table keyed by ``run_id``:
+
+``runs``          one row per audit configuration: ``run_id``, ``status`` (running / finished),
+                  ``config`` and ``manifest`` (JSON: model and data fingerprints, versions), times.
+``examples``      one row per audited example: text, gold and predicted label, probabilities,
+                  confidence, token counts, truncation, corpus metadata (JSON), ``batch_id``.
+``tokens``        one row per token: id, string, whether it is special, character span in the text.
+``token_scores``  one row per (example, method, draw, position): the method's score.
+``metrics``       one row per (example, method, draw, metric[, reference][, k]): the value. ``reference``
+                  is set for agreement metrics, ``k`` for per-rationale-size faithfulness.
+``costs``         one row per (batch, stage): seconds, forward/backward rows and tokens.
+``schema_info``   the schema version and the tool version that created the file.
+
+A batch is written in one transaction that first deletes whatever rows its examples already have, so
+a batch is either entirely present or absent, and re-writing it never duplicates rows. SQL is written
+here only, with values passed as parameters, never formatted into the statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from tasks import __version__
+from tasks.errors import AuditError
+from tasks.records import BatchResult
+
+SCHEMA_VERSION = 1
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS schema_info (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,
+        status VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        config JSON NOT NULL,
+        manifest JSON NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS examples (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        text VARCHAR NOT NULL,
+        label INTEGER,
+        label_name VARCHAR,
+        predicted INTEGER NOT NULL,
+        predicted_name VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        probabilities DOUBLE[] NOT NULL,
+        n_tokens INTEGER NOT NULL,
+        n_content_tokens INTEGER NOT NULL,
+        n_original_tokens INTEGER NOT NULL,
+        truncated BOOLEAN NOT NULL,
+        metadata JSON NOT NULL,
+        PRIMARY KEY (run_id, example_id)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS tokens (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL,
+        token_id BIGINT NOT NULL,
+        token VARCHAR NOT NULL,
+        is_special BOOLEAN NOT NULL,
+        char_start INTEGER NOT NULL,
+        char_end INTEGER NOT NULL,
+        PRIMARY KEY (run_id, example_id, position)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS token_scores (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        draw INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        score DOUBLE NOT NULL,
+        PRIMARY KEY (run_id, example_id, method, draw, position)
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS metrics (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        draw INTEGER NOT NULL,
+        metric VARCHAR NOT NULL,
+        reference VARCHAR,
+        k DOUBLE,
+        value DOUBLE
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS costs (
+        run_id VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        examples INTEGER NOT NULL,
+        seconds DOUBLE NOT NULL,
+        forward_rows BIGINT NOT NULL,
+        forward_tokens BIGINT NOT NULL,
+        backward_rows BIGINT NOT NULL,
+        backward_tokens BIGINT NOT NULL,
+        PRIMARY KEY (run_id, batch_id, stage)
+    )""",
+    "CREATE INDEX IF NOT EXISTS metrics_by_example ON metrics (run_id, example_id)",
+)
+RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics")
+OUR_TABLES = {"schema_info", "runs", "examples", "tokens", "token_scores", "metrics", "costs"}
+
+
+# --- connecting -----------------------------------------------------------------------------
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (creating if needed) an attention-audit database, checking its schema version.
+
+    Raises:
+        AuditError: The file is not a DuckDB database, belongs to another application, was written by
+            a newer schema version, is locked by another process, or its folder cannot be written.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise AuditError(f"there is no database at {path}", "run an audit first, or pass the right --db")
+    if not read_only:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise AuditError(
+                f"cannot create the folder {path.parent} for the database: {error.strerror}",
+                "choose a writable location with --db",
+            ) from error
+    try:
+        connection = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        message = str(error)
+        if "lock" in message.lower():
+            raise AuditError(
+                f"the database {path} is in use by another process ({message.splitlines()[0]})",
+                "wait for the other audit to finish, or write this one to another file with --db",
+            ) from error
+        if "permission" in message.lower() or "read-only" in message.lower():
+            raise AuditError(
+                f"cannot write the database {path}: {message.splitlines()[0]}",
+                "choose a writable location with --db",
+            ) from error
+        raise AuditError(
+            f"{path} is not a readable DuckDB database ({message.splitlines()[0]})",
+            "pass a database written by attention-audit, or a new path with --db; the file was left untouched",
+        ) from error
+    except duckdb.Error as error:
+        raise AuditError(
+            f"{path} is not a readable DuckDB database ({str(error).splitlines()[0]})",
+            "pass a database written by attention-audit, or a new path with --db; the file was left untouched",
+        ) from error
+    try:
+        _check_schema(connection, path, read_only)
+        yield connection
+    finally:
+        connection.close()
+
+
+def _check_schema(connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    tables = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if tables and "schema_info" not in tables:
+        raise AuditError(
+            f"{path} is a DuckDB database of another application (tables: {', '.join(sorted(tables)[:5])})",
+            "pass a new path with --db; the existing database was left untouched",
+        )
+    if "schema_info" in tables:
+        row = connection.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise AuditError(
+                f"{path} was written by a newer attention-audit (schema {version}; this one reads {SCHEMA_VERSION})",
+                "upgrade attention-audit, or write to a new database with --db",
+            )
+        if version < SCHEMA_VERSION and not read_only:
+            _migrate(connection, version)
+        return
+    if read_only:
+        raise AuditError(f"{path} holds no attention-audit results", "run an audit first, or pass the right --db")
+    with transaction(connection):
+        for statement in DDL:
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO schema_info VALUES ('schema_version', ?), ('created_by', ?)",
+            [str(SCHEMA_VERSION), f"attention-audit {__version__}"],
+        )
+
+
+def _migrate(connection: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Bring an older schema up to ``SCHEMA_VERSION``, one step per version, in one transaction."""
+    steps: dict[int, Sequence[str]] = {}  # version -> statements that lead to version + 1
+    with transaction(connection):
+        for step in range(version, SCHEMA_VERSION):
+            for statement in steps.get(step, ()):
+                connection.execute(statement)
+        connection.execute("UPDATE schema_info SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+
+@contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All statements inside commit together or not at all."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dict, manifest: dict) -> bool:
+    """Record a run (or mark an existing one running again). Returns True if the run is new."""
+    exists = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is not None
+    with transaction(connection):
+        if exists:
+            connection.execute(
+                "UPDATE runs SET status = 'running', updated_at = ?, manifest = ? WHERE run_id = ?",
+                [_now(), json.dumps(manifest, default=str), run_id],
+            )
+        else:
+            connection.execute(
+                "INSERT INTO runs VALUES (?, 'running', ?, ?, ?, ?)",
+                [run_id, _now(), _now(), json.dumps(config, default=str), json.dumps(manifest, default=str)],
+            )
+    return not exists
+
+
+def finish_run(connection: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Mark a run finished."""
+    connection.execute("UPDATE runs SET status = 'finished', updated_at = ? WHERE run_id = ?", [_now(), run_id])
+
+
+def finished_example_ids(connection: duckdb.DuckDBPyConnection, run_id: str) -> set[str]:
+    """Ids of the examples whose batch is stored for this run."""
+    rows = connection.execute("SELECT example_id FROM examples WHERE run_id = ?", [run_id]).fetchall()
+    return {row[0] for row in rows}
+
+
+def read_runs(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every run, newest first, with its example count."""
+    return connection.execute(
+        """
+        SELECT r.run_id, r.status, r.created_at, r.updated_at, count(e.example_id) AS examples,
+               r.config, r.manifest
+        FROM runs r LEFT JOIN examples e USING (run_id)
+        GROUP BY ALL ORDER BY r.updated_at DESC
+        """
+    ).df()
+
+
+def read_run(connection: duckdb.DuckDBPyConnection, run_id: str | None = None) -> dict[str, Any]:
+    """One run's row with parsed config and manifest; the most recently updated run when None.
+
+    Raises:
+        AuditError: No such run.
+    """
+    if run_id is None:
+        row = connection.execute(
+            "SELECT run_id, status, created_at, updated_at, config, manifest FROM runs ORDER BY updated_at DESC"
+        ).fetchone()
+    else:
+        row = connection.execute(
+            "SELECT run_id, status, created_at, updated_at, config, manifest FROM runs WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+    if row is None:
+        known = [r[0] for r in connection.execute("SELECT run_id FROM runs").fetchall()]
+        raise AuditError(
+            f"the database has no run {run_id!r}" if run_id else "the database has no runs",
+            f"use one of: {', '.join(known)}" if known else "run an audit first",
+        )
+    return {
+        "run_id": row[0],
+        "status": row[1],
+        "created_at": row[2],
+        "updated_at": row[3],
+        "config": json.loads(row[4]),
+        "manifest": json.loads(row[5]),
+    }
+
+
+# --- writing a batch ------------------------------------------------------------------------
+
+
+def batch_id(example_ids: Sequence[str]) -> str:
+    """A stable id for a set of examples (order-independent)."""
+    return hashlib.sha256("\n".join(sorted(example_ids)).encode()).hexdigest()[:16]
+
+
+def batch_frames(run_id: str, result: BatchResult, labels: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The rows a batch adds to each table."""
+    ids = [example.example_id for example in result.examples]
+    this_batch = batch_id(ids)
+    predictions = {p.example_id: p for p in result.predictions}
+    examples = pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "example_id": e.example_id,
+                "batch_id": this_batch,
+                "text": e.text,
+                "label": e.label,
+                "label_name": labels[e.label] if e.label is not None else None,
+                "predicted": predictions[e.example_id].predicted,
+                "predicted_name": labels[predictions[e.example_id].predicted],
+                "confidence": predictions[e.example_id].confidence,
+                "probabilities": [float(p) for p in predictions[e.example_id].probabilities],
+                "n_tokens": e.length,
+                "n_content_tokens": int(e.content_mask.sum()),
+                "n_original_tokens": e.n_original_tokens,
+                "truncated": e.truncated,
+                "metadata": json.dumps(dict(e.metadata), default=str, ensure_ascii=False),
+            }
+            for e in result.examples
+        ]
+    ).astype({"label": "Int64"})
+    tokens = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "example_id": np.concatenate([[e.example_id] * e.length for e in result.examples]),
+            "position": np.concatenate([np.arange(e.length) for e in result.examples]),
+            "token_id": np.concatenate([e.input_ids for e in result.examples]),
+            "token": [token for e in result.examples for token in e.tokens],
+            "is_special": np.concatenate([e.special_mask for e in result.examples]),
+            "char_start": np.concatenate([e.offsets[:, 0] for e in result.examples]),
+            "char_end": np.concatenate([e.offsets[:, 1] for e in result.examples]),
+        }
+    )
+    scores = result.scores
+    token_scores = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "example_id": np.concatenate([[s.example_id] * len(s.scores) for s in scores]) if scores else [],
+            "method": np.concatenate([[s.method] * len(s.scores) for s in scores]) if scores else [],
+            "draw": np.concatenate([[s.draw] * len(s.scores) for s in scores]) if scores else [],
+            "position": np.concatenate([np.arange(len(s.scores)) for s in scores]) if scores else [],
+            "score": np.concatenate([s.scores for s in scores]) if scores else [],
+        }
+    )
+    metrics = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "example_id": [m.example_id for m in result.metrics],
+            "method": [m.method for m in result.metrics],
+            "draw": [m.draw for m in result.metrics],
+            "metric": [m.metric for m in result.metrics],
+            "reference": pd.array([m.reference for m in result.metrics], dtype="string"),
+            "k": pd.array([m.k for m in result.metrics], dtype="Float64"),
+            "value": np.array([m.value for m in result.metrics], dtype=np.float64),
+        }
+    )
+    costs = pd.DataFrame(
+        [
+            {"run_id": run_id, "batch_id": this_batch, **{f: getattr(c, f) for f in c.__dataclass_fields__}}
+            for c in result.costs
+        ]
+    )
+    return {
+        "examples": examples,
+        "tokens": tokens,
+        "token_scores": token_scores,
+        "metrics": metrics,
+        "costs": costs,
+    }
+
+
+def write_batch(connection: duckdb.DuckDBPyConnection, run_id: str, result: BatchResult, labels: Sequence[str]) -> int:
+    """Write one batch atomically, replacing any rows its examples already had. Returns rows written."""
+    frames = batch_frames(run_id, result, labels)
+    ids = pd.DataFrame({"example_id": [e.example_id for e in result.examples]})
+    written = 0
+    with transaction(connection):
+        connection.register("batch_example_ids", ids)
+        for table in RESULT_TABLES:
+            connection.execute(
+                f"DELETE FROM {table} WHERE run_id = ? AND example_id IN (SELECT example_id FROM batch_example_ids)",
+                [run_id],
+            )
+        connection.execute(
+            "DELETE FROM costs WHERE run_id = ? AND batch_id = ?",
+            [run_id, batch_id(ids["example_id"].tolist())],
+        )
+        for table, frame in frames.items():
+            if frame.empty:
+                continue
+            connection.register("batch_rows", frame)
+            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")
+            connection.unregister("batch_rows")
+            written += len(frame)
+        connection.unregister("batch_example_ids")
+    return written
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def read_table(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
+    """All rows of one result table for one run."""
+    if table not in OUR_TABLES:
+        raise ValueError(f"unknown table {table!r}")
+    return connection.execute(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]).df()
+
+
+def read_metric(connection: duckdb.DuckDBPyConnection, run_id: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Rows of the named metrics for one run."""
+    return connection.execute(
+        "SELECT * FROM metrics WHERE run_id = ? AND list_contains(?, metric)", [run_id, list(metrics)]
+    ).df()
+
+
+def read_example_tokens(
+    connection: duckdb.DuckDBPyConnection, run_id: str, example_ids: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tokens and draw-0 token scores of some examples (for heatmaps)."""
+    ids = list(example_ids)
+    tokens = connection.execute(
+        "SELECT * FROM tokens WHERE run_id = ? AND list_contains(?, example_id) ORDER BY example_id, position",
+        [run_id, ids],
+    ).df()
+    scores = connection.execute(
+        """SELECT * FROM token_scores WHERE run_id = ? AND draw = 0 AND list_contains(?, example_id)
+           ORDER BY example_id, method, position""",
+        [run_id, ids],
+    ).df()
+    return tokens, scores
+
+
+RESULT_KEYS = {
+    "examples": ["example_id"],
+    "tokens": ["example_id", "position"],
+    "token_scores": ["example_id", "method", "draw", "position"],
+    "metrics": ["example_id", "method", "draw", "metric", "reference", "k"],
+}
+
+
+def content_hash(connection: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """SHA-256 over the run's result tables in key order: equal results give an equal hash.
+
+    The batch id is left out: how examples were grouped into batches does not change the results.
+    """
+    digest = hashlib.sha256()
+    for table, keys in RESULT_KEYS.items():
+        frame = read_table(connection, table, run_id).drop(columns=["run_id", "batch_id"], errors="ignore")
+        frame = frame.sort_values(keys, na_position="first").reset_index(drop=True)
+        digest.update(table.encode())
+        digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
