@@ -134,6 +134,8 @@ def _run(args: argparse.Namespace) -> int:
     from tasks.runs import plan_run
 
     plan = plan_run(config)  # pre-flight: every input problem surfaces here, before Prefect starts
+    _check_database(config.output.db)
+    _check_report_folder(config.output.out_dir)
     print(f"run {plan.run_id}: {len(plan.examples)} examples of {config.data.dataset} ({config.data.split})")
     from flows.audit import audit
 
@@ -170,9 +172,49 @@ def _task_runner(execution: Any) -> Any:
     return ThreadPoolTaskRunner(max_workers=execution.concurrency)
 
 
+def _check_database(db: Path, run_id: str | None = None, *, read_only: bool = False) -> None:
+    """Pre-flight: open the database (and, to report, find the run) before Prefect starts.
+
+    The same problems found inside a flow would also be logged by Prefect with a traceback.
+
+    Raises:
+        AuditError: The database cannot be opened or written, or has no such run with stored examples.
+    """
+    from tasks import storage
+    from tasks.errors import AuditError
+
+    with storage.connect(db, read_only=read_only) as connection:
+        if read_only:
+            run = storage.read_run(connection, run_id)
+            if not storage.finished_example_ids(connection, run["run_id"]):
+                raise AuditError(
+                    f"the run {run['run_id']} has no stored examples yet", "run (or resume) the audit first"
+                )
+
+
+def _check_report_folder(folder: Path) -> None:
+    """Pre-flight: the report folder exists (or can be made) and is writable.
+
+    Raises:
+        AuditError: It cannot be created or written.
+    """
+    from tasks.errors import AuditError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AuditError(
+            f"cannot create the report folder {folder}: {error.strerror}", "choose a writable folder with --out"
+        ) from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AuditError(f"the report folder {folder} is not writable", "choose a writable folder with --out")
+
+
 def _report(args: argparse.Namespace) -> int:
     from flows.report import report
 
+    _check_database(args.db, args.run, read_only=True)
+    _check_report_folder(args.out)
     paths = report(args.db, args.run, args.out, not args.no_pdf)
     print(f"html report: {paths.html.resolve()}")
     if paths.pdf is not None:

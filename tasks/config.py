@@ -326,7 +326,10 @@ def command_line(config: AuditConfig) -> str:
                 words.append(flag.flag)
             continue
         if flag.kind in ("list", "floats"):
-            words += [flag.flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+            text = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)  # repr: exact round trip
         elif value is not None:
-            words += [flag.flag, str(value)]
+            text = str(value)
+        else:
+            continue
+        words += [f"{flag.flag}={text}"] if text.startswith("-") else [flag.flag, text]  # "-x" is no option
     return " ".join(shlex.quote(word) for word in words)

@@ -138,6 +138,7 @@ def load_model(spec: ModelSpec) -> ModelBundle:
             f"{spec.name_or_path!r} has no loadable tokenizer ({error})",
             "save the tokenizer beside the model with tokenizer.save_pretrained(folder)",
         ) from error
+    _check_tokenizer_matches(tokenizer, model, spec)
     if not getattr(tokenizer, "is_fast", False):
         raise AuditError(
             f"the tokenizer of {spec.name_or_path!r} is a slow (Python) tokenizer without offset mappings",
@@ -194,6 +195,21 @@ def _device(spec: ModelSpec) -> torch.device:
             raise AuditError("--device cuda was asked for but no CUDA device is available", "use --device cpu")
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def _check_tokenizer_matches(tokenizer: Any, model: Any, spec: ModelSpec) -> None:
+    """Refuse a tokenizer whose vocabulary does not fit the model's embedding table.
+
+    A larger vocabulary produces ids the model has no embedding for; a much smaller one (under half)
+    means the folder had no tokenizer files (transformers then builds an empty one) or the wrong one.
+    """
+    tokens, embeddings = len(tokenizer), int(model.get_input_embeddings().num_embeddings)
+    if tokens > embeddings or tokens < embeddings // 2:
+        raise AuditError(
+            f"the tokenizer of {spec.name_or_path!r} has {tokens} tokens but the model has {embeddings} token "
+            "embeddings: the tokenizer is missing or belongs to another model",
+            "save the model's own tokenizer beside it with tokenizer.save_pretrained(folder)",
+        )
 
 
 def _check_returns_attentions(model: Any, tokenizer: Any, spec: ModelSpec) -> None:

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the project needs beside Python: WeasyPrint's font subsetting (libharfbuzz-subset0)
+# and poppler-utils (pdftotext / pdftoppm, used by the tests to read the PDF report).
+# Installs only what is missing; needs root (or sudo). Without either it says what to install and goes on.
+set -euo pipefail
+packages=(libharfbuzz-subset0 poppler-utils)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  echo "warning: cannot install ${missing[*]} (not root, no sudo); install them for PDF font subsetting and the PDF tests" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

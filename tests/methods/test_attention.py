@@ -1,0 +1,88 @@
+"""Attention-based explanations: attention_last, attention_mean, rollout (METHODS.md properties)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.config import MethodOptions
+from tasks.methods.attention import attention_last, attention_mean, residual_attention, rollout, rollout_matrices
+from tasks.passes import BatchContext
+from tests.conftest import encode
+
+OPTIONS = MethodOptions()
+
+
+def random_attention(seed: int, batch: int, heads: int, width: int) -> torch.Tensor:
+    """Row-stochastic random attention ``[B, H, W, W]``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(batch, heads, width, width, generator=generator), dim=-1)
+
+
+def test_rollout_of_identity_attention_is_the_identity():
+    identity = torch.eye(5).expand(1, 3, 5, 5)
+    assert torch.allclose(rollout_matrices([identity, identity, identity])[0], torch.eye(5))
+
+
+def test_one_layer_rollout_is_half_mean_attention_plus_half_identity():
+    attention = random_attention(0, 2, 4, 6)
+    expected = 0.5 * attention.mean(dim=1) + 0.5 * torch.eye(6)
+    assert torch.allclose(rollout_matrices([attention]), expected, atol=1e-6)
+
+
+def test_rollout_multiplies_later_layers_on_the_left():
+    first, second = random_attention(1, 1, 2, 4), random_attention(2, 1, 2, 4)
+    expected = residual_attention(second) @ residual_attention(first)
+    assert torch.allclose(rollout_matrices([first, second]), expected, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), layers=st.integers(1, 6), width=st.integers(1, 12))
+def test_rollout_rows_are_probability_distributions(seed: int, layers: int, width: int):
+    attentions = [random_attention(seed + layer, 2, 3, width) for layer in range(layers)]
+    result = rollout_matrices(attentions)
+    assert torch.all(result >= 0)
+    assert torch.allclose(result.sum(dim=-1), torch.ones(2, width), atol=1e-5)
+
+
+def test_attention_scores_sum_to_one_over_the_real_tokens(context: BatchContext):
+    for method in (attention_last, attention_mean, rollout):
+        for record in method(context, OPTIONS):
+            assert np.all(record.scores >= 0)
+            np.testing.assert_allclose(record.scores.sum(), 1.0, atol=1e-5)
+
+
+def test_attention_last_is_the_head_mean_of_the_last_layer_cls_row(context: BatchContext, tiny_bundle):
+    example = context.examples[1]
+    with torch.inference_mode():
+        output = tiny_bundle.model(input_ids=torch.from_numpy(example.input_ids)[None], output_attentions=True)
+    expected = output.attentions[-1][0, :, 0, :].mean(dim=0).numpy()
+    record = attention_last(context, OPTIONS)[1]
+    np.testing.assert_allclose(record.scores, expected, atol=1e-6)
+
+
+def test_attention_mean_averages_every_layer_and_head(context: BatchContext, tiny_bundle):
+    example = context.examples[2]
+    with torch.inference_mode():
+        output = tiny_bundle.model(input_ids=torch.from_numpy(example.input_ids)[None], output_attentions=True)
+    expected = torch.stack([a[0, :, 0, :] for a in output.attentions]).mean(dim=(0, 1)).numpy()
+    np.testing.assert_allclose(attention_mean(context, OPTIONS)[2].scores, expected, atol=1e-6)
+
+
+def test_padded_batch_gives_the_same_scores_as_one_example_at_a_time(tiny_bundle, examples):
+    batched = BatchContext(tiny_bundle, examples, need_gradients=False)
+    for method in (attention_last, attention_mean, rollout):
+        together = method(batched, OPTIONS)
+        for row, example in enumerate(examples):
+            alone = method(BatchContext(tiny_bundle, [example], need_gradients=False), OPTIONS)[0]
+            np.testing.assert_allclose(together[row].scores, alone.scores, atol=1e-5)
+
+
+def test_scores_cover_exactly_the_example_tokens(tiny_bundle):
+    examples = encode(tiny_bundle, ["short", "a somewhat longer sentence with more tokens"])
+    context = BatchContext(tiny_bundle, examples, need_gradients=False)
+    for record, example in zip(rollout(context, OPTIONS), examples, strict=True):
+        assert record.scores.shape == (example.length,)
+        assert record.content_mask.tolist() == (~example.special_mask).tolist()

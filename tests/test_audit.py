@@ -1,0 +1,55 @@
+"""One batch through every method and metric."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tasks.audit import audit_batch
+from tasks.config import ExecutionSettings, MethodOptions
+from tasks.methods import METHODS
+from tasks.records import MethodFamily
+
+
+def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, examples):
+    options = MethodOptions(ig_steps=8, random_draws=2)
+    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    counts = Counter(record.method for record in result.scores)
+    for name in options.methods:
+        assert counts[name] == len(examples) * (2 if name == "random" else 1)
+    assert [p.example_id for p in result.predictions] == [e.example_id for e in examples]
+
+
+def test_agreement_compares_each_explanation_and_the_baseline_with_each_reference(tiny_bundle, examples):
+    options = MethodOptions(ig_steps=8, random_draws=1)
+    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    pairs = {(m.method, m.reference) for m in result.metrics if m.metric == "kendall_tau"}
+    explanations = [n for n in options.methods if METHODS[n].family != MethodFamily.REFERENCE]
+    references = [n for n in options.methods if METHODS[n].family == MethodFamily.REFERENCE]
+    assert pairs == {(e, r) for e in explanations for r in references}
+
+
+def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):
+    options = MethodOptions(ig_steps=8)
+    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "taucorr_loo"):
+        assert {m.method for m in result.metrics if m.metric == metric} == set(options.methods)
+    completeness = [m for m in result.metrics if m.metric == "completeness_error"]
+    assert len(completeness) == len(examples)
+
+
+def test_the_stages_report_their_cost_and_the_model_pass_runs_once(tiny_bundle, examples):
+    options = MethodOptions(methods=("attention_last", "saliency", "integrated_gradients", "leave_one_out"), ig_steps=8)
+    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    costs = {cost.stage: cost for cost in result.costs}
+    assert list(costs) == ["model_pass", *options.methods, "faithfulness", "agreement"]
+    assert costs["model_pass"].forward_rows == costs["model_pass"].backward_rows == len(examples)
+    assert costs["saliency"].forward_rows == costs["attention_last"].forward_rows == 0
+    assert costs["integrated_gradients"].backward_rows == 8 * len(examples)
+    content = sum(int(e.content_mask.sum()) for e in examples)
+    assert costs["leave_one_out"].forward_rows == content
+
+
+def test_attention_only_runs_need_no_backward_pass(tiny_bundle, examples):
+    options = MethodOptions(methods=("attention_last", "rollout", "random"))
+    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    assert sum(cost.backward_rows for cost in result.costs) == 0
