@@ -68,7 +68,9 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
         logger.info("%d/%d examples stored (%.2f examples/s)", finished, pending, finished / elapsed)
 
     for index, batch in enumerate(batches):
-        in_flight.append(audit_batch_task.submit(index, config.model, batch, config.methods, config.execution))
+        in_flight.append(
+            audit_batch_task.submit(index, config.model, batch, config.methods, config.interventions, config.execution)
+        )
         if len(in_flight) >= config.execution.concurrency:
             store_oldest()
     while in_flight:

@@ -119,6 +119,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
             value = tuple(part.strip() for part in raw.split(",") if part.strip())
         elif flag.kind == "floats":
             value = tuple(_number(part, flag.flag) for part in raw.split(",") if part.strip())
+        elif flag.kind == "ints":
+            value = tuple(int(_number(part, flag.flag, integer=True)) for part in raw.split(",") if part.strip())
         elif flag.kind == "int":
             value = int(_number(raw, flag.flag, integer=True))
         elif flag.kind == "float":

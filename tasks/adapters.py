@@ -1,16 +1,20 @@
-"""Per-family model adapters: where a family keeps what the methods need.
+"""Per-family model adapters: where a family keeps what the methods and interventions need.
 
 Methods never reach into a model's modules directly; they ask its adapter. An adapter says which
-position the classification head reads (the **classification position** ``c`` of METHODS.md) and
-where the input word embeddings are. Later methods (attention interventions, norm-based attention)
-extend the adapter rather than the methods.
+position the classification head reads (the **classification position** ``c`` of METHODS.md), where the
+transformer layers and their attention modules are, where a layer's value and output projections are
+(norm-based attention), and how the classification head turns the last hidden states into logits
+(running the top of the network from cached hidden states). A family without the structural paths
+supports the attention-reading methods but not the ones that need the structure; ``require``
+says so clearly.
 
-Positions assume right padding, which ``tasks.passes`` always uses: example ``i`` occupies
-positions ``0 .. T_i - 1`` of its row.
+Positions assume right padding, which ``tasks.passes`` always uses: example ``i`` occupies positions
+``0 .. T_i - 1`` of its row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +22,30 @@ import torch
 from torch import nn
 
 from tasks.errors import AuditError
+
+Classify = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+"""``classify(model, last_hidden_states [N, T, D]) -> logits [N, C]``: the family's head."""
+
+
+def _attribute(root: object, dotted: str) -> nn.Module:
+    value = root
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value  # type: ignore[return-value]
+
+
+def _bert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    pooled = model.bert.pooler(hidden)  # type: ignore[union-attr]
+    return model.classifier(model.dropout(pooled))  # type: ignore[operator]
+
+
+def _sequence_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    return model.classifier(hidden)  # type: ignore[operator]
+
+
+def _distilbert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    pooled = nn.functional.relu(model.pre_classifier(hidden[:, 0]))  # type: ignore[operator]
+    return model.classifier(model.dropout(pooled))  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
@@ -29,11 +57,35 @@ class ModelAdapter:
         model_types: The ``config.model_type`` values this adapter serves.
         classification_token: ``first`` for encoders that classify from ``[CLS]`` / ``<s>`` at
             position 0; ``last`` for decoder-style classifiers that read the last non-padding token.
+        layers: Dotted path from the classifier to its ``ModuleList`` of transformer layers.
+        attention: Dotted path from a layer to the module that calls the attention function.
+        value: Dotted path from a layer to its value projection ``W_V`` (all heads).
+        output: Dotted path from a layer to the attention output projection ``W_O``.
+        classify: The classification head applied to the last layer's hidden states.
     """
 
     family: str
     model_types: tuple[str, ...]
     classification_token: Literal["first", "last"]
+    layers: str | None = None
+    attention: str | None = None
+    value: str | None = None
+    output: str | None = None
+    classify: Classify | None = None
+
+    @property
+    def supports_interventions(self) -> bool:
+        """Whether the structure for interventions and norm-based attention is known."""
+        return None not in (self.layers, self.attention, self.value, self.output, self.classify)
+
+    def require(self, what: str) -> None:
+        """Raise a clear error when ``what`` needs structure this family's adapter does not describe."""
+        if not self.supports_interventions:
+            raise AuditError(
+                f"{what} needs the layer structure of the model, which the {self.family} adapter "
+                f"({', '.join(self.model_types)}) does not describe",
+                "leave it out with --methods / --interventions, or describe the family in tasks/adapters.py",
+            )
 
     def classification_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The classification position ``c`` of every row of a right-padded batch, shape ``[B]``."""
@@ -51,22 +103,70 @@ class ModelAdapter:
             )
         return embeddings
 
+    def layer_modules(self, model: nn.Module) -> nn.ModuleList:
+        """The transformer layers, first to last."""
+        self.require("running layers from cached hidden states")
+        return _attribute(model, self.layers)  # type: ignore[arg-type,return-value]
+
+    def attention_modules(self, model: nn.Module) -> list[nn.Module]:
+        """Each layer's module that calls the attention function, first to last."""
+        return [_attribute(layer, self.attention) for layer in self.layer_modules(model)]  # type: ignore[arg-type]
+
+    def value_output(self, model: nn.Module, layer: int) -> tuple[nn.Linear, nn.Linear]:
+        """The value projection and attention output projection of one layer."""
+        module = self.layer_modules(model)[layer]
+        return _attribute(module, self.value), _attribute(module, self.output)  # type: ignore[arg-type,return-value]
+
+    def logits_from(
+        self, model: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int
+    ) -> torch.Tensor:
+        """Logits from the hidden states entering layer ``start``: layers ``start .. L-1``, then the head.
+
+        ``hidden`` is ``hidden_states[start]`` of a full forward pass. The padding mask is built by
+        transformers' own function, so the result equals the full forward pass.
+        """
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in list(self.layer_modules(model))[start:]:
+            hidden = layer(hidden, mask)
+        return self.classify(model, hidden)  # type: ignore[misc]
+
 
 ADAPTERS: tuple[ModelAdapter, ...] = (
     ModelAdapter(
-        family="BERT-style encoder",
-        model_types=(
-            "bert",
-            "roberta",
-            "xlm-roberta",
-            "distilbert",
-            "electra",
-            "albert",
-            "camembert",
-            "mpnet",
-            "deberta",
-            "deberta-v2",
-        ),
+        family="BERT encoder",
+        model_types=("bert",),
+        classification_token="first",
+        layers="bert.encoder.layer",
+        attention="attention.self",
+        value="attention.self.value",
+        output="attention.output.dense",
+        classify=_bert_head,
+    ),
+    ModelAdapter(
+        family="RoBERTa encoder",
+        model_types=("roberta", "xlm-roberta", "camembert"),
+        classification_token="first",
+        layers="roberta.encoder.layer",
+        attention="attention.self",
+        value="attention.self.value",
+        output="attention.output.dense",
+        classify=_sequence_head,
+    ),
+    ModelAdapter(
+        family="DistilBERT encoder",
+        model_types=("distilbert",),
+        classification_token="first",
+        layers="distilbert.transformer.layer",
+        attention="attention",
+        value="attention.v_lin",
+        output="attention.out_lin",
+        classify=_distilbert_head,
+    ),
+    ModelAdapter(
+        family="encoder",
+        model_types=("electra", "albert", "mpnet", "deberta", "deberta-v2"),
         classification_token="first",
     ),
     ModelAdapter(

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from tasks.config import ExecutionSettings, MethodOptions
+from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
+from tasks.interventions import INTERVENTIONS
 from tasks.methods import METHODS
-from tasks.metrics import agreement_values, diagnostic_values, faithfulness_values
+from tasks.metrics import agreement_values, diagnostic_values, faithfulness_values, head_agreement_values
 from tasks.models import ModelBundle
 from tasks.passes import BatchContext
 from tasks.records import BatchResult, EncodedExample, MetricValue, StageCost, TokenScores
@@ -23,12 +24,15 @@ def audit_batch(
     bundle: ModelBundle,
     examples: Sequence[EncodedExample],
     options: MethodOptions,
+    interventions: InterventionOptions,
     execution: ExecutionSettings,
 ) -> BatchResult:
-    """Compute every requested method and metric for one batch of examples.
+    """Compute every requested method, metric and intervention for one batch of examples.
 
     The model pass runs first and once; methods then read it (and the shared perturbation cache)
-    in registry order; faithfulness and agreement metrics follow.
+    in registry order; faithfulness and agreement metrics follow; the interventions on the attention
+    start from the model pass's hidden states. Each head's agreement with the references is measured
+    when heads are masked, to relate a head's importance to its agreement.
     """
     specs = [METHODS[name] for name in options.methods]
     context = BatchContext(
@@ -53,12 +57,21 @@ def audit_batch(
     with measure("agreement"):
         metrics.extend(agreement_values(records, options))
     metrics.extend(diagnostic_values(records))
+    if interventions.interventions:
+        bundle.adapter.require("interventions on the attention")
+    intervention_values = []
+    for name in interventions.interventions:
+        with measure(name):
+            intervention_values.extend(INTERVENTIONS[name].compute(context, interventions))
+    head_agreement = head_agreement_values(records, context) if "head_masking" in interventions.interventions else []
     return BatchResult(
         examples=tuple(examples),
         predictions=predictions,
         scores=tuple(records),
         metrics=tuple(metrics),
         costs=tuple(costs),
+        interventions=tuple(intervention_values),
+        head_agreement=tuple(head_agreement),
     )
 
 

@@ -12,6 +12,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -159,5 +160,21 @@ def histogram(values: Sequence[float], xlabel: str, threshold: float | None = No
             axis.axvline(threshold, color="#444444", linestyle="--", linewidth=0.8)
         axis.set_xlabel(xlabel)
         axis.set_ylabel("examples")
+        figure.tight_layout()
+        return to_data_uri(figure)
+
+
+def heatmaps(panels: Sequence[tuple[str, np.ndarray]]) -> str:
+    """Side-by-side layer x head heatmaps, each with its colour bar (layer 1 at the top)."""
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+        for axis, (title, matrix) in zip(axes[0], panels, strict=True):
+            image = axis.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+            axis.set_xticks(range(matrix.shape[1]), [str(h + 1) for h in range(matrix.shape[1])], fontsize=7)
+            axis.set_yticks(range(matrix.shape[0]), [str(layer + 1) for layer in range(matrix.shape[0])])
+            axis.set_xlabel("head")
+            axis.set_ylabel("layer")
+            axis.set_title(title, fontsize=8.5)
+            figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
         figure.tight_layout()
         return to_data_uri(figure)

@@ -1,7 +1,7 @@
 """The one typed, validated configuration of an audit; stored with every run.
 
-The configuration has five parts. Three of them decide the numbers (``model``, ``data``, ``methods``)
-and together with the model and data fingerprints make up the run's identity: re-running the same
+The configuration has six parts. Four of them decide the numbers (``model``, ``data``, ``methods``,
+``interventions``) and together with the model and data fingerprints make up the run's identity: re-running the same
 identity reuses finished examples. The other two (``execution``, ``output``) decide only how and where
 the work runs, so changing the batch size or the output folder resumes the same run.
 """
@@ -87,6 +87,8 @@ class MethodOptions(_Frozen):
             content tokens; AOPC is their mean.
         random_draws: Number of random rankings in the random baseline.
         agreement_top_k: ``k`` of the top-k overlap agreement statistic (capped at the token count).
+        flow_max_tokens: Attention flow is computed only for inputs of at most this many tokens (its
+            cost grows about with the fourth power of the length); longer inputs have no flow scores.
         seed: Seed of everything random in the methods (the random baseline).
     """
 
@@ -97,6 +99,7 @@ class MethodOptions(_Frozen):
     k_fractions: tuple[float, ...] = DEFAULT_K_FRACTIONS
     random_draws: int = Field(default=3, ge=1, le=100)
     agreement_top_k: int = Field(default=5, ge=1)
+    flow_max_tokens: int = Field(default=64, ge=2)
     seed: int = 0
 
     @field_validator("methods")
@@ -119,6 +122,57 @@ class MethodOptions(_Frozen):
         if not fractions or any(not 0.0 < k <= 1.0 for k in fractions):
             raise ValueError("rationale fractions must be in (0, 1], e.g. 0.01,0.05,0.1,0.2,0.5")
         return tuple(sorted(set(fractions)))
+
+
+class InterventionOptions(_Frozen):
+    """Which interventions on the attention to run and how (definitions in METHODS.md).
+
+    Attributes:
+        interventions: Intervention ids to run, from ``tasks.interventions.INTERVENTIONS``; empty runs
+            the default set.
+        layers: Layers intervened on by ``permutation``, ``top_vs_random_erasure`` and ``adversarial``
+            (0 = first; negative counts from the top: -1 is the last layer).
+        permutation_draws: Random permutations per example and layer.
+        erasure_draws: Random keys erased per example and layer, to compare with the top key.
+        adversarial_epsilon: Largest allowed change of the output (TVD) for adversarial attention.
+        adversarial_steps: Optimisation steps of adversarial attention.
+        adversarial_learning_rate: Adam step size on the attention logits.
+        seed: Seed of the permutations, random keys and adversarial initialisation.
+    """
+
+    interventions: tuple[str, ...] = Field(default=(), validate_default=True)
+    layers: tuple[int, ...] = (-1,)
+    permutation_draws: int = Field(default=100, ge=1, le=10_000)
+    erasure_draws: int = Field(default=10, ge=1, le=1_000)
+    adversarial_epsilon: float = Field(default=0.01, gt=0.0, le=1.0)
+    adversarial_steps: int = Field(default=100, ge=1, le=10_000)
+    adversarial_learning_rate: float = Field(default=0.1, gt=0.0)
+    seed: int = 0
+
+    @field_validator("interventions")
+    @classmethod
+    def _known_interventions(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from tasks.interventions import INTERVENTIONS, default_interventions
+
+        if not names:
+            return default_interventions()
+        if names == ("none",):
+            return ()
+        unknown = [name for name in names if name not in INTERVENTIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown intervention(s) {', '.join(unknown)}; known: {', '.join(INTERVENTIONS)}, or none"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("an intervention is listed twice")
+        return tuple(names)
+
+    @field_validator("layers")
+    @classmethod
+    def _some_layers(cls, layers: tuple[int, ...]) -> tuple[int, ...]:
+        if not layers or len(set(layers)) != len(layers):
+            raise ValueError("name at least one layer, each once (e.g. -1 for the last layer)")
+        return layers
 
 
 class ExecutionSettings(_Frozen):
@@ -158,6 +212,7 @@ class AuditConfig(_Frozen):
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     methods: MethodOptions = Field(default_factory=MethodOptions)
+    interventions: InterventionOptions = Field(default_factory=InterventionOptions)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
 
@@ -173,6 +228,7 @@ class AuditConfig(_Frozen):
             "model": self.model.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
             "methods": self.methods.model_dump(mode="json"),
+            "interventions": self.interventions.model_dump(mode="json"),
         }
 
 
@@ -192,7 +248,7 @@ class Flag(BaseModel):
         flag: The option, e.g. ``--max-length``.
         field: Dotted path into ``AuditConfig``, e.g. ``data.max_length``.
         kind: How the value is parsed: ``str``, ``int``, ``float``, ``path``, ``list`` (comma-separated
-            strings), ``floats`` (comma-separated numbers), ``true`` / ``false`` (a switch that sets
+            strings), ``floats`` / ``ints`` (comma-separated numbers), ``true`` / ``false`` (a switch that sets
             the field to that value), ``none`` (a switch that sets the field to None).
         help: One line for ``--help``.
         choices: Allowed values, if any.
@@ -202,7 +258,7 @@ class Flag(BaseModel):
 
     flag: str
     field: str
-    kind: Literal["str", "int", "float", "path", "list", "floats", "true", "false", "none"]
+    kind: Literal["str", "int", "float", "path", "list", "floats", "ints", "true", "false", "none"]
     help: str
     choices: tuple[str, ...] | None = None
 
@@ -288,6 +344,43 @@ FLAGS: tuple[Flag, ...] = (
     Flag(flag="--random-draws", field="methods.random_draws", kind="int", help="random-baseline rankings [3]"),
     Flag(flag="--top-k", field="methods.agreement_top_k", kind="int", help="k of the top-k overlap [5]"),
     Flag(flag="--seed", field="methods.seed", kind="int", help="seed of the random baseline [0]"),
+    Flag(
+        flag="--flow-max-tokens",
+        field="methods.flow_max_tokens",
+        kind="int",
+        help="compute attention flow only for inputs of at most N tokens [64]",
+    ),
+    Flag(
+        flag="--interventions",
+        field="interventions.interventions",
+        kind="list",
+        help="comma-separated intervention ids, or none [all]",
+    ),
+    Flag(
+        flag="--intervention-layers",
+        field="interventions.layers",
+        kind="ints",
+        help="layers for permutation, erasure and adversarial attention; -1 is the last [-1]",
+    ),
+    Flag(
+        flag="--permutation-draws",
+        field="interventions.permutation_draws",
+        kind="int",
+        help="random permutations per example [100]",
+    ),
+    Flag(flag="--erasure-draws", field="interventions.erasure_draws", kind="int", help="random keys erased [10]"),
+    Flag(
+        flag="--adversarial-epsilon",
+        field="interventions.adversarial_epsilon",
+        kind="float",
+        help="largest output change (TVD) allowed for adversarial attention [0.01]",
+    ),
+    Flag(
+        flag="--adversarial-steps",
+        field="interventions.adversarial_steps",
+        kind="int",
+        help="optimisation steps of adversarial attention [100]",
+    ),
     Flag(flag="--batch-size", field="execution.batch_size", kind="int", help="examples per task [32]"),
     Flag(
         flag="--token-budget",
@@ -325,8 +418,8 @@ def command_line(config: AuditConfig) -> str:
             if value == switched:
                 words.append(flag.flag)
             continue
-        if flag.kind in ("list", "floats"):
-            text = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)  # repr: exact round trip
+        if flag.kind in ("list", "floats", "ints"):
+            text = ",".join(repr(v) if isinstance(v, float) else str(v) for v in value) or "none"  # repr: exact
         elif value is not None:
             text = str(value)
         else:

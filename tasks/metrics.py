@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 from tasks.agreement import kendall_tau, spearman_rho, top_k_overlap
 from tasks.config import MethodOptions
@@ -26,7 +27,7 @@ from tasks.faithfulness import (
 )
 from tasks.methods import METHODS
 from tasks.passes import BatchContext
-from tasks.records import MethodFamily, MetricValue, TokenScores
+from tasks.records import HeadAgreement, MethodFamily, MetricValue, TokenScores
 
 MetricKind = Literal["faithfulness", "agreement", "diagnostic"]
 
@@ -263,3 +264,34 @@ def diagnostic_values(records: Sequence[TokenScores]) -> list[MetricValue]:
         for record in records
         for name, value in record.diagnostics.items()
     ]
+
+
+def head_agreement_values(records: Sequence[TokenScores], context: BatchContext) -> list[HeadAgreement]:
+    """Kendall τ-b of every head's classification row ``A[l,h][c,:]`` with every reference, per example.
+
+    Relates a head's importance (``head_masking``) to whether its attention ranks tokens as the
+    references do. Content tokens only; signed references by magnitude.
+    """
+    attentions = context.model_pass.attentions
+    positions = context.classification_positions
+    rows = torch.arange(len(context.examples), device=positions.device)
+    heads = torch.stack([a[rows, :, positions] for a in attentions], dim=1).cpu().numpy()  # [B, L, H, W]
+    row_of = {example.example_id: row for row, example in enumerate(context.examples)}
+    values = []
+    for reference in records:
+        if METHODS[reference.method].family != MethodFamily.REFERENCE:
+            continue
+        row = row_of[reference.example_id]
+        other = reference.content_scores
+        if METHODS[reference.method].signed:
+            other = np.abs(other)
+        content = reference.content_mask
+        for layer in range(heads.shape[1]):
+            for head in range(heads.shape[2]):
+                scores = heads[row, layer, head, : content.shape[0]][content]
+                values.append(
+                    HeadAgreement(
+                        reference.example_id, layer, head, reference.method, "kendall_tau", kendall_tau(scores, other)
+                    )
+                )
+    return values

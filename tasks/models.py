@@ -4,8 +4,10 @@
 same code runs on threads, processes or a cluster, and each worker loads the weights once.
 
 Safety: weights load only from safetensors unless ``allow_pickle`` is set, and the repository's own
-code runs only with ``trust_remote_code``. Attention is computed eagerly (``attn_implementation=
-"eager"``): transformers' default ``sdpa`` kernel returns no attention weights.
+code runs only with ``trust_remote_code``. Attention is computed eagerly: transformers' default
+``sdpa`` kernel returns no attention weights. Families whose adapter describes their layers use
+``tasks.attention_hook``'s eager implementation, which can replace the probabilities inside the forward
+pass (interventions); the others use transformers' ``eager``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import torch
 
+from tasks import attention_hook
 from tasks.adapters import ModelAdapter, adapter_for
 from tasks.config import ModelSpec
 from tasks.errors import AuditError
@@ -101,10 +104,11 @@ def load_model(spec: ModelSpec) -> ModelBundle:
     except (OSError, ValueError) as error:
         raise _not_found(spec, error) from error
     adapter = adapter_for(config.model_type)
+    attention_hook.register()
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             location,
-            attn_implementation="eager",
+            attn_implementation=attention_hook.AUDIT_ATTENTION if adapter.supports_interventions else "eager",
             use_safetensors=None if spec.allow_pickle else True,
             output_loading_info=True,
             **common,
@@ -155,6 +159,8 @@ def load_model(spec: ModelSpec) -> ModelBundle:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     model.to(_device(spec))
+    if adapter.supports_interventions:
+        attention_hook.label_layers(adapter.attention_modules(model))
     _check_returns_attentions(model, tokenizer, spec)
     labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
     source["model_type"] = config.model_type

@@ -9,21 +9,26 @@ A ``BatchContext`` holds a right-padded batch and computes, lazily and at most o
   sufficiency), each distinct perturbed input computed once however many methods, rationale sizes and
   random draws ask for it, in length-sorted forward passes under a token budget;
 - **embedding gradients** for arbitrary embedding inputs (integrated gradients' path), chunked under the
-  same budget.
+  same budget;
+- **intervened outputs**: ``p(x)`` with the attention probabilities edited inside the forward pass. An
+  edit of layer ``l`` leaves the layers below unchanged, so these runs start from the hidden states
+  entering layer ``l`` (kept from the model pass) and run only the top of the network.
 
 Every model call is counted (rows and tokens, forward and backward) so the audit can report what it
-cost.
+cost. Tokens of a partial pass are weighted by the share of layers run: a token through the top third
+of the network counts one third.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import torch
 
+from tasks.attention_hook import AttentionEdit, editing
 from tasks.config import RemovalOperator
 from tasks.errors import AuditError
 from tasks.models import ModelBundle
@@ -65,10 +70,13 @@ class ModelPass:
         embeddings: Input word embeddings ``e``, ``[B, W, D]`` (None without gradients).
         embedding_grads: ``∂z_ŷ/∂e``, ``[B, W, D]`` (None without gradients).
         attention_grads: ``∂z_ŷ/∂A[l]``, ``L`` tensors ``[B, H, W, W]`` (None unless asked for).
+        hidden_states: ``L + 1`` tensors ``[B, W, D]``: the embedding output (entering layer 0), then
+            each layer's output; ``hidden_states[l]`` enters layer ``l``.
     """
 
     logits: torch.Tensor
     attentions: tuple[torch.Tensor, ...]
+    hidden_states: tuple[torch.Tensor, ...] = ()
     embeddings: torch.Tensor | None = None
     embedding_grads: torch.Tensor | None = None
     attention_grads: tuple[torch.Tensor, ...] | None = None
@@ -125,9 +133,13 @@ class BatchContext:
         self.counter.forward_rows += len(self.examples)
         self.counter.forward_tokens += tokens
         if not self.need_gradients:
-            with torch.inference_mode():
-                output = model(**self._model_inputs(self.input_ids), output_attentions=True)
-            return ModelPass(logits=output.logits.float(), attentions=tuple(a.float() for a in output.attentions))
+            with torch.no_grad():  # not inference_mode: adversarial attention differentiates through hidden_states
+                output = model(**self._model_inputs(self.input_ids), output_attentions=True, output_hidden_states=True)
+            return ModelPass(
+                logits=output.logits.float(),
+                attentions=tuple(a.float() for a in output.attentions),
+                hidden_states=tuple(output.hidden_states),
+            )
         embeddings = self.bundle.adapter.word_embeddings(model)(self.input_ids).detach().requires_grad_(True)
         with torch.enable_grad():
             output = model(
@@ -135,6 +147,7 @@ class BatchContext:
                 attention_mask=self.attention_mask,
                 **self._token_types(),
                 output_attentions=True,
+                output_hidden_states=True,
             )
             logits = output.logits
             target_logit = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()
@@ -145,6 +158,7 @@ class BatchContext:
         return ModelPass(
             logits=logits.detach().float(),
             attentions=tuple(a.detach().float() for a in output.attentions),
+            hidden_states=tuple(h.detach() for h in output.hidden_states),
             embeddings=embeddings.detach(),
             embedding_grads=grads[0].float(),
             attention_grads=tuple(g.float() for g in grads[1:]) if self.need_attention_grads else None,
@@ -242,6 +256,45 @@ class BatchContext:
         self.counter.forward_rows += len(rows)
         self.counter.forward_tokens += int(self.lengths[rows.cpu().numpy()].sum())
         return output.logits.gather(1, self.targets[rows][:, None])[:, 0].double()
+
+    # --- interventions on the attention -------------------------------------------------------
+
+    def intervened_probabilities(
+        self,
+        rows: np.ndarray,
+        start: int,
+        edit_for: Callable[[np.ndarray], AttentionEdit],
+    ) -> torch.Tensor:
+        """``p(x)`` with the attention edited, running layers ``start .. L-1`` from the cached hidden states.
+
+        Args:
+            rows: ``[N]`` batch row (example) of each run; rows may repeat (one run per draw).
+            start: First layer to run; the edit must not touch layers below it.
+            edit_for: Given the indices (into ``rows``) of the runs in one chunk, in chunk order,
+                returns the edit for that chunk. Chunks are length-sorted and padded to their widest
+                member, so an edit sees probabilities ``[n, H, W', W']``.
+
+        Returns:
+            ``[N, C]`` class probabilities, in the order of ``rows``.
+        """
+        adapter, model = self.bundle.adapter, self.bundle.model
+        hidden = self.model_pass.hidden_states[start]
+        lengths = self.lengths[rows]
+        order = np.argsort(lengths, kind="stable")
+        probabilities = torch.empty((len(rows), self.model_pass.logits.shape[1]), dtype=torch.float64)
+        share = (self.bundle.num_layers - start) / self.bundle.num_layers
+        for chunk in chunks_under_budget(lengths[order].tolist(), self.token_budget):
+            members = order[chunk]
+            width = int(lengths[members].max())
+            selected = torch.as_tensor(rows[members], device=hidden.device)
+            with editing(edit_for(members)), torch.inference_mode():
+                logits = adapter.logits_from(
+                    model, hidden[selected, :width], self.attention_mask[selected, :width], start
+                )
+            probabilities[torch.as_tensor(members)] = torch.softmax(logits.double(), dim=-1).cpu()
+            self.counter.forward_rows += len(members)
+            self.counter.forward_tokens += round(float(lengths[members].sum()) * share)
+        return probabilities
 
     # --- perturbed inputs -----------------------------------------------------------------------
 

@@ -150,6 +150,48 @@ class MetricValue:
     k: float | None = None
 
 
+@dataclass(frozen=True)
+class InterventionValue:
+    """One number an intervention on the attention gives for one example.
+
+    Attributes:
+        example_id: The example's id.
+        intervention: The intervention's stable id (see ``tasks.interventions.INTERVENTIONS``).
+        statistic: What was measured, e.g. ``median_tvd``, ``flip_rate``, ``jsd``.
+        value: The number (NaN where undefined, e.g. erasure of an input with one content token).
+        layer: The layer intervened on (0 = first); None when every layer was changed at once.
+        head: The head intervened on; None when every head of the layer was changed.
+    """
+
+    example_id: str
+    intervention: str
+    statistic: str
+    value: float
+    layer: int | None = None
+    head: int | None = None
+
+
+@dataclass(frozen=True)
+class HeadAgreement:
+    """How one attention head's classification row ranks tokens against one reference, for one example.
+
+    Attributes:
+        example_id: The example's id.
+        layer: The head's layer (0 = first).
+        head: The head's index within the layer.
+        reference: The reference method compared with.
+        statistic: ``kendall_tau``.
+        value: The number (NaN when undefined).
+    """
+
+    example_id: str
+    layer: int
+    head: int
+    reference: str
+    statistic: str
+    value: float
+
+
 @dataclass(frozen=True, eq=False)
 class BatchResult:
     """Everything one batch of examples produced: the unit that storage writes atomically."""
@@ -159,6 +201,8 @@ class BatchResult:
     scores: tuple[TokenScores, ...]
     metrics: tuple[MetricValue, ...]
     costs: tuple[StageCost, ...] = ()
+    interventions: tuple[InterventionValue, ...] = ()
+    head_agreement: tuple[HeadAgreement, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pandas as pd
 from tasks import charts, storage
 from tasks.config import AuditConfig, command_line
 from tasks.errors import AuditError
+from tasks.intervention_summary import InterventionReport, summarise_interventions
 from tasks.methods import METHODS
 from tasks.metrics import METRICS
 from tasks.records import MethodFamily
@@ -137,6 +138,8 @@ class ReportContext:
     settings: Sequence[tuple[str, str]]
     strength_bands: str
     costs: Sequence[dict[str, Any]]
+    interventions: InterventionReport
+    coverage: Sequence[str]
     classes: Sequence[str] = field(default_factory=tuple)
 
 
@@ -170,6 +173,13 @@ def build_context(
     completeness = _completeness(metrics)
     context_charts = _charts(metrics, faithfulness, agreement, families, titles, config)
     classes = sorted(examples["predicted_name"].unique())
+    interventions = summarise_interventions(
+        storage.read_table(connection, "interventions", run_id),
+        storage.read_table(connection, "head_agreement", run_id),
+        examples,
+        int(manifest.get("model", {}).get("layers", 0)),
+        seed,
+    )
     return ReportContext(
         run_id=run_id,
         status=run["status"],
@@ -180,7 +190,7 @@ def build_context(
         command=command_line(config),
         manifest_rows=_manifest_rows(manifest),
         dataset_rows=_dataset_rows(examples, manifest),
-        summary=_summary(examples, faithfulness, agreement, completeness),
+        summary=[*_summary(examples, faithfulness, agreement, completeness), *interventions.summary],
         faithfulness=faithfulness,
         agreement=agreement,
         completeness=completeness,
@@ -214,6 +224,8 @@ def build_context(
             for bound, word in STRENGTH_BANDS
         ),
         costs=_costs(costs),
+        interventions=interventions,
+        coverage=_coverage(metrics, examples, methods, config),
         classes=classes,
     )
 
@@ -294,6 +306,28 @@ def _agreement_rows(
                 )
             )
     return rows
+
+
+def _coverage(metrics: pd.DataFrame, examples: pd.DataFrame, methods: Sequence[str], config: AuditConfig) -> list[str]:
+    """Sentences naming the methods that skipped examples (e.g. flow above its length bound)."""
+    scored = metrics[metrics["metric"] == "aopc_comprehensiveness"].groupby("method")["example_id"].agg(set)
+    every = set(examples["example_id"])
+    sentences = []
+    for method in methods:
+        lacking = sorted(every - scored.get(method, set()))
+        if not lacking:
+            continue
+        reason = (
+            f"inputs longer than {config.methods.flow_max_tokens} tokens, the --flow-max-tokens bound"
+            if method == "flow"
+            else "the method does not apply to them"
+        )
+        shown = ", ".join(lacking[:20]) + (" …" if len(lacking) > 20 else "")
+        sentences.append(
+            f"{METHODS[method].title} was not computed for {len(lacking)} of {len(every)} examples ({reason}): "
+            f"{shown}. Its statistics cover the others."
+        )
+    return sentences
 
 
 def _completeness(metrics: pd.DataFrame) -> dict[str, str]:

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import report, storage
 from tasks.audit import audit_batch
-from tasks.config import AuditConfig, ExecutionSettings, MethodOptions, ModelSpec
+from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec
 from tasks.models import load_model
 from tasks.records import BatchResult, EncodedExample
 from tasks.runs import RunPlan, plan_run
@@ -43,12 +43,13 @@ def audit_batch_task(
     model: ModelSpec,
     examples: list[EncodedExample],
     options: MethodOptions,
+    interventions: InterventionOptions,
     execution: ExecutionSettings,
 ) -> BatchResult:
-    """Compute every method and metric for one batch (the model is loaded once per worker)."""
+    """Compute every method, metric and intervention for one batch (the model is loaded once per worker)."""
     if execution.threads is not None:
         torch.set_num_threads(execution.threads)
-    return audit_batch(load_model(model), examples, options, execution)
+    return audit_batch(load_model(model), examples, options, interventions, execution)
 
 
 @task(name="store-batch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -1,6 +1,6 @@
 """The DuckDB file: the only module that imports duckdb. Owns the schema, writes and reads.
 
-Schema (version 1), long format, one row per fact, every table keyed by ``run_id``:
+Schema (version 2), long format, one row per fact, every table keyed by ``run_id``:
 
 ``runs``          one row per audit configuration: ``run_id``, ``status`` (running / finished),
                   ``config`` and ``manifest`` (JSON: model and data fingerprints, versions), times.
@@ -10,8 +10,15 @@ Schema (version 1), long format, one row per fact, every table keyed by ``run_id
 ``token_scores``  one row per (example, method, draw, position): the method's score.
 ``metrics``       one row per (example, method, draw, metric[, reference][, k]): the value. ``reference``
                   is set for agreement metrics, ``k`` for per-rationale-size faithfulness.
+``interventions`` one row per (example, intervention, layer, head, statistic): the value. ``layer`` is
+                  NULL when every layer was changed at once, ``head`` when every head of the layer was.
+``head_agreement`` one row per (example, layer, head, reference, statistic): how a head's classification
+                  row ranks tokens against a reference.
 ``costs``         one row per (batch, stage): seconds, forward/backward rows and tokens.
 ``schema_info``   the schema version and the tool version that created the file.
+
+Version 1 had no ``interventions`` and ``head_agreement`` tables; opening a version-1 file for writing
+adds them (``MIGRATIONS``).
 
 A batch is written in one transaction that first deletes whatever rows its examples already have, so
 a batch is either entirely present or absent, and re-writing it never duplicates rows. SQL is written
@@ -36,7 +43,7 @@ from tasks import __version__
 from tasks.errors import AuditError
 from tasks.records import BatchResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DDL = (
     """
@@ -106,6 +113,26 @@ DDL = (
         value DOUBLE
     )""",
     """
+    CREATE TABLE IF NOT EXISTS interventions (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        intervention VARCHAR NOT NULL,
+        layer INTEGER,
+        head INTEGER,
+        statistic VARCHAR NOT NULL,
+        value DOUBLE
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS head_agreement (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        layer INTEGER NOT NULL,
+        head INTEGER NOT NULL,
+        reference VARCHAR NOT NULL,
+        statistic VARCHAR NOT NULL,
+        value DOUBLE
+    )""",
+    """
     CREATE TABLE IF NOT EXISTS costs (
         run_id VARCHAR NOT NULL,
         batch_id VARCHAR NOT NULL,
@@ -119,9 +146,15 @@ DDL = (
         PRIMARY KEY (run_id, batch_id, stage)
     )""",
     "CREATE INDEX IF NOT EXISTS metrics_by_example ON metrics (run_id, example_id)",
+    "CREATE INDEX IF NOT EXISTS interventions_by_example ON interventions (run_id, example_id)",
+    "CREATE INDEX IF NOT EXISTS head_agreement_by_example ON head_agreement (run_id, example_id)",
 )
-RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics")
-OUR_TABLES = {"schema_info", "runs", "examples", "tokens", "token_scores", "metrics", "costs"}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: tuple(statement for statement in DDL if "interventions" in statement or "head_agreement" in statement),
+}
+"""Statements that take a database from a version to the next."""
+RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics", "interventions", "head_agreement")
+OUR_TABLES = {"schema_info", "runs", "costs", *RESULT_TABLES}
 
 
 # --- connecting -----------------------------------------------------------------------------
@@ -207,10 +240,9 @@ def _check_schema(connection: duckdb.DuckDBPyConnection, path: Path, read_only: 
 
 def _migrate(connection: duckdb.DuckDBPyConnection, version: int) -> None:
     """Bring an older schema up to ``SCHEMA_VERSION``, one step per version, in one transaction."""
-    steps: dict[int, Sequence[str]] = {}  # version -> statements that lead to version + 1
     with transaction(connection):
         for step in range(version, SCHEMA_VERSION):
-            for statement in steps.get(step, ()):
+            for statement in MIGRATIONS.get(step, ()):
                 connection.execute(statement)
         connection.execute("UPDATE schema_info SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
@@ -381,11 +413,35 @@ def batch_frames(run_id: str, result: BatchResult, labels: Sequence[str]) -> dic
             for c in result.costs
         ]
     )
+    interventions = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "example_id": [v.example_id for v in result.interventions],
+            "intervention": [v.intervention for v in result.interventions],
+            "layer": pd.array([v.layer for v in result.interventions], dtype="Int32"),
+            "head": pd.array([v.head for v in result.interventions], dtype="Int32"),
+            "statistic": [v.statistic for v in result.interventions],
+            "value": np.array([v.value for v in result.interventions], dtype=np.float64),
+        }
+    )
+    head_agreement = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "example_id": [v.example_id for v in result.head_agreement],
+            "layer": np.array([v.layer for v in result.head_agreement], dtype=np.int32),
+            "head": np.array([v.head for v in result.head_agreement], dtype=np.int32),
+            "reference": [v.reference for v in result.head_agreement],
+            "statistic": [v.statistic for v in result.head_agreement],
+            "value": np.array([v.value for v in result.head_agreement], dtype=np.float64),
+        }
+    )
     return {
         "examples": examples,
         "tokens": tokens,
         "token_scores": token_scores,
         "metrics": metrics,
+        "interventions": interventions,
+        "head_agreement": head_agreement,
         "costs": costs,
     }
 
@@ -421,9 +477,14 @@ def write_batch(connection: duckdb.DuckDBPyConnection, run_id: str, result: Batc
 
 
 def read_table(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
-    """All rows of one result table for one run."""
+    """All rows of one result table for one run (empty when an older file lacks the table)."""
     if table not in OUR_TABLES:
         raise ValueError(f"unknown table {table!r}")
+    present = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+    ).fetchone()
+    if not present or present[0] == 0:
+        return pd.DataFrame()
     return connection.execute(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]).df()
 
 
@@ -456,6 +517,8 @@ RESULT_KEYS = {
     "tokens": ["example_id", "position"],
     "token_scores": ["example_id", "method", "draw", "position"],
     "metrics": ["example_id", "method", "draw", "metric", "reference", "k"],
+    "interventions": ["example_id", "intervention", "layer", "head", "statistic"],
+    "head_agreement": ["example_id", "layer", "head", "reference", "statistic"],
 }
 
 

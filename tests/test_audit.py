@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections import Counter
 
 from tasks.audit import audit_batch
-from tasks.config import ExecutionSettings, MethodOptions
+from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
 from tasks.methods import METHODS
 from tasks.records import MethodFamily
+
+NO_INTERVENTIONS = InterventionOptions(interventions=("none",))
 
 
 def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, examples):
     options = MethodOptions(ig_steps=8, random_draws=2)
-    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     counts = Counter(record.method for record in result.scores)
     for name in options.methods:
         assert counts[name] == len(examples) * (2 if name == "random" else 1)
@@ -21,7 +23,7 @@ def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, example
 
 def test_agreement_compares_each_explanation_and_the_baseline_with_each_reference(tiny_bundle, examples):
     options = MethodOptions(ig_steps=8, random_draws=1)
-    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     pairs = {(m.method, m.reference) for m in result.metrics if m.metric == "kendall_tau"}
     explanations = [n for n in options.methods if METHODS[n].family != MethodFamily.REFERENCE]
     references = [n for n in options.methods if METHODS[n].family == MethodFamily.REFERENCE]
@@ -30,7 +32,7 @@ def test_agreement_compares_each_explanation_and_the_baseline_with_each_referenc
 
 def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):
     options = MethodOptions(ig_steps=8)
-    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "taucorr_loo"):
         assert {m.method for m in result.metrics if m.metric == metric} == set(options.methods)
     completeness = [m for m in result.metrics if m.metric == "completeness_error"]
@@ -39,7 +41,7 @@ def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):
 
 def test_the_stages_report_their_cost_and_the_model_pass_runs_once(tiny_bundle, examples):
     options = MethodOptions(methods=("attention_last", "saliency", "integrated_gradients", "leave_one_out"), ig_steps=8)
-    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     costs = {cost.stage: cost for cost in result.costs}
     assert list(costs) == ["model_pass", *options.methods, "faithfulness", "agreement"]
     assert costs["model_pass"].forward_rows == costs["model_pass"].backward_rows == len(examples)
@@ -51,5 +53,5 @@ def test_the_stages_report_their_cost_and_the_model_pass_runs_once(tiny_bundle, 
 
 def test_attention_only_runs_need_no_backward_pass(tiny_bundle, examples):
     options = MethodOptions(methods=("attention_last", "rollout", "random"))
-    result = audit_batch(tiny_bundle, examples, options, ExecutionSettings())
+    result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     assert sum(cost.backward_rows for cost in result.costs) == 0

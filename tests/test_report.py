@@ -17,7 +17,7 @@ import pytest
 
 from tasks import report, storage
 from tasks.audit import audit_batch
-from tasks.config import AuditConfig, DataSpec, MethodOptions, ModelSpec, stable_hash
+from tasks.config import AuditConfig, DataSpec, InterventionOptions, MethodOptions, ModelSpec, stable_hash
 from tasks.corpora import Corpus, content_fingerprint
 from tasks.encoding import encode_corpus
 from tasks.methods import METHODS
@@ -36,6 +36,7 @@ SECTIONS = (
     "summary",
     "faithfulness",
     "agreement",
+    "interventions",
     "examples",
     "completeness",
     "manifest",
@@ -66,9 +67,10 @@ def stored_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         model=ModelSpec(name_or_path=str(tiny_model_dir)),
         data=DataSpec(dataset="reviews.csv"),
         methods=MethodOptions(methods=METHOD_IDS, ig_steps=8, random_draws=2),
+        interventions=InterventionOptions(permutation_draws=20, erasure_draws=4, adversarial_steps=20),
     )
     examples = encode_corpus(frame, bundle.tokenizer, bundle.labels, config.data.max_length)
-    result = audit_batch(bundle, examples, config.methods, config.execution)
+    result = audit_batch(bundle, examples, config.methods, config.interventions, config.execution)
     predicted = {p.example_id: p.predicted for p in result.predictions}
     n_classes = len(bundle.labels)
     gold = {i: (predicted[i] + 1) % n_classes if i == HOSTILE_ID else predicted[i] for i in ids}
@@ -260,3 +262,20 @@ def test_the_pdf_carries_the_run_id_and_the_summary(html: str, stored_run: Store
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
     assert stored_run.run_id in text
     assert "Executive summary" in text
+
+
+def test_every_intervention_of_the_run_has_its_subsection_and_finding(html: str, stored_run: StoredRun) -> None:
+    for name in stored_run.config.interventions.interventions:
+        assert f'id="intervention-{name}"' in html
+    assert "Head importance" not in html or "data:image/svg+xml;base64," in html
+
+
+def test_the_summary_reports_intervention_findings_from_the_database(stored_run: StoredRun) -> None:
+    with storage.connect(stored_run.db, read_only=True) as connection:
+        context = report.build_context(connection, None, generated_at=GENERATED_AT)
+        everything = connection.execute(
+            """SELECT avg(value) FROM interventions
+               WHERE intervention = 'uniform' AND layer IS NULL AND statistic = 'flip'"""
+        ).fetchone()[0]
+    sentence = next(s for s in context.summary if s.startswith("Uniform attention in every layer"))
+    assert f"flips {100 * everything:.1f} % of decisions" in sentence

@@ -16,7 +16,7 @@ import pytest
 
 from tasks import storage
 from tasks.audit import audit_batch
-from tasks.config import ExecutionSettings, MethodOptions
+from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
 from tasks.errors import AuditError
 from tasks.models import ModelBundle
 from tasks.records import BatchResult, MetricValue
@@ -34,7 +34,13 @@ def result(tiny_bundle: ModelBundle) -> BatchResult:
     """One batch of the standard texts, some with gold labels, with a small but complete set of methods."""
     gold = (0, 2, None, 1, 2)
     examples = [dataclasses.replace(e, label=g) for e, g in zip(encode(tiny_bundle, TEXTS), gold, strict=True)]
-    return audit_batch(tiny_bundle, examples, MethodOptions(methods=METHODS, random_draws=2), ExecutionSettings())
+    return audit_batch(
+        tiny_bundle,
+        examples,
+        MethodOptions(methods=METHODS, random_draws=2),
+        InterventionOptions(interventions=("uniform", "head_masking")),
+        ExecutionSettings(),
+    )
 
 
 @pytest.fixture
@@ -57,6 +63,8 @@ def subset(result: BatchResult, example_ids: Sequence[str]) -> BatchResult:
         scores=tuple(s for s in result.scores if s.example_id in keep),
         metrics=tuple(m for m in result.metrics if m.example_id in keep),
         costs=result.costs,
+        interventions=tuple(v for v in result.interventions if v.example_id in keep),
+        head_agreement=tuple(v for v in result.head_agreement if v.example_id in keep),
     )
 
 
@@ -353,3 +361,34 @@ def test_a_database_whose_folder_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="cannot create the folder"):
         with storage.connect(blocker / "audit.duckdb"):
             pass
+
+
+def test_interventions_round_trip_with_their_layer_and_head(connection: duckdb.DuckDBPyConnection, result, labels):
+    storage.write_batch(connection, RUN, result, labels)
+    stored = storage.read_table(connection, "interventions", RUN)
+    assert len(stored) == len(result.interventions)
+    everything = stored[(stored["intervention"] == "uniform") & stored["layer"].isna()]
+    assert len(everything) == 3 * len(result.examples)
+    head = stored[(stored["intervention"] == "head_masking") & (stored["layer"] == 1) & (stored["head"] == 3)]
+    expected = {(v.example_id, v.statistic): v.value for v in result.interventions if v.layer == 1 and v.head == 3}
+    assert {(r.example_id, r.statistic): r.value for r in head.itertuples()} == pytest.approx(expected)
+    agreement = storage.read_table(connection, "head_agreement", RUN)
+    assert len(agreement) == len(result.head_agreement) > 0
+
+
+def test_a_version_1_database_is_migrated_in_place_with_its_data_kept(tmp_path: Path, result, labels) -> None:
+    path = tmp_path / "old.duckdb"
+    version_1 = [statement for statement in storage.DDL if statement not in storage.MIGRATIONS[1]]
+    with duckdb.connect(str(path)) as old:
+        for statement in version_1:
+            old.execute(statement)
+        old.execute("INSERT INTO schema_info VALUES ('schema_version', '1'), ('created_by', 'attention-audit 0.1.0')")
+        old.execute("INSERT INTO runs VALUES ('old-run', 'finished', now(), now(), '{}', '{}')")
+    with storage.connect(path, read_only=True) as reading:  # reading an old file changes nothing
+        assert storage.read_table(reading, "interventions", "old-run").empty
+    with storage.connect(path) as upgraded:
+        version = upgraded.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
+        assert version == (str(storage.SCHEMA_VERSION),)
+        assert storage.read_run(upgraded, "old-run")["status"] == "finished"
+        storage.write_batch(upgraded, RUN, result, labels)
+        assert len(storage.read_table(upgraded, "interventions", RUN)) == len(result.interventions)

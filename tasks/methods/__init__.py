@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks.config import MethodOptions
-from tasks.methods import attention, baseline, gradients, perturbation
+from tasks.methods import attention, baseline, flow, gradients, perturbation
 from tasks.passes import BatchContext
 from tasks.records import MethodFamily, TokenScores
 
@@ -79,6 +79,35 @@ METHODS: dict[str, MethodSpec] = {
             title="Attention rollout",
             formula="R = Â[L]···Â[1], Â[l] = 0.5·mean_h A[l,h] + 0.5·I (rows renormalised); score R[c,:]",
             citation="Abnar & Zuidema 2020",
+        ),
+        MethodSpec(
+            name="flow",
+            family=MethodFamily.ATTENTION,
+            compute=flow.flow,
+            signed=False,
+            title="Attention flow",
+            formula="max-flow from (0, j) to (L, c) in the layered graph with capacities Â[l][i,j]",
+            citation="Abnar & Zuidema 2020",
+        ),
+        MethodSpec(
+            name="attention_grad",
+            family=MethodFamily.ATTENTION,
+            compute=attention.attention_grad,
+            signed=False,
+            needs_gradients=True,
+            needs_attention_grads=True,
+            title="Gradient-weighted attention",
+            formula="R = I; R ← R + mean_h (∇_A z_ŷ ⊙ A[l,h])⁺ · R for each layer; score R[c,:]",
+            citation="Chefer et al. 2021",
+        ),
+        MethodSpec(
+            name="attention_norm",
+            family=MethodFamily.ATTENTION,
+            compute=attention.attention_norm,
+            signed=False,
+            title="Norm-based attention",
+            formula="‖Σ_h A[L,h][c,j] · f_h(x_j)‖₂, f_h(x) = (x W_V^h + b_V^h) W_O^h",
+            citation="Kobayashi et al. 2020",
         ),
         MethodSpec(
             name="saliency",

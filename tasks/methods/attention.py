@@ -7,13 +7,22 @@ Definitions (METHODS.md), for attention ``A[l,h]`` of layer ``l`` and head ``h``
 - ``attention_mean``: ``mean_{l,h} A[l,h][c,:]``, averaged over every layer and head.
 - ``rollout``: ``Â[l] = 0.5 * mean_h A[l,h] + 0.5 * I`` (rows renormalised), ``R = Â[L] ··· Â[1]``, score
   ``R[c,:]``. The identity models the residual connection.
+- ``attention_grad``: ``Ā[l] = mean_h (∇_{A[l,h]} z_ŷ ⊙ A[l,h])⁺``; ``R = I``; for each layer, first to
+  last, ``R ← R + Ā[l] · R``; score ``R[c,:]`` (non-negative, not normalised).
+- ``attention_norm``: ``‖ Σ_h A[L,h][c,j] · f_h(x_j) ‖₂`` with ``f_h(x) = (x W_V^h + b_V^h) W_O^h``, the value
+  and output projections of head ``h`` of the last layer applied to ``x_j``, the hidden state of token
+  ``j`` entering that layer (non-negative).
 
-All three are non-negative and, over a row's real (non-padding) keys, sum to 1.
+The first three are non-negative and, over a row's real (non-padding) keys, sum to 1.
 
 References:
     Jain & Wallace (2019), "Attention is not Explanation", NAACL. https://arxiv.org/abs/1902.10186
     Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", ACL.
     https://arxiv.org/abs/2005.00928
+    Chefer, Gur & Wolf (2021), "Generic Attention-model Explainability for Interpreting Bi-Modal and
+    Encoder-Decoder Transformers", ICCV. https://arxiv.org/abs/2103.15679
+    Kobayashi, Kuribayashi, Yokoi & Inui (2020), "Attention is Not Only a Weight: Analyzing
+    Transformers with Vector Norms", EMNLP. https://arxiv.org/abs/2004.10102
 """
 
 from __future__ import annotations
@@ -69,3 +78,66 @@ def rollout(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
     """Attention rollout (Abnar & Zuidema 2020): row ``c`` of ``R = Â[L] ··· Â[1]``."""
     matrices = rollout_matrices(context.model_pass.attentions)
     return context.records("rollout", rows_at(matrices, context.classification_positions))
+
+
+def gradient_weighted_rollout(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Chefer et al.'s relevance ``R``: ``R = I``, then ``R ← R + mean_h (∇A ⊙ A)⁺ · R`` layer by layer.
+
+    Args:
+        attentions: ``L`` tensors ``[B, H, W, W]``, first layer first.
+        gradients: ``∂z_ŷ/∂A`` of the same shapes.
+
+    Returns:
+        ``[B, W, W]``.
+    """
+    width = attentions[0].shape[-1]
+    relevance = torch.eye(width, device=attentions[0].device).expand(attentions[0].shape[0], width, width)
+    for attention, gradient in zip(attentions, gradients, strict=True):
+        weighted = (gradient * attention).clamp(min=0).mean(dim=1)
+        relevance = relevance + weighted @ relevance
+    return relevance
+
+
+def attention_grad(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
+    """Gradient-weighted attention rollout (Chefer et al. 2021): row ``c`` of ``R``."""
+    model_pass = context.model_pass
+    assert model_pass.attention_grads is not None, "attention_grad needs the attention gradients"
+    relevance = gradient_weighted_rollout(model_pass.attentions, model_pass.attention_grads)
+    return context.records("attention_grad", rows_at(relevance, context.classification_positions))
+
+
+def norm_weighted_vectors(
+    attention_row: torch.Tensor, hidden: torch.Tensor, value: torch.nn.Linear, output: torch.nn.Linear
+) -> torch.Tensor:
+    """``‖Σ_h a[h,j] · f_h(x_j)‖₂`` for every token ``j``.
+
+    Args:
+        attention_row: ``[B, H, W]``, each head's attention from the classification position.
+        hidden: ``[B, W, D]``, the hidden states entering the layer.
+        value: The layer's value projection (all heads; ``x W_V + b_V``).
+        output: The attention output projection ``W_O`` (its bias is added once per position, not per
+            token, so it is left out, as in Kobayashi et al.).
+
+    Returns:
+        ``[B, W]``.
+    """
+    batch, width, _ = hidden.shape
+    heads = attention_row.shape[1]
+    values = value(hidden).view(batch, width, heads, -1)  # f_h's first step, [B, W, H, d]
+    per_head_output = output.weight.view(output.weight.shape[0], heads, -1)  # W_O split by head, [D, H, d]
+    transformed = torch.einsum("bwhd,ohd->bwho", values, per_head_output)  # f_h(x_j), [B, W, H, D]
+    return torch.einsum("bhw,bwho->bwo", attention_row, transformed).norm(dim=-1)
+
+
+def attention_norm(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
+    """Norm-based attention of the last layer (Kobayashi et al. 2020)."""
+    bundle = context.bundle
+    bundle.adapter.require("attention_norm (the value and output projections)")
+    last = bundle.num_layers - 1
+    value, output = bundle.adapter.value_output(bundle.model, last)
+    attention = context.model_pass.attentions[last]
+    batch = torch.arange(attention.shape[0], device=attention.device)
+    row = attention[batch, :, context.classification_positions]  # [B, H, W]
+    with torch.inference_mode():
+        scores = norm_weighted_vectors(row, context.model_pass.hidden_states[last], value, output)
+    return context.records("attention_norm", scores)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.config import MethodOptions
-from tasks.methods.attention import attention_last, attention_mean, residual_attention, rollout, rollout_matrices
+from tasks.methods.attention import (
+    attention_grad,
+    attention_last,
+    attention_mean,
+    attention_norm,
+    gradient_weighted_rollout,
+    residual_attention,
+    rollout,
+    rollout_matrices,
+)
 from tasks.passes import BatchContext
 from tests.conftest import encode
 
@@ -86,3 +96,57 @@ def test_scores_cover_exactly_the_example_tokens(tiny_bundle):
     for record, example in zip(rollout(context, OPTIONS), examples, strict=True):
         assert record.scores.shape == (example.length,)
         assert record.content_mask.tolist() == (~example.special_mask).tolist()
+
+
+def test_gradient_weighted_rollout_of_one_layer_is_identity_plus_positive_weighted_attention():
+    attention = random_attention(5, 1, 3, 4)
+    gradient = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(6))
+    expected = torch.eye(4) + (gradient * attention).clamp(min=0).mean(dim=1)
+    torch.testing.assert_close(gradient_weighted_rollout([attention], [gradient]), expected)
+
+
+def test_gradient_weighted_rollout_accumulates_layer_by_layer():
+    attentions = [random_attention(seed, 1, 2, 3) for seed in (7, 8)]
+    gradients = [torch.randn(1, 2, 3, 3, generator=torch.Generator().manual_seed(seed)) for seed in (9, 10)]
+    first = torch.eye(3) + (gradients[0] * attentions[0]).clamp(min=0).mean(dim=1)
+    expected = first + (gradients[1] * attentions[1]).clamp(min=0).mean(dim=1) @ first
+    torch.testing.assert_close(gradient_weighted_rollout(attentions, gradients), expected)
+
+
+def test_attention_grad_uses_the_gradient_of_the_predicted_logit(context: BatchContext, tiny_bundle):
+    example = context.examples[0]
+    ids = torch.from_numpy(example.input_ids)[None]
+    output = tiny_bundle.model(input_ids=ids, output_attentions=True)
+    target = int(context.targets[0])
+    grads = torch.autograd.grad(output.logits[0, target], output.attentions)
+    expected = gradient_weighted_rollout([a.detach() for a in output.attentions], grads)[0, 0]
+    np.testing.assert_allclose(attention_grad(context, OPTIONS)[0].scores, expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_attention_norm_matches_a_head_by_head_computation(context: BatchContext, tiny_bundle):
+    example = context.examples[3]
+    ids = torch.from_numpy(example.input_ids)[None]
+    with torch.no_grad():
+        output = tiny_bundle.model(input_ids=ids, output_attentions=True, output_hidden_states=True)
+        layer = tiny_bundle.model.bert.encoder.layer[-1]
+        hidden = output.hidden_states[-2][0]  # entering the last layer
+        heads, size = tiny_bundle.num_heads, hidden.shape[-1] // tiny_bundle.num_heads
+        values = layer.attention.self.value(hidden)  # [T, D]
+        total = torch.zeros(hidden.shape[0], hidden.shape[-1])
+        for head in range(heads):
+            part = slice(head * size, (head + 1) * size)
+            transformed = values[:, part] @ layer.attention.output.dense.weight[:, part].T  # f_h(x_j), [T, D]
+            total += output.attentions[-1][0, head, 0][:, None] * transformed
+    expected = total.norm(dim=-1).numpy()
+    np.testing.assert_allclose(attention_norm(context, OPTIONS)[3].scores, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_attention_norm_is_refused_for_a_family_without_projections(tiny_bundle, examples):
+    from dataclasses import replace
+
+    from tasks.adapters import adapter_for
+    from tasks.errors import AuditError
+
+    bundle = replace(tiny_bundle, adapter=adapter_for("electra"))
+    with pytest.raises(AuditError, match="value and output projections"):
+        attention_norm(BatchContext(bundle, examples, need_gradients=False), OPTIONS)

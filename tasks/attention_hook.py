@@ -1,0 +1,88 @@
+"""An eager attention implementation whose probabilities can be replaced inside the forward pass.
+
+transformers dispatches every attention layer of the supported families through ``AttentionInterface``.
+``audit_attention`` is registered there under ``AUDIT_ATTENTION``: it computes exactly what the families'
+own eager attention computes (same operations, same order, so outputs are bit-identical) and, while an
+``editing`` context is active, hands the probabilities of each layer to an edit function before they
+are applied to the values. The same name is registered with ``AttentionMaskInterface`` as the eager
+mask; without it transformers would drop the padding mask for a custom implementation.
+
+Layers are identified by the attribute ``audit_layer_index`` that ``label_layers`` sets on each
+attention module when a model is loaded (not every family's attention module knows its own index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+from torch import nn
+
+AUDIT_ATTENTION = "attention_audit"
+LAYER_ATTRIBUTE = "audit_layer_index"
+
+AttentionEdit = Callable[[int, torch.Tensor], torch.Tensor]
+"""``edit(layer, probabilities) -> probabilities``; shapes ``[N, H, Q, K]``, rows = queries."""
+
+_active_edit: ContextVar[AttentionEdit | None] = ContextVar("attention_edit", default=None)
+
+
+def audit_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager scaled dot-product attention with an optional edit of the probabilities.
+
+    ``softmax(Q Kᵀ · scaling + mask)`` gives ``A``; the active edit (if any) replaces it by ``A'``;
+    the output is ``A' V``. Returns the output ``[N, Q, H, d]`` and ``A'``.
+    """
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:  # grouped-query attention: share each key/value head across its query heads
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask[..., : key.shape[-2]]
+    weights = nn.functional.softmax(weights, dim=-1)
+    edit = _active_edit.get()
+    if edit is not None:
+        weights = edit(getattr(module, LAYER_ATTRIBUTE), weights)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+def register() -> None:
+    """Register ``audit_attention`` (and the eager mask) under ``AUDIT_ATTENTION``; idempotent."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(AUDIT_ATTENTION, audit_attention)
+    AttentionMaskInterface.register(AUDIT_ATTENTION, eager_mask)
+
+
+def label_layers(attention_modules: Sequence[nn.Module]) -> None:
+    """Tell each attention module its layer index (0 = first layer)."""
+    for index, module in enumerate(attention_modules):
+        setattr(module, LAYER_ATTRIBUTE, index)
+
+
+@contextmanager
+def editing(edit: AttentionEdit) -> Iterator[None]:
+    """Apply ``edit`` to the attention probabilities of every layer run inside the block."""
+    token = _active_edit.set(edit)
+    try:
+        yield
+    finally:
+        _active_edit.reset(token)
