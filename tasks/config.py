@@ -99,7 +99,7 @@ class MethodOptions(_Frozen):
     k_fractions: tuple[float, ...] = DEFAULT_K_FRACTIONS
     random_draws: int = Field(default=3, ge=1, le=100)
     agreement_top_k: int = Field(default=5, ge=1)
-    flow_max_tokens: int = Field(default=64, ge=2)
+    flow_max_tokens: int = Field(default=96, ge=2)
     seed: int = 0
 
     @field_validator("methods")
@@ -348,7 +348,7 @@ FLAGS: tuple[Flag, ...] = (
         flag="--flow-max-tokens",
         field="methods.flow_max_tokens",
         kind="int",
-        help="compute attention flow only for inputs of at most N tokens [64]",
+        help="compute attention flow only for inputs of at most N tokens [96]",
     ),
     Flag(
         flag="--interventions",

@@ -17,6 +17,7 @@ from tasks import __version__
 from tasks.config import AuditConfig, stable_hash
 from tasks.corpora import Corpus, load_corpus
 from tasks.encoding import encode_corpus, plan_batches
+from tasks.errors import AuditError
 from tasks.models import ModelBundle, load_model
 from tasks.records import EncodedExample
 
@@ -66,6 +67,7 @@ def plan_run(config: AuditConfig) -> RunPlan:
             not the model's classes).
     """
     bundle = load_model(config.model)
+    check_applicable(config, bundle)
     corpus = load_corpus(config.data)
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
     manifest = run_manifest(config, bundle, corpus)
@@ -78,6 +80,34 @@ def plan_run(config: AuditConfig) -> RunPlan:
         }
     )
     return RunPlan(run_id=run_id, labels=bundle.labels, examples=tuple(examples), manifest=manifest)
+
+
+def check_applicable(config: AuditConfig, bundle: ModelBundle) -> None:
+    """Refuse, before any work, methods and interventions this model cannot support.
+
+    Raises:
+        AuditError: Interventions or norm-based attention on a family whose layer structure the adapter
+            does not describe, or an intervention layer the model does not have.
+    """
+    adapter = bundle.adapter
+    if config.interventions.interventions and not adapter.supports_interventions:
+        raise AuditError(
+            f"interventions on the attention need the layer structure of the model, which the {adapter.family} "
+            f"adapter does not describe ({bundle.source.get('model_type', '')})",
+            "run without them (--interventions none), or describe the family in tasks/adapters.py",
+        )
+    if "attention_norm" in config.methods.methods and not adapter.supports_interventions:
+        raise AuditError(
+            f"attention_norm needs the value and output projections, which the {adapter.family} adapter does "
+            "not describe",
+            "leave attention_norm out of --methods, or describe the family in tasks/adapters.py",
+        )
+    for layer in config.interventions.layers if config.interventions.interventions else ():
+        if not -bundle.num_layers <= layer < bundle.num_layers:
+            raise AuditError(
+                f"--intervention-layers names layer {layer}, but the model has {bundle.num_layers} layers",
+                f"use layers from 0 to {bundle.num_layers - 1}, or -1 to -{bundle.num_layers} counted from the top",
+            )
 
 
 def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> dict[str, Any]:

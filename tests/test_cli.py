@@ -15,6 +15,7 @@ from tasks.config import (
     AuditConfig,
     DataSpec,
     ExecutionSettings,
+    InterventionOptions,
     MethodOptions,
     ModelSpec,
     OutputSettings,
@@ -102,6 +103,17 @@ def report_of_empty_run(inputs: Inputs) -> list[str]:
 
 BAD_INPUTS = (
     BadInput("unknown method", lambda i: i.run("--methods", "attention_last,nope"), ("--methods", "nope")),
+    BadInput(
+        "unknown intervention", lambda i: i.run("--interventions", "uniform,shuffle"), ("--interventions", "shuffle")
+    ),
+    BadInput(
+        "a layer the model does not have",
+        lambda i: i.run("--intervention-layers", "7"),
+        ("--intervention-layers", "layer 7", "2 layers"),
+    ),
+    BadInput(
+        "a layer that is not a number", lambda i: i.run("--intervention-layers", "last"), ("--intervention-layers",)
+    ),
     BadInput(
         "model path that does not exist",
         lambda i: i.run("--model", str(i.folder / "no-such-model")),
@@ -241,7 +253,16 @@ NON_DEFAULT = AuditConfig(
         k_fractions=(0.1, 1 / 3, 0.5),
         random_draws=5,
         agreement_top_k=3,
+        flow_max_tokens=40,
         seed=-1,
+    ),
+    interventions=InterventionOptions(
+        interventions=("uniform", "adversarial"),
+        layers=(0, -1),
+        permutation_draws=7,
+        erasure_draws=3,
+        adversarial_epsilon=0.02,
+        adversarial_steps=12,
     ),
     execution=ExecutionSettings(batch_size=8, token_budget=2048, concurrency=2, threads=1),
     output=OutputSettings(db=Path("results dir/audit.duckdb"), out_dir=Path("-reports"), pdf=False),
@@ -260,4 +281,11 @@ def test_command_line_of_the_default_configuration_has_no_options() -> None:
 def test_command_line_keeps_a_label_column_that_is_not_the_default() -> None:
     config = AuditConfig(data=DataSpec(label_column="sentiment"))
 
+    assert round_trip(config) == config
+
+
+def test_no_interventions_round_trips_as_none() -> None:
+    config = AuditConfig(interventions=InterventionOptions(interventions=("none",)))
+    assert config.interventions.interventions == ()
+    assert "--interventions none" in command_line(config)
     assert round_trip(config) == config

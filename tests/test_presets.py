@@ -13,6 +13,7 @@ import pytest
 
 from tasks import presets
 from tasks.config import ModelSpec
+from tasks.methods import METHODS
 from tasks.models import load_model, weights_fingerprint
 from tasks.presets import PRESETS, ensure_model, model_dir, preset_with_training
 
@@ -129,7 +130,8 @@ def test_one_command_builds_the_default_model_and_audits_it(quick_cache, tmp_pat
     assert Path(lines["html report"]).exists() and Path(lines["pdf report"]).exists()
     with duckdb.connect(lines["database"], read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM examples").fetchone() == (6,)
-        assert connection.execute("SELECT count(DISTINCT method) FROM token_scores").fetchone() == (8,)
+        assert connection.execute("SELECT count(DISTINCT method) FROM token_scores").fetchone() == (len(METHODS),)
+        assert connection.execute("SELECT count(DISTINCT intervention) FROM interventions").fetchone() == (5,)
 
 
 @pytest.mark.slow

@@ -1,0 +1,54 @@
+"""Run identity and the checks made before any work."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tasks.adapters import adapter_for
+from tasks.config import AuditConfig
+from tasks.errors import AuditError
+from tasks.runs import check_applicable, plan_run
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "handmade-reviews.csv"
+
+
+def config_for(model_dir: Path, **sections) -> AuditConfig:
+    return AuditConfig.model_validate(
+        {
+            "model": {"name_or_path": str(model_dir)},
+            "data": {"dataset": str(SAMPLE), "id_column": "id", "label_column": None},
+            **sections,
+        }
+    )
+
+
+def test_the_run_id_depends_on_what_decides_the_numbers_only(tiny_model_dir):
+    base = plan_run(config_for(tiny_model_dir))
+    assert plan_run(config_for(tiny_model_dir, execution={"batch_size": 3})).run_id == base.run_id
+    assert plan_run(config_for(tiny_model_dir, methods={"ig_steps": 9})).run_id != base.run_id
+    assert plan_run(config_for(tiny_model_dir, interventions={"permutation_draws": 9})).run_id != base.run_id
+    assert base.manifest["model"]["fingerprint"] and base.manifest["data"]["fingerprint"]
+    assert [e.example_id for e in base.examples] == [f"h{i:02d}" for i in range(1, 13)]
+
+
+def test_batches_cover_only_the_examples_not_stored_yet(tiny_model_dir):
+    plan = plan_run(config_for(tiny_model_dir))
+    batches = plan.batches({"h01", "h02"}, batch_size=4, token_budget=8192)
+    remaining = sorted(e.example_id for batch in batches for e in batch)
+    assert remaining == [f"h{i:02d}" for i in range(3, 13)]
+    assert all(len(batch) <= 4 for batch in batches)
+
+
+def test_structure_dependent_work_is_refused_for_a_family_the_adapter_does_not_describe(tiny_bundle, tiny_model_dir):
+    bundle = replace(tiny_bundle, adapter=adapter_for("electra"))
+    with pytest.raises(AuditError, match="interventions on the attention need the layer structure"):
+        check_applicable(config_for(tiny_model_dir), bundle)
+    without_interventions = config_for(tiny_model_dir, interventions={"interventions": ["none"]})
+    with pytest.raises(AuditError, match="attention_norm needs the value and output projections"):
+        check_applicable(without_interventions, bundle)
+    check_applicable(
+        config_for(tiny_model_dir, interventions={"interventions": ["none"]}, methods={"methods": ["rollout"]}), bundle
+    )
