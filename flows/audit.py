@@ -16,6 +16,7 @@ from tasks.records import BatchResult
 from tasks.steps import (
     audit_batch_task,
     finish_run_task,
+    judge_run_task,
     plan_run_task,
     register_run_task,
     store_batch_task,
@@ -75,6 +76,7 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
             store_oldest()
     while in_flight:
         store_oldest()
+    judge_run_task(db, plan.run_id, config.methods.methods, config.verdict)
     finish_run_task(db, plan.run_id)
     paths = report(db, plan.run_id, config.output.out_dir, config.output.pdf) if render_report else None
     return AuditOutcome(

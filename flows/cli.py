@@ -149,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"html report: {outcome.report.html.resolve()}")
         if outcome.report.pdf is not None:
             print(f"pdf report: {outcome.report.pdf.resolve()}")
+        print(f"json summary: {outcome.report.summary.resolve()}")
     return 0
 
 
@@ -221,6 +222,7 @@ def _report(args: argparse.Namespace) -> int:
     print(f"html report: {paths.html.resolve()}")
     if paths.pdf is not None:
         print(f"pdf report: {paths.pdf.resolve()}")
+    print(f"json summary: {paths.summary.resolve()}")
     return 0
 
 

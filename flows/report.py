@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from tasks.steps import build_report_context_task, render_html_task, render_pdf_task
+from tasks.steps import build_report_context_task, render_html_task, render_pdf_task, write_summary_task
 
 
 class ReportPaths(BaseModel):
@@ -17,6 +17,7 @@ class ReportPaths(BaseModel):
     run_id: str
     html: Path
     pdf: Path | None
+    summary: Path
 
 
 @flow(name="report")
@@ -26,7 +27,9 @@ def report(db: Path, run_id: str | None = None, out_dir: Path = Path("audit-outp
     context = build_report_context_task(Path(db), run_id, datetime.now(UTC))
     html = render_html_task(context, Path(out_dir))
     logger.info("HTML report: %s", html)
+    summary = write_summary_task(context, Path(out_dir))
+    logger.info("JSON summary: %s", summary)
     pdf_path = render_pdf_task(html) if pdf else None
     if pdf_path is not None:
         logger.info("PDF report: %s", pdf_path)
-    return ReportPaths(run_id=context.run_id, html=html, pdf=pdf_path)
+    return ReportPaths(run_id=context.run_id, html=html, pdf=pdf_path, summary=summary)

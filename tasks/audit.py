@@ -14,7 +14,13 @@ from contextlib import contextmanager
 from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
 from tasks.interventions import INTERVENTIONS
 from tasks.methods import METHODS
-from tasks.metrics import agreement_values, diagnostic_values, faithfulness_values, head_agreement_values
+from tasks.metrics import (
+    agreement_values,
+    diagnostic_values,
+    faithfulness_values,
+    head_agreement_values,
+    plausibility_values,
+)
 from tasks.models import ModelBundle
 from tasks.passes import BatchContext
 from tasks.records import BatchResult, EncodedExample, MetricValue, StageCost, TokenScores
@@ -56,6 +62,7 @@ def audit_batch(
         metrics.extend(faithfulness_values(records, context, options))
     with measure("agreement"):
         metrics.extend(agreement_values(records, options))
+    metrics.extend(plausibility_values(records, examples))
     metrics.extend(diagnostic_values(records))
     if interventions.interventions:
         bundle.adapter.require("interventions on the attention")

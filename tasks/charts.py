@@ -178,3 +178,17 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]]) -> str:
             figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
         figure.tight_layout()
         return to_data_uri(figure)
+
+
+def scatter(points: Sequence[tuple[str, float, float, str]], xlabel: str, ylabel: str) -> str:
+    """Labelled points ``(label, x, y, family)``, coloured by family."""
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(5.2, 3.4))
+        for label, x, y, family in points:
+            axis.scatter([x], [y], color=FAMILY_COLOURS.get(family, "#999999"), s=24)
+            axis.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        axis.axhline(0, color="#444444", linestyle="--", linewidth=0.8)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(ylabel)
+        figure.tight_layout()
+        return to_data_uri(figure)

@@ -1,9 +1,10 @@
 """The one typed, validated configuration of an audit; stored with every run.
 
-The configuration has six parts. Four of them decide the numbers (``model``, ``data``, ``methods``,
-``interventions``) and together with the model and data fingerprints make up the run's identity: re-running the same
-identity reuses finished examples. The other two (``execution``, ``output``) decide only how and where
-the work runs, so changing the batch size or the output folder resumes the same run.
+The configuration has seven parts. Four of them decide the per-example numbers (``model``, ``data``,
+``methods``, ``interventions``) and, with the model and data fingerprints, make up the run's identity:
+re-running the same identity reuses finished examples. ``verdict`` turns the stored numbers into
+verdicts at the end of every run; ``execution`` and ``output`` decide only how and where the work runs.
+Changing a threshold, the batch size or the output folder therefore resumes the same run.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class DataSpec(_Frozen):
         text_column: Column holding the text.
         label_column: Column holding the gold label (class index or label name); None when unlabelled.
         id_column: Column holding a stable example id; None uses the row number.
+        rationale_column: Column holding human rationales (character spans, word indices or highlighted
+            words; see ``tasks.rationales``) for the plausibility metrics; None when there are none.
         limit: Audit at most this many examples, taken in seeded hash order (a random sample that is
             nested: the first 100 of a seed are also in its first 200). None audits the whole split.
         sample_seed: Seed of that hash order.
@@ -68,6 +71,7 @@ class DataSpec(_Frozen):
     text_column: str = "text"
     label_column: str | None = "label"
     id_column: str | None = None
+    rationale_column: str | None = None
     limit: int | None = Field(default=None, gt=0)
     sample_seed: int = 0
     max_length: int = Field(default=128, ge=4, le=100_000)
@@ -175,6 +179,51 @@ class InterventionOptions(_Frozen):
         return layers
 
 
+class VerdictOptions(_Frozen):
+    """How per-example evidence becomes a verdict, and how examples are sliced (see ``tasks.verdicts``).
+
+    Verdicts are recomputed from the stored per-example numbers at the end of every run, so changing
+    these settings never recomputes a method.
+
+    Attributes:
+        references: Reference methods that attention's agreement is measured against.
+        agreement_min: Kendall τ an explanation must reach with the references (mean over them): the
+            agreement evidence supports faithfulness when the interval's lower end reaches it and
+            contradicts it when the upper end stays below.
+        equivalence_margin: An explanation whose AOPC comprehensiveness beats the random ranking by less
+            than this (upper end of the interval) is no better than random.
+        sensitivity_min: Median output change (TVD) under permuted attention below which (upper end of
+            the interval) the output is insensitive to the attention.
+        importance_min: Mean TVD when a head is masked above which a head counts as important.
+        min_examples: Slices with fewer examples are inconclusive.
+        confidence_bins: Inner edges of the confidence bins (probability of the predicted class).
+        length_bins: Inner edges of the length bins (content tokens).
+    """
+
+    references: tuple[str, ...] = ("leave_one_out", "integrated_gradients")
+    agreement_min: float = Field(default=0.2, ge=-1.0, le=1.0)
+    equivalence_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    sensitivity_min: float = Field(default=0.05, ge=0.0, le=1.0)
+    importance_min: float = Field(default=0.01, ge=0.0, le=1.0)
+    min_examples: int = Field(default=20, ge=2)
+    confidence_bins: tuple[float, ...] = (0.6, 0.8, 0.95)
+    length_bins: tuple[int, ...] = (10, 20, 40)
+
+    @field_validator("confidence_bins")
+    @classmethod
+    def _probabilities(cls, edges: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 < edge < 1.0 for edge in edges) or list(edges) != sorted(set(edges)):
+            raise ValueError("confidence bin edges must be increasing probabilities between 0 and 1")
+        return edges
+
+    @field_validator("length_bins")
+    @classmethod
+    def _lengths(cls, edges: tuple[int, ...]) -> tuple[int, ...]:
+        if any(edge < 1 for edge in edges) or list(edges) != sorted(set(edges)):
+            raise ValueError("length bin edges must be increasing token counts of at least 1")
+        return edges
+
+
 class ExecutionSettings(_Frozen):
     """How the work runs; does not change the numbers beyond floating-point rounding.
 
@@ -213,6 +262,7 @@ class AuditConfig(_Frozen):
     data: DataSpec = Field(default_factory=DataSpec)
     methods: MethodOptions = Field(default_factory=MethodOptions)
     interventions: InterventionOptions = Field(default_factory=InterventionOptions)
+    verdict: VerdictOptions = Field(default_factory=VerdictOptions)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
 
@@ -310,6 +360,12 @@ FLAGS: tuple[Flag, ...] = (
         field="data.id_column",
         kind="str",
         help="column with a unique example id [row number]",
+    ),
+    Flag(
+        flag="--rationale-column",
+        field="data.rationale_column",
+        kind="str",
+        help="column with human rationales (spans, word indices or words) for plausibility",
     ),
     Flag(flag="--limit", field="data.limit", kind="int", help="audit at most N examples (seeded random sample)"),
     Flag(flag="--sample-seed", field="data.sample_seed", kind="int", help="seed of the --limit sample [0]"),

@@ -1,8 +1,9 @@
 """Evaluation corpora: built-in ones read from pip-installed packages, local files, and the hub.
 
 Every loader returns a ``Corpus``: a DataFrame with the columns ``example_id`` (str), ``text`` (str),
-``label`` (the raw gold label: a class index, a label name, or None) and ``metadata`` (a dict of extra
-columns kept for slicing), plus a fingerprint of its content.
+``label`` (the raw gold label: a class index, a label name, or None), ``metadata`` (a dict of extra
+columns kept for slicing) and, when the corpus has them, ``rationale`` (the raw human rationale), plus a
+fingerprint of its content.
 
 Built-in corpora have no standard split, so each example goes to a split by a hash of its id
 (``hash_split``): stable across machines and library versions, and independent of row order. The
@@ -71,12 +72,19 @@ class Corpus:
 
 
 def content_fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 over ``example_id``, ``text`` and ``label`` of every row, in order."""
+    """SHA-256 over ``example_id``, ``text``, ``label`` (and the rationale, where given) of every row, in order."""
     digest = hashlib.sha256()
-    for example_id, text, label in zip(frame["example_id"], frame["text"], frame["label"], strict=True):
-        digest.update(json.dumps([example_id, text, label], ensure_ascii=False).encode("utf-8"))
+    rationales = frame["rationale"] if "rationale" in frame else [None] * len(frame)
+    rows = zip(frame["example_id"], frame["text"], frame["label"], rationales, strict=True)
+    for example_id, text, label, rationale in rows:
+        fields = [example_id, text, label] if rationale is None else [example_id, text, label, rationale]
+        digest.update(json.dumps(fields, ensure_ascii=False, default=_jsonable).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else str(value)
 
 
 # --- built-in corpora -------------------------------------------------------------------------
@@ -337,13 +345,20 @@ def _standardise(raw: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
             )
     else:
         ids = [str(i) for i in range(len(raw))]
-    used = {spec.text_column, spec.label_column, spec.id_column}
+    if spec.rationale_column is not None:
+        require(spec.rationale_column, "--rationale-column")
+        rationales = [None if _is_missing(value) else value for value in raw[spec.rationale_column]]
+    else:
+        rationales = [None] * len(raw)
+    used = {spec.text_column, spec.label_column, spec.id_column, spec.rationale_column}
     extra = [c for c in raw.columns if c not in used]
     metadata = [
         {str(c): _plain(v) for c, v in zip(extra, row, strict=True) if _is_scalar(v)}
         for row in raw[extra].itertuples(index=False, name=None)
     ]
-    return pd.DataFrame({"example_id": ids, "text": list(texts), "label": labels, "metadata": metadata})
+    return pd.DataFrame(
+        {"example_id": ids, "text": list(texts), "label": labels, "metadata": metadata, "rationale": rationales}
+    )
 
 
 def _is_missing(value: object) -> bool:

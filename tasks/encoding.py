@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.errors import AuditError
+from tasks.rationales import rationale_spans, token_mask
 from tasks.records import EncodedExample
 
 
@@ -69,10 +70,14 @@ def encode_corpus(frame: pd.DataFrame, tokenizer: Any, labels: Sequence[str], ma
         return_token_type_ids=True,
     )
     examples = []
-    rows = zip(frame["example_id"], texts, frame["label"], frame["metadata"], strict=True)
-    for i, (example_id, text, raw_label, metadata) in enumerate(rows):
+    raw_rationales = frame["rationale"] if "rationale" in frame else [None] * len(frame)
+    rows = zip(frame["example_id"], texts, frame["label"], frame["metadata"], raw_rationales, strict=True)
+    for i, (example_id, text, raw_label, metadata, raw_rationale) in enumerate(rows):
         input_ids = np.asarray(encoded["input_ids"][i], dtype=np.int64)
         token_types = encoded.get("token_type_ids")
+        offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+        special = np.asarray(encoded["special_tokens_mask"][i], dtype=bool)
+        spans = rationale_spans(raw_rationale, text, str(example_id))
         examples.append(
             EncodedExample(
                 example_id=str(example_id),
@@ -83,10 +88,11 @@ def encode_corpus(frame: pd.DataFrame, tokenizer: Any, labels: Sequence[str], ma
                     np.asarray(token_types[i], dtype=np.int64) if token_types else np.zeros_like(input_ids)
                 ),
                 tokens=tuple(tokenizer.convert_ids_to_tokens(encoded["input_ids"][i])),
-                offsets=np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2),
-                special_mask=np.asarray(encoded["special_tokens_mask"][i], dtype=bool),
+                offsets=offsets,
+                special_mask=special,
                 n_original_tokens=full_lengths[i],
                 metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+                rationale=None if spans is None else token_mask(spans, offsets, special),
             )
         )
     return examples

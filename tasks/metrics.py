@@ -27,9 +27,10 @@ from tasks.faithfulness import (
 )
 from tasks.methods import METHODS
 from tasks.passes import BatchContext
-from tasks.records import HeadAgreement, MethodFamily, MetricValue, TokenScores
+from tasks.plausibility import auprc, token_f1, token_iou
+from tasks.records import EncodedExample, HeadAgreement, MethodFamily, MetricValue, TokenScores
 
-MetricKind = Literal["faithfulness", "agreement", "diagnostic"]
+MetricKind = Literal["faithfulness", "agreement", "plausibility", "diagnostic"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,30 @@ METRICS: dict[str, MetricSpec] = {
             pairwise=True,
         ),
         MetricSpec(
+            "token_f1",
+            "plausibility",
+            True,
+            "Token F1",
+            "F1 of the top-|h| content tokens against the human rationale h",
+            "DeYoung et al. 2020",
+        ),
+        MetricSpec(
+            "token_iou",
+            "plausibility",
+            True,
+            "Token IOU",
+            "|top-|h| ∩ h| / |top-|h| ∪ h|; IOU-F1 is the share of examples with IOU ≥ 0.5",
+            "DeYoung et al. 2020",
+        ),
+        MetricSpec(
+            "auprc",
+            "plausibility",
+            True,
+            "AUPRC",
+            "area under the precision-recall curve of the scores against the human rationale",
+            "DeYoung et al. 2020; Attanasio et al. 2023",
+        ),
+        MetricSpec(
             "completeness_error",
             "diagnostic",
             None,
@@ -219,6 +244,12 @@ def faithfulness_values(
     return values
 
 
+def magnitudes(record: TokenScores) -> np.ndarray:
+    """Content scores as agreement compares them: ``|s|`` for signed methods (Jain & Wallace)."""
+    scores = record.content_scores
+    return np.abs(scores) if METHODS[record.method].signed else scores
+
+
 def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> list[MetricValue]:
     """Kendall τ-b, Spearman ρ and top-k overlap of each explanation with each reference, per example.
 
@@ -234,11 +265,9 @@ def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> 
         for record in example_records:
             if METHODS[record.method].family not in compared:
                 continue
-            scores = record.content_scores
+            scores = magnitudes(record)
             for reference in references:
-                other = reference.content_scores
-                if METHODS[reference.method].signed:
-                    other = np.abs(other)
+                other = magnitudes(reference)
                 for metric, value in (
                     ("kendall_tau", kendall_tau(scores, other)),
                     ("spearman_rho", spearman_rho(scores, other)),
@@ -282,9 +311,7 @@ def head_agreement_values(records: Sequence[TokenScores], context: BatchContext)
         if METHODS[reference.method].family != MethodFamily.REFERENCE:
             continue
         row = row_of[reference.example_id]
-        other = reference.content_scores
-        if METHODS[reference.method].signed:
-            other = np.abs(other)
+        other = magnitudes(reference)
         content = reference.content_mask
         for layer in range(heads.shape[1]):
             for head in range(heads.shape[2]):
@@ -294,4 +321,18 @@ def head_agreement_values(records: Sequence[TokenScores], context: BatchContext)
                         reference.example_id, layer, head, reference.method, "kendall_tau", kendall_tau(scores, other)
                     )
                 )
+    return values
+
+
+def plausibility_values(records: Sequence[TokenScores], examples: Sequence[EncodedExample]) -> list[MetricValue]:
+    """Token F1, token IOU and AUPRC of every record against its example's human rationale, if it has one."""
+    rationale = {e.example_id: e.rationale for e in examples if e.rationale is not None}
+    values = []
+    for record in records:
+        human = rationale.get(record.example_id)
+        if human is None:
+            continue
+        scores, truth = record.content_scores, human[record.content_mask]
+        for metric, function in (("token_f1", token_f1), ("token_iou", token_iou), ("auprc", auprc)):
+            values.append(MetricValue(record.example_id, record.method, metric, function(scores, truth), record.draw))
     return values

@@ -41,6 +41,7 @@ class EncodedExample:
         special_mask: True at special tokens (``[CLS]``, ``[SEP]``, ...), shape ``[T]``.
         n_original_tokens: Token count before truncation (specials included).
         metadata: Extra corpus columns kept for slicing (e.g. the human rating's spread).
+        rationale: Tokens inside the human rationale, shape ``[T]``; None when the example has none.
     """
 
     example_id: str
@@ -53,6 +54,7 @@ class EncodedExample:
     special_mask: np.ndarray
     n_original_tokens: int
     metadata: Mapping[str, object] = field(default_factory=dict)
+    rationale: np.ndarray | None = None
 
     @property
     def length(self) -> int:

@@ -6,6 +6,8 @@ format. The generation time is an argument, so a stored run renders the same rep
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from tasks.statistics import (
     correlation_strength,
     paired_comparison,
 )
+from tasks.verdict_summary import VerdictReport, summarise_verdicts
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 """The templates folder: beside ``tasks`` in a checkout and in site-packages alike."""
@@ -70,6 +73,30 @@ class FaithfulnessRow:
             self.sufficiency_vs_random.difference.high < 0,
         ]
         return "yes" if all(wins) else "partly" if any(wins) else "no"
+
+
+@dataclass(frozen=True)
+class PlausibilityRow:
+    """One method against the human rationales, beside its faithfulness."""
+
+    method: str
+    title: str
+    family: str
+    token_f1: Estimate
+    iou_f1: Estimate
+    auprc: Estimate
+    plausible: bool
+    faithful: bool
+
+    @property
+    def quadrant(self) -> str:
+        """Plausible and/or faithful, in words."""
+        return {
+            (True, True): "plausible and faithful",
+            (True, False): "plausible, not faithful",
+            (False, True): "faithful, not plausible",
+            (False, False): "neither",
+        }[(self.plausible, self.faithful)]
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,11 @@ class ReportContext:
     manifest_rows: Sequence[tuple[str, str]]
     dataset_rows: Sequence[tuple[str, str]]
     summary: Sequence[str]
+    details: Sequence[str]
+    verdict: VerdictReport
+    example_table: Sequence[dict[str, Any]]
+    verdict_settings: Sequence[tuple[str, str]]
+    plausibility: Sequence[PlausibilityRow]
     faithfulness: Sequence[FaithfulnessRow]
     agreement: Sequence[AgreementRow]
     completeness: Mapping[str, str]
@@ -180,6 +212,18 @@ def build_context(
         int(manifest.get("model", {}).get("layers", 0)),
         seed,
     )
+    plausibility = _plausibility_rows(metrics, faithfulness, seed)
+    if plausibility:
+        context_charts["plausibility"] = charts.scatter(
+            [(row.title, row.auprc.mean, _gain(row.method, faithfulness), row.family) for row in plausibility],
+            "plausibility: AUPRC against human rationales",
+            "faithfulness: AOPC comprehensiveness gain over random",
+        )
+    verdict = summarise_verdicts(
+        storage.read_table(connection, "slice_verdicts", run_id),
+        {row.method: row.comprehensiveness.mean for row in faithfulness},
+        config.verdict.min_examples,
+    )
     return ReportContext(
         run_id=run_id,
         status=run["status"],
@@ -190,7 +234,12 @@ def build_context(
         command=command_line(config),
         manifest_rows=_manifest_rows(manifest),
         dataset_rows=_dataset_rows(examples, manifest),
-        summary=[*_summary(examples, faithfulness, agreement, completeness), *interventions.summary],
+        summary=_summary(examples, verdict, interventions, completeness, plausibility),
+        details=_method_details(faithfulness, agreement),
+        verdict=verdict,
+        example_table=_example_table(examples, storage.read_table(connection, "example_verdicts", run_id), methods),
+        verdict_settings=_verdict_settings(config),
+        plausibility=plausibility,
         faithfulness=faithfulness,
         agreement=agreement,
         completeness=completeness,
@@ -351,44 +400,123 @@ def _completeness(metrics: pd.DataFrame) -> dict[str, str]:
 
 def _summary(
     examples: pd.DataFrame,
-    faithfulness: Sequence[FaithfulnessRow],
-    agreement: Sequence[AgreementRow],
+    verdict: VerdictReport,
+    interventions: InterventionReport,
     completeness: Mapping[str, str],
+    plausibility: Sequence[PlausibilityRow] = (),
 ) -> list[str]:
-    """The executive summary in plain words, each sentence with its numbers."""
-    sentences = []
+    """The executive summary in plain words: the verdict first, each sentence with its numbers."""
     n = len(examples)
     labelled = examples.dropna(subset=["label"])
     if not labelled.empty:
         accuracy = float((labelled["label"] == labelled["predicted"]).mean())
-        sentences.append(
-            f"The model was audited on {n} examples; it classifies {100 * accuracy:.1f} % of the "
-            f"{len(labelled)} labelled ones correctly. Every explanation explains the predicted class."
+        opening = (
+            f"The model was audited on {n} examples; it classifies {100 * accuracy:.1f} % of the {len(labelled)} "
+            "labelled ones correctly. Every explanation explains the predicted class."
         )
     else:
+        opening = f"The model was audited on {n} unlabelled examples; every explanation explains the predicted class."
+    sentences = [opening, *verdict.sentences, *interventions.summary, *_plausibility_sentences(plausibility)]
+    if completeness:
         sentences.append(
-            f"The model was audited on {n} unlabelled examples; every explanation explains the predicted class."
+            f"Integrated gradients satisfied completeness on {completeness['holds']} of examples "
+            f"(median absolute error {completeness['median_abs_error']})."
         )
+    truncated = int(examples["truncated"].sum())
+    if truncated:
+        sentences.append(f"{truncated} example(s) were truncated to the maximum length; their tails were not audited.")
+    return sentences
+
+
+def _gain(method: str, faithfulness: Sequence[FaithfulnessRow]) -> float:
+    row = next((r for r in faithfulness if r.method == method), None)
+    if row is None or row.comprehensiveness_vs_random is None:
+        return 0.0
+    return row.comprehensiveness_vs_random.difference.mean
+
+
+def _plausibility_rows(
+    metrics: pd.DataFrame, faithfulness: Sequence[FaithfulnessRow], seed: int
+) -> list[PlausibilityRow]:
+    """Every method against the human rationales (empty when the corpus has none)."""
+    if not metrics["metric"].isin(["auprc"]).any():
+        return []
+    f1, iou, area = per_example(metrics, "token_f1"), per_example(metrics, "token_iou"), per_example(metrics, "auprc")
+    chance = float(area[BASELINE].mean()) if BASELINE in area else float("nan")
+    rows = []
+    for row in faithfulness:
+        if row.method not in area:
+            continue
+        estimate = bootstrap_mean(area[row.method], seed=seed)
+        matched = (iou[row.method].dropna() >= 0.5).astype(float)
+        rows.append(
+            PlausibilityRow(
+                method=row.method,
+                title=row.title,
+                family=row.family,
+                token_f1=bootstrap_mean(f1[row.method], seed=seed),
+                iou_f1=bootstrap_mean(matched, seed=seed),
+                auprc=estimate,
+                plausible=row.method != BASELINE and not math.isnan(chance) and estimate.low > chance,
+                faithful=row.beats_random == "yes",
+            )
+        )
+    return rows
+
+
+def _plausibility_sentences(rows: Sequence[PlausibilityRow]) -> list[str]:
+    if not rows:
+        return []
+    chance = next((row.auprc.mean for row in rows if row.method == BASELINE), float("nan"))
+    sentences = []
+    deceptive = [row for row in rows if row.quadrant == "plausible, not faithful"]
+    hidden = [row for row in rows if row.quadrant == "faithful, not plausible"]
+    if deceptive:
+        sentences.append(
+            "Looks right but is not faithful: "
+            + ", ".join(f"{row.title.lower()} (AUPRC {row.auprc.mean:.2f})" for row in deceptive)
+            + f" highlight what people highlight better than chance (AUPRC {chance:.2f}) but do not beat random "
+            "removal on both measures."
+        )
+    if hidden:
+        sentences.append(
+            "Faithful but not plausible: "
+            + ", ".join(f"{row.title.lower()} (AUPRC {row.auprc.mean:.2f})" for row in hidden)
+            + f" reflect what the model uses but do not match the human rationales better than chance ({chance:.2f})."
+        )
+    if not sentences:
+        both = [row.title.lower() for row in rows if row.quadrant == "plausible and faithful"]
+        sentences.append(
+            "Against the human rationales, "
+            + (", ".join(both) if both else "no explanation")
+            + f" is both plausible (AUPRC above chance, {chance:.2f}) and faithful."
+        )
+    return sentences
+
+
+def _method_details(faithfulness: Sequence[FaithfulnessRow], agreement: Sequence[AgreementRow]) -> list[str]:
+    """One paragraph per attention-based explanation: its agreement and its faithfulness against random."""
+    paragraphs = []
     by_method = {row.method: row for row in faithfulness}
-    chance = {row.reference: row.kendall_tau.mean for row in agreement if row.method == BASELINE}
+    chance = [row.kendall_tau.mean for row in agreement if row.method == BASELINE]
+    random_row = by_method.get(BASELINE)
     for row in faithfulness:
         if row.family != MethodFamily.ATTENTION:
             continue
-        pairs = [a for a in agreement if a.method == row.method]
+        pairs = [a for a in agreement if a.method == row.method and not math.isnan(a.kendall_tau.mean)]
         if pairs:
-            best = max(pairs, key=lambda a: a.kendall_tau.mean if not math.isnan(a.kendall_tau.mean) else -2)
-            worst = min(pairs, key=lambda a: a.kendall_tau.mean if not math.isnan(a.kendall_tau.mean) else 2)
+            best = max(pairs, key=lambda a: a.kendall_tau.mean)
+            worst = min(pairs, key=lambda a: a.kendall_tau.mean)
             agreement_words = (
                 f"ranks tokens in {best.strength} agreement with {best.reference_title.lower()} "
                 f"(mean Kendall τ {best.kendall_tau}) and in {worst.strength} agreement with "
                 f"{worst.reference_title.lower()} (τ {worst.kendall_tau})"
             )
             if chance:
-                agreement_words += f"; a random ranking scores τ ≈ {np.nanmean(list(chance.values())):.2f}"
+                agreement_words += f"; a random ranking scores τ ≈ {np.nanmean(chance):.2f}"
         else:
             agreement_words = "was not compared with any reference"
         comparison = row.comprehensiveness_vs_random
-        random_row = by_method.get(BASELINE)
         if comparison is not None and random_row is not None:
             verdict = {
                 "yes": "more faithful than a random ranking on both measures",
@@ -404,31 +532,58 @@ def _summary(
             )
         else:
             faithfulness_words = f"its AOPC comprehensiveness is {row.comprehensiveness:.3f}"
-        sentences.append(f"{row.title} {agreement_words}. As an explanation, {faithfulness_words}.")
+        paragraphs.append(f"{row.title} {agreement_words}. As an explanation, {faithfulness_words}.")
     ranked = [r for r in faithfulness if r.method != BASELINE and not math.isnan(r.comprehensiveness.mean)]
     if ranked:
-        best_overall = max(ranked, key=lambda r: r.comprehensiveness.mean)
-        attention_rows = [r for r in ranked if r.family == MethodFamily.ATTENTION]
+        best = max(ranked, key=lambda r: r.comprehensiveness.mean)
         sentence = (
-            f"By AOPC comprehensiveness the most faithful explanation is {best_overall.title.lower()} "
-            f"({best_overall.comprehensiveness.mean:.3f})"
+            f"By AOPC comprehensiveness the most faithful explanation is {best.title.lower()} "
+            f"({best.comprehensiveness.mean:.3f})"
         )
-        if attention_rows:
-            best_attention = max(attention_rows, key=lambda r: r.comprehensiveness.mean)
+        attention = [r for r in ranked if r.family == MethodFamily.ATTENTION]
+        if attention:
+            top = max(attention, key=lambda r: r.comprehensiveness.mean)
             sentence += (
-                f"; the most faithful attention-based one is {best_attention.title.lower()} "
-                f"({best_attention.comprehensiveness.mean:.3f})"
+                f"; the most faithful attention-based one is {top.title.lower()} ({top.comprehensiveness.mean:.3f})"
             )
-        sentences.append(sentence + ".")
-    if completeness:
-        sentences.append(
-            f"Integrated gradients satisfied completeness on {completeness['holds']} of examples "
-            f"(median absolute error {completeness['median_abs_error']})."
+        paragraphs.append(sentence + ".")
+    return paragraphs
+
+
+def _example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Every example with its prediction and its verdict per attention-based explanation (HTML table)."""
+    attention = [m for m in methods if METHODS[m].family == MethodFamily.ATTENTION]
+    by_example: dict[str, dict[str, str]] = {}
+    for row in verdicts.itertuples(index=False):
+        by_example.setdefault(row.example_id, {})[row.method] = row.verdict
+    rows = []
+    for example in examples.sort_values("example_id").itertuples(index=False):
+        rows.append(
+            {
+                "example_id": example.example_id,
+                "text": example.text,
+                "label": None if pd.isna(example.label_name) else example.label_name,
+                "predicted": example.predicted_name,
+                "confidence": float(example.confidence),
+                "tokens": int(example.n_content_tokens),
+                "verdicts": [(METHODS[m].title, by_example.get(example.example_id, {}).get(m, "")) for m in attention],
+            }
         )
-    truncated = int(examples["truncated"].sum())
-    if truncated:
-        sentences.append(f"{truncated} example(s) were truncated to the maximum length; their tails were not audited.")
-    return sentences
+    return rows
+
+
+def _verdict_settings(config: AuditConfig) -> list[tuple[str, str]]:
+    options = config.verdict
+    return [
+        ("Verdict references", ", ".join(options.references)),
+        ("Agreement threshold", f"mean Kendall τ with the references ≥ {options.agreement_min:g}"),
+        ("No better than random", f"AOPC comprehensiveness gain over random < {options.equivalence_margin:g}"),
+        ("Sensitive to attention", f"median TVD under permuted attention ≥ {options.sensitivity_min:g}"),
+        ("Important head", f"mean TVD when masked ≥ {options.importance_min:g}"),
+        ("Smallest judged slice", f"{options.min_examples} examples"),
+        ("Confidence bins", "edges " + ", ".join(f"{edge:g}" for edge in options.confidence_bins)),
+        ("Length bins", "edges " + ", ".join(f"{edge:g}" for edge in options.length_bins) + " content tokens"),
+    ]
 
 
 # --- heatmaps -------------------------------------------------------------------------------
@@ -448,6 +603,9 @@ def _heatmaps(
         example = by_id.loc[example_id]
         example_tokens = tokens[(tokens["example_id"] == example_id) & ~tokens["is_special"]]
         rows = []
+        if "in_rationale" in example_tokens and example_tokens["in_rationale"].notna().any():
+            marked = example_tokens["in_rationale"].fillna(False).astype(float).to_numpy()
+            rows.append(("Human rationale", "human", _cells(example["text"], example_tokens, marked, "106, 61, 154")))
         for method in shown:
             method_scores = scores[(scores["example_id"] == example_id) & (scores["method"] == method)]
             score_at = dict(zip(method_scores["position"], method_scores["score"], strict=True))
@@ -501,14 +659,14 @@ def _representative_examples(examples: pd.DataFrame, metrics: pd.DataFrame) -> l
     return chosen
 
 
-def _cells(text: str, tokens: pd.DataFrame, values: np.ndarray) -> list[HeatCell]:
+def _cells(text: str, tokens: pd.DataFrame, values: np.ndarray, positive: str = "214, 96, 77") -> list[HeatCell]:
     """Colour each token by its score relative to the row's largest magnitude (red: for ŷ, blue: against)."""
     scale = float(np.max(np.abs(values))) if values.size else 0.0
     cells = []
     previous_end = None
     for (start, end), value in zip(tokens[["char_start", "char_end"]].itertuples(index=False), values, strict=True):
         strength = abs(value) / scale if scale > 0 else 0.0
-        rgb = "214, 96, 77" if value >= 0 else "67, 147, 195"
+        rgb = positive if value >= 0 else "67, 147, 195"
         cells.append(
             HeatCell(
                 text=text[start:end] if end > start else "",
@@ -701,7 +859,11 @@ def _costs(costs: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def render_html(context: ReportContext) -> str:
-    """The self-contained HTML report (CSS inline, charts as data URIs, dataset text escaped)."""
+    """The self-contained HTML report (CSS inline, charts as data URIs, dataset text escaped).
+
+    A Content-Security-Policy allows only the report's own script (by its hash), inline styles and
+    ``data:`` images: even markup that slipped into the page could neither run nor load anything.
+    """
     from jinja2 import Environment, StrictUndefined, select_autoescape
 
     folder = TEMPLATES
@@ -713,7 +875,13 @@ def render_html(context: ReportContext) -> str:
     )
     environment.filters["fmt"] = _format_number
     template = environment.from_string((folder / "report.html.j2").read_text(encoding="utf-8"))
-    return template.render(r=context, css=(folder / "report.css").read_text(encoding="utf-8"))
+    script = (folder / "report.js").read_text(encoding="utf-8")
+    return template.render(
+        r=context,
+        css=(folder / "report.css").read_text(encoding="utf-8"),
+        script=script,
+        script_hash="sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii"),
+    )
 
 
 def _format_number(value: float, spec: str = ".3f") -> str:
@@ -734,3 +902,93 @@ def render_pdf(html: str, path: Path) -> None:
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=("data",))).write_pdf(path)
+
+
+# --- machine-readable summary -------------------------------------------------------------------
+
+
+def _estimate_json(estimate: Estimate) -> dict[str, float | int | None]:
+    def plain(value: float) -> float | None:
+        return None if math.isnan(value) else round(float(value), 6)
+
+    return {"mean": plain(estimate.mean), "low": plain(estimate.low), "high": plain(estimate.high), "n": estimate.n}
+
+
+def summary_document(context: ReportContext) -> dict[str, Any]:
+    """The verdicts and headline metrics of the report as JSON-ready data (NaN becomes null)."""
+    return {
+        "run_id": context.run_id,
+        "status": context.status,
+        "generated_at": context.generated_at,
+        "manifest": dict(context.manifest_rows),
+        "dataset": dict(context.dataset_rows),
+        "summary": list(context.summary),
+        "recommended_explanation": context.verdict.recommended,
+        "verdicts": [
+            {
+                "method": row.method,
+                "slice": row.slice,
+                "slice_value": row.slice_value,
+                "n": row.n,
+                "verdict": row.verdict,
+                "reason": row.reason,
+                "evidence": dict(row.evidence),
+                "agreement": _estimate_json(row.agreement),
+                "comprehensiveness_gain": _estimate_json(row.comprehensiveness),
+                "sufficiency_gain": _estimate_json(row.sufficiency),
+                "erasure_gain": _estimate_json(row.erasure),
+                "permutation_tvd": _estimate_json(row.sensitivity),
+            }
+            for _, _, _, rows in context.verdict.slices
+            for row in rows
+        ],
+        "layers": [
+            {
+                "layer": row.label,
+                "verdict": row.verdict,
+                "agreement": _estimate_json(row.agreement),
+                "masked_tvd": _estimate_json(row.importance),
+            }
+            for row in context.verdict.layers
+        ],
+        "faithfulness": [
+            {
+                "method": row.method,
+                "family": row.family,
+                "aopc_comprehensiveness": _estimate_json(row.comprehensiveness),
+                "aopc_sufficiency": _estimate_json(row.sufficiency),
+                "taucorr_loo": _estimate_json(row.taucorr_loo),
+                "beats_random": row.beats_random,
+            }
+            for row in context.faithfulness
+        ],
+        "agreement": [
+            {
+                "method": row.method,
+                "reference": row.reference,
+                "kendall_tau": _estimate_json(row.kendall_tau),
+                "spearman_rho": _estimate_json(row.spearman_rho),
+                "top_k_overlap": _estimate_json(row.top_k_overlap),
+            }
+            for row in context.agreement
+        ],
+        "interventions": [
+            {
+                "intervention": section.name,
+                "findings": list(section.findings),
+                "rows": [
+                    {
+                        "changed": row.label,
+                        "layer": row.layer,
+                        "tvd": _estimate_json(row.tvd),
+                        "flip_rate": _estimate_json(row.flip_rate),
+                        "accuracy": None if math.isnan(row.accuracy) else row.accuracy,
+                    }
+                    for row in section.rows
+                ],
+            }
+            for section in context.interventions.sections
+        ],
+        "integrated_gradients_completeness": dict(context.completeness),
+        "settings": dict(context.settings) | dict(context.verdict_settings),
+    }

@@ -8,16 +8,18 @@ deterministic numerics, which would fail the same way again.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import report, storage
+from tasks import report, storage, verdicts
 from tasks.audit import audit_batch
-from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec
+from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
 from tasks.models import load_model
 from tasks.records import BatchResult, EncodedExample
 from tasks.runs import RunPlan, plan_run
@@ -66,6 +68,27 @@ def finish_run_task(db: Path, run_id: str) -> None:
         storage.finish_run(connection, run_id)
 
 
+@task(name="judge-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: VerdictOptions) -> int:
+    """Compute and store the run's verdicts per example and per slice; returns the slice verdicts written."""
+    with storage.connect(db) as connection:
+        examples = storage.read_table(connection, "examples", run_id)
+        metrics = storage.read_table(connection, "metrics", run_id)
+        interventions = storage.read_table(connection, "interventions", run_id)
+        heads = storage.read_table(connection, "head_agreement", run_id)
+        evidence = verdicts.example_evidence(metrics, interventions, methods, options)
+        per_example = verdicts.example_verdicts(evidence, examples, options)
+        per_slice = pd.concat(
+            [
+                verdicts.slice_verdicts(evidence, examples, options),
+                verdicts.head_verdicts(heads, interventions, options),
+            ],
+            ignore_index=True,
+        )
+        storage.write_verdicts(connection, run_id, per_example, per_slice)
+        return len(per_slice)
+
+
 @task(name="build-report-context", cache_policy=NO_CACHE)
 def build_report_context_task(db: Path, run_id: str | None, generated_at: datetime) -> report.ReportContext:
     """Read the run from the database and compute every number the report shows."""
@@ -78,6 +101,14 @@ def render_html_task(context: report.ReportContext, out_dir: Path) -> Path:
     """Write ``report-<run>.html`` (atomically: a killed render leaves the previous file intact)."""
     path = out_dir / f"report-{context.run_id}.html"
     _write_atomically(path, report.render_html(context).encode("utf-8"))
+    return path
+
+
+@task(name="write-summary-json", retries=1, cache_policy=NO_CACHE)
+def write_summary_task(context: report.ReportContext, out_dir: Path) -> Path:
+    """Write ``summary-<run>.json``: the verdicts and headline metrics, machine-readable (atomically)."""
+    path = out_dir / f"summary-{context.run_id}.json"
+    _write_atomically(path, json.dumps(report.summary_document(context), indent=2, ensure_ascii=False).encode("utf-8"))
     return path
 
 

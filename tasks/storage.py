@@ -1,12 +1,13 @@
 """The DuckDB file: the only module that imports duckdb. Owns the schema, writes and reads.
 
-Schema (version 2), long format, one row per fact, every table keyed by ``run_id``:
+Schema (version 3), long format, one row per fact, every table keyed by ``run_id``:
 
 ``runs``          one row per audit configuration: ``run_id``, ``status`` (running / finished),
                   ``config`` and ``manifest`` (JSON: model and data fingerprints, versions), times.
 ``examples``      one row per audited example: text, gold and predicted label, probabilities,
                   confidence, token counts, truncation, corpus metadata (JSON), ``batch_id``.
-``tokens``        one row per token: id, string, whether it is special, character span in the text.
+``tokens``        one row per token: id, string, whether it is special, character span in the text, and
+                  whether it lies in the human rationale (NULL when the example has none).
 ``token_scores``  one row per (example, method, draw, position): the method's score.
 ``metrics``       one row per (example, method, draw, metric[, reference][, k]): the value. ``reference``
                   is set for agreement metrics, ``k`` for per-rationale-size faithfulness.
@@ -14,11 +15,17 @@ Schema (version 2), long format, one row per fact, every table keyed by ``run_id
                   NULL when every layer was changed at once, ``head`` when every head of the layer was.
 ``head_agreement`` one row per (example, layer, head, reference, statistic): how a head's classification
                   row ranks tokens against a reference.
+``example_verdicts`` one row per (example, attention method): the verdict, its reason and the five
+                  evidence numbers (see ``tasks.verdicts``).
+``slice_verdicts`` one row per (method, slice, slice value): size, verdict, reason, the status of each
+                  kind of evidence and each evidence's mean with its 95 % interval. Rows of the
+                  method ``attention heads`` judge layers and heads.
 ``costs``         one row per (batch, stage): seconds, forward/backward rows and tokens.
 ``schema_info``   the schema version and the tool version that created the file.
 
-Version 1 had no ``interventions`` and ``head_agreement`` tables; opening a version-1 file for writing
-adds them (``MIGRATIONS``).
+Verdict tables are replaced as a whole each time a run finishes (they derive from the stored numbers and
+the verdict settings). Version 1 lacked ``interventions`` and ``head_agreement``, version 2 the verdict
+tables and ``tokens.in_rationale``; opening an older file for writing adds them (``MIGRATIONS``).
 
 A batch is written in one transaction that first deletes whatever rows its examples already have, so
 a batch is either entirely present or absent, and re-writing it never duplicates rows. SQL is written
@@ -43,7 +50,7 @@ from tasks import __version__
 from tasks.errors import AuditError
 from tasks.records import BatchResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DDL = (
     """
@@ -89,6 +96,7 @@ DDL = (
         is_special BOOLEAN NOT NULL,
         char_start INTEGER NOT NULL,
         char_end INTEGER NOT NULL,
+        in_rationale BOOLEAN,
         PRIMARY KEY (run_id, example_id, position)
     )""",
     """
@@ -145,16 +153,53 @@ DDL = (
         backward_tokens BIGINT NOT NULL,
         PRIMARY KEY (run_id, batch_id, stage)
     )""",
+    """
+    CREATE TABLE IF NOT EXISTS example_verdicts (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        agreement DOUBLE,
+        comprehensiveness DOUBLE,
+        sufficiency DOUBLE,
+        erasure DOUBLE,
+        sensitivity DOUBLE
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS slice_verdicts (
+        run_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        slice VARCHAR NOT NULL,
+        slice_value VARCHAR NOT NULL,
+        n INTEGER NOT NULL,
+        verdict VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        agreement VARCHAR NOT NULL,
+        faithfulness VARCHAR NOT NULL,
+        interventions VARCHAR NOT NULL,
+        agreement_mean DOUBLE, agreement_low DOUBLE, agreement_high DOUBLE,
+        comprehensiveness_mean DOUBLE, comprehensiveness_low DOUBLE, comprehensiveness_high DOUBLE,
+        sufficiency_mean DOUBLE, sufficiency_low DOUBLE, sufficiency_high DOUBLE,
+        erasure_mean DOUBLE, erasure_low DOUBLE, erasure_high DOUBLE,
+        sensitivity_mean DOUBLE, sensitivity_low DOUBLE, sensitivity_high DOUBLE,
+        importance_mean DOUBLE, importance_low DOUBLE, importance_high DOUBLE
+    )""",
     "CREATE INDEX IF NOT EXISTS metrics_by_example ON metrics (run_id, example_id)",
     "CREATE INDEX IF NOT EXISTS interventions_by_example ON interventions (run_id, example_id)",
     "CREATE INDEX IF NOT EXISTS head_agreement_by_example ON head_agreement (run_id, example_id)",
 )
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: tuple(statement for statement in DDL if "interventions" in statement or "head_agreement" in statement),
+    2: (
+        *(statement for statement in DDL if "_verdicts" in statement),
+        "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS in_rationale BOOLEAN",
+    ),
 }
 """Statements that take a database from a version to the next."""
 RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics", "interventions", "head_agreement")
-OUR_TABLES = {"schema_info", "runs", "costs", *RESULT_TABLES}
+VERDICT_TABLES = ("example_verdicts", "slice_verdicts")
+OUR_TABLES = {"schema_info", "runs", "costs", *RESULT_TABLES, *VERDICT_TABLES}
 
 
 # --- connecting -----------------------------------------------------------------------------
@@ -382,6 +427,14 @@ def batch_frames(run_id: str, result: BatchResult, labels: Sequence[str]) -> dic
             "is_special": np.concatenate([e.special_mask for e in result.examples]),
             "char_start": np.concatenate([e.offsets[:, 0] for e in result.examples]),
             "char_end": np.concatenate([e.offsets[:, 1] for e in result.examples]),
+            "in_rationale": pd.array(
+                [
+                    None if e.rationale is None else bool(flag)
+                    for e in result.examples
+                    for flag in (e.rationale if e.rationale is not None else [None] * e.length)
+                ],
+                dtype="boolean",
+            ),
         }
     )
     scores = result.scores
@@ -471,6 +524,20 @@ def write_batch(connection: duckdb.DuckDBPyConnection, run_id: str, result: Batc
             written += len(frame)
         connection.unregister("batch_example_ids")
     return written
+
+
+def write_verdicts(
+    connection: duckdb.DuckDBPyConnection, run_id: str, examples: pd.DataFrame, slices: pd.DataFrame
+) -> None:
+    """Replace a run's verdicts (per example and per slice) in one transaction."""
+    with transaction(connection):
+        for table, frame in (("example_verdicts", examples), ("slice_verdicts", slices)):
+            connection.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            if frame.empty:
+                continue
+            connection.register("verdict_rows", frame.assign(run_id=run_id))
+            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM verdict_rows")
+            connection.unregister("verdict_rows")
 
 
 # --- reading --------------------------------------------------------------------------------

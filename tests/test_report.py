@@ -3,7 +3,10 @@ escapes the dataset's text, and the PDF carries the same content."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -24,6 +27,7 @@ from tasks.methods import METHODS
 from tasks.models import load_model
 from tasks.records import MethodFamily
 from tasks.runs import run_manifest
+from tasks.steps import judge_run_task
 from tests.conftest import TEXTS
 
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=alert(1)>"
@@ -34,6 +38,7 @@ GENERATED_AT = datetime(2024, 5, 17, 9, 30, tzinfo=UTC)
 METHOD_IDS = ("attention_last", "rollout", "integrated_gradients", "leave_one_out", "random")
 SECTIONS = (
     "summary",
+    "verdict",
     "faithfulness",
     "agreement",
     "interventions",
@@ -93,6 +98,7 @@ def stored_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         storage.register_run(connection, run_id, config.model_dump(mode="json"), run_manifest(config, bundle, corpus))
         storage.write_batch(connection, run_id, result, bundle.labels)
         storage.finish_run(connection, run_id)
+    judge_run_task.fn(db, run_id, config.methods.methods, config.verdict)
     return StoredRun(db=db, run_id=run_id, config=config, misclassified=HOSTILE_ID)
 
 
@@ -165,21 +171,21 @@ def test_the_random_baseline_is_the_baseline_and_the_others_are_judged_against_i
     assert set(verdicts.values()) <= {"yes", "partly", "no"}
 
 
-def test_the_summary_quotes_the_aopc_means_in_the_database(
+def test_the_detailed_findings_quote_the_aopc_means_in_the_database(
     context: report.ReportContext, connection: duckdb.DuckDBPyConnection, stored_run: StoredRun
 ) -> None:
     means = mean_aopc_comprehensiveness(connection, stored_run.run_id)
     assert set(means) == set(METHOD_IDS)
-    summary = " ".join(context.summary)
+    details = " ".join(context.details)
 
     for method in METHOD_IDS:
         if METHODS[method].family != MethodFamily.ATTENTION:
             continue
-        sentence = next(s for s in context.summary if s.startswith(METHODS[method].title))
+        sentence = next(s for s in context.details if s.startswith(METHODS[method].title))
         assert f"lowers the predicted-class probability by {three_places(means[method])} [" in sentence
         assert f"(AOPC comprehensiveness; random: {three_places(means['random'])}," in sentence
     best = max((m for m in METHOD_IDS if m != "random"), key=means.__getitem__)
-    assert f"the most faithful explanation is {METHODS[best].title.lower()} ({three_places(means[best])})" in summary
+    assert f"the most faithful explanation is {METHODS[best].title.lower()} ({three_places(means[best])})" in details
 
 
 def test_the_faithfulness_table_shows_the_aopc_means_in_the_database(
@@ -221,8 +227,16 @@ def test_rendering_the_same_run_twice_gives_the_same_bytes(connection: duckdb.Du
     assert again == html
 
 
+def test_the_only_script_is_the_reports_own_filter_allowed_by_its_hash(html: str) -> None:
+    own = (report.TEMPLATES / "report.js").read_text(encoding="utf-8")
+    scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I)
+    assert scripts == [own]
+    digest = base64.b64encode(hashlib.sha256(own.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in html and "default-src 'none'" in html
+
+
 def test_the_hostile_text_appears_only_escaped(html: str) -> None:
-    assert "<script" not in html.lower()
+    assert html.lower().count("<script") == 1  # the report's own filter script, checked above
     assert "<img src=x" not in html
     assert "onerror=" not in re.sub(r">[^<]*<", "><", html), "an onerror attribute is inside a tag"
     assert f"<code>row-6 {ESCAPED}</code>" in section(html, "examples")
@@ -240,7 +254,8 @@ def test_the_html_loads_nothing_from_outside(html: str) -> None:
     assert all(link.startswith("#") for link in links)
     assert not re.search(r"url\(\s*['\"]?(?!data:)", html), "the CSS loads a resource"
     assert "@import" not in html
-    assert not re.search(r"<(link|script|iframe|object|embed)\b", html, re.I)
+    assert not re.search(r"<(link|iframe|object|embed)\b", html, re.I)
+    assert not re.search(r"<script\b[^>]*\bsrc=", html, re.I)
 
 
 def test_the_html_names_the_run_and_its_command(html: str, stored_run: StoredRun) -> None:
@@ -279,3 +294,23 @@ def test_the_summary_reports_intervention_findings_from_the_database(stored_run:
         ).fetchone()[0]
     sentence = next(s for s in context.summary if s.startswith("Uniform attention in every layer"))
     assert f"flips {100 * everything:.1f} % of decisions" in sentence
+
+
+def test_the_verdict_in_the_report_is_the_one_stored(context: report.ReportContext, stored_run: StoredRun) -> None:
+    with storage.connect(stored_run.db, read_only=True) as connection:
+        stored = connection.execute(
+            "SELECT method, verdict FROM slice_verdicts WHERE run_id = ? AND slice = 'overall'", [stored_run.run_id]
+        ).fetchall()
+    assert {(row.method, row.verdict) for row in context.verdict.overall} == set(stored)
+    assert any(sentence.startswith("Verdict over all examples") for sentence in context.summary)
+    assert any(sentence.startswith("Recommendation:") for sentence in context.summary)
+
+
+def test_the_json_summary_carries_the_verdicts_and_headline_metrics(context: report.ReportContext) -> None:
+    document = json.loads(json.dumps(report.summary_document(context)))
+    assert document["run_id"] == context.run_id
+    overall = [v for v in document["verdicts"] if v["slice"] == "overall"]
+    assert {v["method"] for v in overall} == {m for m in METHOD_IDS if METHODS[m].family == MethodFamily.ATTENTION}
+    assert all(v["verdict"] in {"faithful", "not faithful", "inconclusive"} for v in document["verdicts"])
+    assert {row["method"] for row in document["faithfulness"]} == set(METHOD_IDS)
+    assert document["recommended_explanation"] == context.verdict.recommended
