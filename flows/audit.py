@@ -18,6 +18,7 @@ from tasks.steps import (
     finish_run_task,
     judge_run_task,
     plan_run_task,
+    record_failure_task,
     register_run_task,
     store_batch_task,
 )
@@ -28,9 +29,11 @@ class AuditOutcome(BaseModel):
 
     run_id: str
     db: Path
+    status: str
     examples: int
     computed: int
     reused: int
+    failed: int
     report: ReportPaths | None
 
 
@@ -40,7 +43,9 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
 
     Batches already stored for this run are reused, so a re-run of the same configuration (or of a
     killed run) computes only what is missing. At most ``concurrency`` batches are in flight: each is
-    written to DuckDB as soon as it is done, so memory does not grow with the corpus.
+    written to DuckDB as soon as it is done, so memory does not grow with the corpus. A batch that still
+    fails after ``batch_retries`` retries is recorded per example in the ``failures`` table and the
+    others go on; re-running the same configuration tries its examples again.
     """
     config = config or AuditConfig()
     logger = get_run_logger()
@@ -57,33 +62,45 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
         pending,
         len(batches),
     )
-    started, finished = time.perf_counter(), 0
-    in_flight: deque[PrefectFuture[BatchResult]] = deque()
+    started, finished, failed = time.perf_counter(), 0, 0
+    in_flight: deque[tuple[list[str], PrefectFuture[BatchResult]]] = deque()
+    compute = audit_batch_task.with_options(retries=config.execution.batch_retries)
 
     def store_oldest() -> None:
-        nonlocal finished
-        result = in_flight.popleft().result()
-        store_batch_task(db, plan.run_id, result, plan.labels)
-        finished += len(result.examples)
+        nonlocal finished, failed
+        example_ids, future = in_flight.popleft()
+        future.wait()
+        if future.state.is_completed():
+            result = future.result()
+            store_batch_task(db, plan.run_id, result, plan.labels)
+            finished += len(result.examples)
+        else:
+            error = future.state.result(raise_on_failure=False)
+            if not isinstance(error, BaseException):
+                error = RuntimeError(str(future.state.message))
+            record_failure_task(db, plan.run_id, example_ids, error, config.execution.batch_retries + 1)
+            failed += len(example_ids)
+            logger.error("a batch of %d examples failed: %s: %s", len(example_ids), type(error).__name__, error)
         elapsed = time.perf_counter() - started
-        logger.info("%d/%d examples stored (%.2f examples/s)", finished, pending, finished / elapsed)
+        logger.info("%d/%d examples stored, %d failed (%.2f examples/s)", finished, pending, failed, finished / elapsed)
 
     for index, batch in enumerate(batches):
-        in_flight.append(
-            audit_batch_task.submit(index, config.model, batch, config.methods, config.interventions, config.execution)
-        )
+        future = compute.submit(index, config.model, batch, config.methods, config.interventions, config.execution)
+        in_flight.append(([example.example_id for example in batch], future))
         if len(in_flight) >= config.execution.concurrency:
             store_oldest()
     while in_flight:
         store_oldest()
     judge_run_task(db, plan.run_id, config.methods.methods, config.verdict)
-    finish_run_task(db, plan.run_id)
+    status = finish_run_task(db, plan.run_id)
     paths = report(db, plan.run_id, config.output.out_dir, config.output.pdf) if render_report else None
     return AuditOutcome(
         run_id=plan.run_id,
         db=db,
+        status=status,
         examples=len(plan.examples),
-        computed=pending,
+        computed=pending - failed,
         reused=len(plan.examples) - pending,
+        failed=failed,
         report=paths,
     )

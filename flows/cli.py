@@ -3,7 +3,8 @@
 ``run`` audits a model on a corpus (the embedded default when nothing is named) and renders the
 report; ``report`` re-renders a stored run; ``runs`` lists the runs of a database; ``build-default``
 builds a preset model; ``methods`` lists the explanation methods. Problems the user can fix are printed
-as ``error:`` and ``fix:`` lines with exit status 2, never as a bare traceback.
+as ``error:`` and ``fix:`` lines with exit status 2, never as a bare traceback; a run that finished but
+recorded failed examples exits with status 3.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+EXIT_INPUT = 2
+"""Exit status of a problem the user can fix (``error:`` / ``fix:`` printed)."""
+EXIT_FAILURES = 3
+"""Exit status of a run that finished but recorded failed examples (run again to retry them)."""
 
 QUIET_LIBRARIES = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -42,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except AuditError as error:
         print(f"error: {error.problem}\nfix: {error.fix}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except ValidationError as error:
         problems = "; ".join(_flag_for(e["loc"]) + ": " + e["msg"] for e in error.errors())
         print(
@@ -143,14 +149,22 @@ def _run(args: argparse.Namespace) -> int:
 
     flow = audit.with_options(task_runner=_task_runner(config.execution))
     outcome = flow(config)
-    print(f"examples: {outcome.examples} ({outcome.computed} computed, {outcome.reused} reused)")
+    print(
+        f"examples: {outcome.examples} ({outcome.computed} computed, {outcome.reused} reused, {outcome.failed} failed)"
+    )
+    if outcome.failed:
+        print(
+            f"warning: {outcome.failed} example(s) failed; the report and the failures table list them. "
+            "Run the same command again to retry them.",
+            file=sys.stderr,
+        )
     print(f"database: {outcome.db.resolve()}")
     if outcome.report is not None:
         print(f"html report: {outcome.report.html.resolve()}")
         if outcome.report.pdf is not None:
             print(f"pdf report: {outcome.report.pdf.resolve()}")
         print(f"json summary: {outcome.report.summary.resolve()}")
-    return 0
+    return EXIT_FAILURES if outcome.failed else 0
 
 
 def _preset_defaults(config: Any) -> Any:

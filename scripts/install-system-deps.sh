@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the project needs beside Python: WeasyPrint's font subsetting (libharfbuzz-subset0)
-# and poppler-utils (pdftotext / pdftoppm, used by the tests to read the PDF report).
+# Debian packages the project needs beside Python: WeasyPrint's font subsetting (libharfbuzz-subset0),
+# poppler-utils (pdftotext / pdftoppm: the tests read the PDF report) and chromium (the security tests load
+# the HTML report in a real browser and check that no hostile text ran as a script).
 # Installs only what is missing; needs root (or sudo). Without either it says what to install and goes on.
 set -euo pipefail
-packages=(libharfbuzz-subset0 poppler-utils)
+packages=(libharfbuzz-subset0 poppler-utils chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -233,12 +233,15 @@ class ExecutionSettings(_Frozen):
             integration steps: bounds memory for long texts.
         concurrency: Batches computed at once (threads). Each uses ``threads`` torch threads.
         threads: torch intra-op threads per batch; None keeps torch's default.
+        batch_retries: How often a failing batch is tried again before its examples are recorded as
+            failed (the other batches go on).
     """
 
     batch_size: int = Field(default=32, ge=1, le=4096)
     token_budget: int = Field(default=8192, ge=64)
     concurrency: int = Field(default=1, ge=1, le=64)
     threads: int | None = Field(default=None, ge=1)
+    batch_retries: int = Field(default=1, ge=0, le=10)
 
 
 class OutputSettings(_Frozen):
@@ -446,6 +449,12 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag(flag="--concurrency", field="execution.concurrency", kind="int", help="batches computed at once [1]"),
     Flag(flag="--threads", field="execution.threads", kind="int", help="torch threads [torch default]"),
+    Flag(
+        flag="--batch-retries",
+        field="execution.batch_retries",
+        kind="int",
+        help="tries again of a failing batch before its examples are recorded as failed [1]",
+    ),
     Flag(flag="--db", field="output.db", kind="path", help="DuckDB file [audit-output/audit.duckdb]"),
     Flag(flag="--out", field="output.out_dir", kind="path", help="report folder [audit-output]"),
     Flag(flag="--no-pdf", field="output.pdf", kind="false", help="render only the HTML report"),

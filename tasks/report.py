@@ -160,6 +160,7 @@ class ReportContext:
     example_table: Sequence[dict[str, Any]]
     verdict_settings: Sequence[tuple[str, str]]
     plausibility: Sequence[PlausibilityRow]
+    failures: Sequence[dict[str, Any]]
     faithfulness: Sequence[FaithfulnessRow]
     agreement: Sequence[AgreementRow]
     completeness: Mapping[str, str]
@@ -219,6 +220,7 @@ def build_context(
             "plausibility: AUPRC against human rationales",
             "faithfulness: AOPC comprehensiveness gain over random",
         )
+    failures = _failures(storage.read_table(connection, "failures", run_id))
     verdict = summarise_verdicts(
         storage.read_table(connection, "slice_verdicts", run_id),
         {row.method: row.comprehensiveness.mean for row in faithfulness},
@@ -234,12 +236,13 @@ def build_context(
         command=command_line(config),
         manifest_rows=_manifest_rows(manifest),
         dataset_rows=_dataset_rows(examples, manifest),
-        summary=_summary(examples, verdict, interventions, completeness, plausibility),
+        summary=_summary(examples, verdict, interventions, completeness, plausibility, failures),
         details=_method_details(faithfulness, agreement),
         verdict=verdict,
         example_table=_example_table(examples, storage.read_table(connection, "example_verdicts", run_id), methods),
         verdict_settings=_verdict_settings(config),
         plausibility=plausibility,
+        failures=failures,
         faithfulness=faithfulness,
         agreement=agreement,
         completeness=completeness,
@@ -404,6 +407,7 @@ def _summary(
     interventions: InterventionReport,
     completeness: Mapping[str, str],
     plausibility: Sequence[PlausibilityRow] = (),
+    failures: Sequence[dict[str, Any]] = (),
 ) -> list[str]:
     """The executive summary in plain words: the verdict first, each sentence with its numbers."""
     n = len(examples)
@@ -425,7 +429,22 @@ def _summary(
     truncated = int(examples["truncated"].sum())
     if truncated:
         sentences.append(f"{truncated} example(s) were truncated to the maximum length; their tails were not audited.")
+    if failures:
+        sentences.insert(
+            1,
+            f"{len(failures)} example(s) failed and are excluded from every number in this report (see "
+            '"Failed examples"); running the same command again retries them.',
+        )
     return sentences
+
+
+def _failures(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    if rows.empty:
+        return []
+    return [
+        {"example_id": r.example_id, "error": f"{r.error_type}: {r.message}", "attempts": int(r.attempts)}
+        for r in rows.sort_values("example_id").itertuples(index=False)
+    ]
 
 
 def _gain(method: str, faithfulness: Sequence[FaithfulnessRow]) -> float:

@@ -17,7 +17,7 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import report, storage, verdicts
+from tasks import faults, report, storage, verdicts
 from tasks.audit import audit_batch
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
 from tasks.models import load_model
@@ -61,11 +61,18 @@ def store_batch_task(db: Path, run_id: str, result: BatchResult, labels: tuple[s
         return storage.write_batch(connection, run_id, result, labels)
 
 
-@task(name="finish-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def finish_run_task(db: Path, run_id: str) -> None:
-    """Mark the run finished."""
+@task(name="record-failure", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def record_failure_task(db: Path, run_id: str, example_ids: list[str], error: BaseException, attempts: int) -> None:
+    """Record the examples of a batch that failed after its retries, with the error."""
     with storage.connect(db) as connection:
-        storage.finish_run(connection, run_id)
+        storage.record_failure(connection, run_id, example_ids, error, attempts)
+
+
+@task(name="finish-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def finish_run_task(db: Path, run_id: str) -> str:
+    """Mark the run finished (or finished with failures); returns the status."""
+    with storage.connect(db) as connection:
+        return storage.finish_run(connection, run_id)
 
 
 @task(name="judge-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -100,7 +107,7 @@ def build_report_context_task(db: Path, run_id: str | None, generated_at: dateti
 def render_html_task(context: report.ReportContext, out_dir: Path) -> Path:
     """Write ``report-<run>.html`` (atomically: a killed render leaves the previous file intact)."""
     path = out_dir / f"report-{context.run_id}.html"
-    _write_atomically(path, report.render_html(context).encode("utf-8"))
+    _write_atomically(path, report.render_html(context).encode("utf-8"), "report-html")
     return path
 
 
@@ -118,12 +125,15 @@ def render_pdf_task(html_path: Path) -> Path:
     path = html_path.with_suffix(".pdf")
     staging = path.with_name(f".{path.name}.partial")
     report.render_pdf(html_path.read_text(encoding="utf-8"), staging)
+    faults.checkpoint("report-pdf")
     staging.replace(path)
     return path
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
+def _write_atomically(path: Path, content: bytes, point: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.partial")
     staging.write_bytes(content)
+    if point is not None:
+        faults.checkpoint(point)
     staging.replace(path)

@@ -1,6 +1,6 @@
 """The DuckDB file: the only module that imports duckdb. Owns the schema, writes and reads.
 
-Schema (version 3), long format, one row per fact, every table keyed by ``run_id``:
+Schema (version 4), long format, one row per fact, every table keyed by ``run_id``:
 
 ``runs``          one row per audit configuration: ``run_id``, ``status`` (running / finished),
                   ``config`` and ``manifest`` (JSON: model and data fingerprints, versions), times.
@@ -20,12 +20,15 @@ Schema (version 3), long format, one row per fact, every table keyed by ``run_id
 ``slice_verdicts`` one row per (method, slice, slice value): size, verdict, reason, the status of each
                   kind of evidence and each evidence's mean with its 95 % interval. Rows of the
                   method ``attention heads`` judge layers and heads.
+``failures``      one row per example whose batch failed after its retries: the error and the number of
+                  attempts. A later successful write of the example removes its row.
 ``costs``         one row per (batch, stage): seconds, forward/backward rows and tokens.
 ``schema_info``   the schema version and the tool version that created the file.
 
 Verdict tables are replaced as a whole each time a run finishes (they derive from the stored numbers and
 the verdict settings). Version 1 lacked ``interventions`` and ``head_agreement``, version 2 the verdict
-tables and ``tokens.in_rationale``; opening an older file for writing adds them (``MIGRATIONS``).
+tables and ``tokens.in_rationale``, version 3 ``failures``; opening an older file for writing adds them
+(``MIGRATIONS``).
 
 A batch is written in one transaction that first deletes whatever rows its examples already have, so
 a batch is either entirely present or absent, and re-writing it never duplicates rows. SQL is written
@@ -46,11 +49,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from tasks import __version__
+from tasks import __version__, faults
 from tasks.errors import AuditError
 from tasks.records import BatchResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DDL = (
     """
@@ -141,6 +144,16 @@ DDL = (
         value DOUBLE
     )""",
     """
+    CREATE TABLE IF NOT EXISTS failures (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        error_type VARCHAR NOT NULL,
+        message VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL,
+        failed_at TIMESTAMP NOT NULL
+    )""",
+    """
     CREATE TABLE IF NOT EXISTS costs (
         run_id VARCHAR NOT NULL,
         batch_id VARCHAR NOT NULL,
@@ -195,11 +208,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         *(statement for statement in DDL if "_verdicts" in statement),
         "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS in_rationale BOOLEAN",
     ),
+    3: tuple(statement for statement in DDL if "failures" in statement),
 }
 """Statements that take a database from a version to the next."""
 RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics", "interventions", "head_agreement")
 VERDICT_TABLES = ("example_verdicts", "slice_verdicts")
-OUR_TABLES = {"schema_info", "runs", "costs", *RESULT_TABLES, *VERDICT_TABLES}
+OUR_TABLES = {"schema_info", "runs", "costs", "failures", *RESULT_TABLES, *VERDICT_TABLES}
 
 
 # --- connecting -----------------------------------------------------------------------------
@@ -250,6 +264,18 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
     try:
         _check_schema(connection, path, read_only)
         yield connection
+    except (duckdb.IOException, duckdb.TransactionException) as error:
+        if isinstance(error, duckdb.TransactionException) and "write" not in str(error).lower():
+            raise
+        reason = str(error).splitlines()[0]
+        full = "space" in reason.lower()
+        raise AuditError(
+            f"writing to the database {path} failed: {reason}. The transaction was rolled back; the results "
+            "stored before are intact",
+            "free disk space, then run the same command again to resume"
+            if full
+            else "check that the file's disk is writable, then run the same command again to resume",
+        ) from error
     finally:
         connection.close()
 
@@ -299,7 +325,10 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        connection.execute("ROLLBACK")
+        try:
+            connection.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # a connection that broke mid-transaction has already discarded it
         raise
     connection.execute("COMMIT")
 
@@ -328,9 +357,36 @@ def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dic
     return not exists
 
 
-def finish_run(connection: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """Mark a run finished."""
-    connection.execute("UPDATE runs SET status = 'finished', updated_at = ? WHERE run_id = ?", [_now(), run_id])
+def finish_run(connection: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """Mark a run ``finished``, or ``finished with failures`` when examples failed; returns the status."""
+    failed = connection.execute("SELECT count(*) FROM failures WHERE run_id = ?", [run_id]).fetchone()
+    status = "finished with failures" if failed and failed[0] else "finished"
+    connection.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", [status, _now(), run_id])
+    return status
+
+
+def record_failure(
+    connection: duckdb.DuckDBPyConnection, run_id: str, example_ids: Sequence[str], error: BaseException, attempts: int
+) -> None:
+    """Record that the batch of ``example_ids`` failed (replacing earlier failure rows of these examples)."""
+    frame = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "example_id": list(example_ids),
+            "batch_id": batch_id(example_ids),
+            "error_type": type(error).__name__,
+            "message": str(error)[:2000] or type(error).__name__,
+            "attempts": attempts,
+            "failed_at": _now(),
+        }
+    )
+    with transaction(connection):
+        connection.register("failed_rows", frame)
+        connection.execute(
+            "DELETE FROM failures WHERE run_id = ? AND example_id IN (SELECT example_id FROM failed_rows)", [run_id]
+        )
+        connection.execute("INSERT INTO failures BY NAME SELECT * FROM failed_rows")
+        connection.unregister("failed_rows")
 
 
 def finished_example_ids(connection: duckdb.DuckDBPyConnection, run_id: str) -> set[str]:
@@ -522,7 +578,13 @@ def write_batch(connection: duckdb.DuckDBPyConnection, run_id: str, result: Batc
             connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")
             connection.unregister("batch_rows")
             written += len(frame)
+        connection.execute(
+            "DELETE FROM failures WHERE run_id = ? AND example_id IN (SELECT example_id FROM batch_example_ids)",
+            [run_id],
+        )
         connection.unregister("batch_example_ids")
+        faults.checkpoint("batch-writing")
+    faults.checkpoint("batch-written")
     return written
 
 
@@ -538,6 +600,7 @@ def write_verdicts(
             connection.register("verdict_rows", frame.assign(run_id=run_id))
             connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM verdict_rows")
             connection.unregister("verdict_rows")
+        faults.checkpoint("verdicts-writing")
 
 
 # --- reading --------------------------------------------------------------------------------
