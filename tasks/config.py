@@ -209,6 +209,18 @@ class VerdictOptions(_Frozen):
     confidence_bins: tuple[float, ...] = (0.6, 0.8, 0.95)
     length_bins: tuple[int, ...] = (10, 20, 40)
 
+    @field_validator("references")
+    @classmethod
+    def _known_references(cls, references: tuple[str, ...]) -> tuple[str, ...]:
+        from tasks.methods import METHODS
+        from tasks.records import MethodFamily
+
+        known = [name for name, spec in METHODS.items() if spec.family == MethodFamily.REFERENCE]
+        unknown = [name for name in references if name not in known]
+        if not references or unknown:
+            raise ValueError(f"verdict references must be reference methods ({', '.join(known)}); got {references}")
+        return references
+
     @field_validator("confidence_bins")
     @classmethod
     def _probabilities(cls, edges: tuple[float, ...]) -> tuple[float, ...]:
@@ -439,6 +451,43 @@ FLAGS: tuple[Flag, ...] = (
         field="interventions.adversarial_steps",
         kind="int",
         help="optimisation steps of adversarial attention [100]",
+    ),
+    Flag(
+        flag="--verdict-references",
+        field="verdict.references",
+        kind="list",
+        help="references attention's agreement is judged against [leave_one_out,integrated_gradients]",
+    ),
+    Flag(
+        flag="--agreement-min",
+        field="verdict.agreement_min",
+        kind="float",
+        help="Kendall τ with the references that supports faithfulness [0.2]",
+    ),
+    Flag(
+        flag="--equivalence-margin",
+        field="verdict.equivalence_margin",
+        kind="float",
+        help="AOPC gain over random below which an explanation is no better than random [0.02]",
+    ),
+    Flag(
+        flag="--sensitivity-min",
+        field="verdict.sensitivity_min",
+        kind="float",
+        help="median TVD under permuted attention below which the output ignores attention [0.05]",
+    ),
+    Flag(flag="--min-examples", field="verdict.min_examples", kind="int", help="smallest judged slice [20]"),
+    Flag(
+        flag="--confidence-bins",
+        field="verdict.confidence_bins",
+        kind="floats",
+        help="inner edges of the confidence slices [0.6,0.8,0.95]",
+    ),
+    Flag(
+        flag="--length-bins",
+        field="verdict.length_bins",
+        kind="ints",
+        help="inner edges of the length slices [10,20,40]",
     ),
     Flag(flag="--batch-size", field="execution.batch_size", kind="int", help="examples per task [32]"),
     Flag(

@@ -276,13 +276,13 @@ def _read_local(path: Path, split: str) -> tuple[pd.DataFrame, dict[str, str]]:
         )
     try:
         frame = reader(path)
+    except pd.errors.EmptyDataError as error:
+        raise AuditError(f"the file {path} is empty", "point --dataset at a file with a header and rows") from error
     except (ValueError, UnicodeDecodeError, OSError) as error:
         raise AuditError(
             f"cannot read {path} as {path.suffix.lstrip('.').upper()}: {error}",
             "check that the file is valid and UTF-8 encoded",
         ) from error
-    except pd.errors.EmptyDataError as error:
-        raise AuditError(f"the file {path} is empty", "point --dataset at a file with rows") from error
     return frame, {"kind": "local", "path": str(path.resolve())}
 
 
