@@ -4,7 +4,7 @@
 report; ``report`` re-renders a stored run; ``runs`` lists the runs of a database; ``build-default``
 builds a preset model; ``methods`` lists the explanation methods. Problems the user can fix are printed
 as ``error:`` and ``fix:`` lines with exit status 2, never as a bare traceback; a run that finished but
-recorded failed examples exits with status 3.
+recorded failed examples exits with status 3, one that failed a gate check (``--require``) with 4.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ EXIT_INPUT = 2
 """Exit status of a problem the user can fix (``error:`` / ``fix:`` printed)."""
 EXIT_FAILURES = 3
 """Exit status of a run that finished but recorded failed examples (run again to retry them)."""
+EXIT_GATE = 4
+"""Exit status of a run that finished but failed a check of its gate (``--require``)."""
 
 QUIET_LIBRARIES = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -103,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--epochs", type=int, default=None, help="training epochs [preset's]")
     build.set_defaults(handler=_build_default)
 
+    compare = commands.add_parser("compare", help="what moved between two stored runs")
+    compare.add_argument("before", help="run id of the earlier audit")
+    compare.add_argument("after", help="run id of the later audit")
+    compare.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    compare.set_defaults(handler=_compare)
+
     methods = commands.add_parser("methods", help="list the explanation methods")
     methods.set_defaults(handler=_methods)
     return parser
@@ -117,7 +125,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raw = getattr(args, flag.flag)
         if raw is None:
             continue
-        section, name = flag.field.split(".")
+        section, _, name = flag.field.rpartition(".")
         value: Any
         if flag.kind in ("true", "false", "none"):
             value = {"true": True, "false": False, "none": None}[flag.kind]
@@ -133,7 +141,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
             value = _number(raw, flag.flag)
         else:
             value = raw
-        sections.setdefault(section, {})[name] = value
+        if section:
+            sections.setdefault(section, {})[name] = value
+        else:
+            sections[name] = value
     return AuditConfig.model_validate(sections)
 
 
@@ -146,9 +157,16 @@ def _run(args: argparse.Namespace) -> int:
     _check_report_folder(config.output.out_dir)
     print(f"run {plan.run_id}: {len(plan.examples)} examples of {config.data.dataset} ({config.data.split})")
     from flows.audit import audit
+    from tasks.gate import GateFailed
+    from tasks.runners import task_runner_for
 
-    flow = audit.with_options(task_runner=_task_runner(config.execution))
-    outcome = flow(config)
+    task_runner_for(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
+    try:
+        outcome = audit(config)
+    except GateFailed as failed:
+        print("gate failed:\n" + "\n".join(f"  - {failure}" for failure in failed.failures), file=sys.stderr)
+        print(f"the audit finished and its results are stored: {failed.outcome['db']}", file=sys.stderr)
+        return EXIT_GATE
     print(
         f"examples: {outcome.examples} ({outcome.computed} computed, {outcome.reused} reused, {outcome.failed} failed)"
     )
@@ -181,12 +199,6 @@ def _preset_defaults(config: Any) -> Any:
     if "split" not in data.model_fields_set:
         changes["split"] = preset.audit_split
     return config.model_copy(update={"data": data.model_copy(update=changes)}) if changes else config
-
-
-def _task_runner(execution: Any) -> Any:
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    return ThreadPoolTaskRunner(max_workers=execution.concurrency)
 
 
 def _check_database(db: Path, run_id: str | None = None, *, read_only: bool = False) -> None:
@@ -250,6 +262,25 @@ def _runs(args: argparse.Namespace) -> int:
         return 0
     for row in runs.itertuples():
         print(f"{row.run_id}  {row.status:8}  {row.examples:6d} examples  updated {str(row.updated_at)[:19]}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tasks import storage
+    from tasks.compare import EVIDENCE, compare_runs
+
+    with storage.connect(args.db, read_only=True) as connection:
+        comparison = compare_runs(connection, args.before, args.after)
+    print("\n".join(comparison.sentences()))
+    print(f"\n{'explanation':22} {'evidence':40} {'before':>8} {'after':>8}  difference [95 % interval]")
+    for movement in comparison.movements:
+        marker = "*" if movement.moved else " "
+        print(
+            f"{movement.method:22} {EVIDENCE[movement.evidence][:40]:40} {movement.before:8.3f} {movement.after:8.3f} "
+            f"{marker} {movement.difference:+.3f}"
+        )
+    for method, kind, value, before, after in comparison.slice_changes:
+        print(f"slice {kind}: {value}: {method} {before} -> {after}")
     return 0
 
 

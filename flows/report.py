@@ -8,7 +8,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from tasks.steps import build_report_context_task, render_html_task, render_pdf_task, write_summary_task
+from tasks.steps import (
+    build_report_context_task,
+    publish_artifacts_task,
+    render_html_task,
+    render_pdf_task,
+    write_summary_task,
+)
 
 
 class ReportPaths(BaseModel):
@@ -32,4 +38,5 @@ def report(db: Path, run_id: str | None = None, out_dir: Path = Path("audit-outp
     pdf_path = render_pdf_task(html) if pdf else None
     if pdf_path is not None:
         logger.info("PDF report: %s", pdf_path)
+    publish_artifacts_task(context, html, pdf_path, summary)
     return ReportPaths(run_id=context.run_id, html=html, pdf=pdf_path, summary=summary)

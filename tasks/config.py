@@ -247,6 +247,13 @@ class ExecutionSettings(_Frozen):
         threads: torch intra-op threads per batch; None keeps torch's default.
         batch_retries: How often a failing batch is tried again before its examples are recorded as
             failed (the other batches go on).
+        batch_timeout: Seconds a batch may take before it counts as failed (None: no limit).
+        cache_batches: Keep each batch's results in Prefect's result storage under a key made of the
+            run id (model fingerprint, data fingerprint, method configuration) and the batch's examples,
+            so a later audit of the same model and data recomputes nothing, even into a new database.
+        task_runner: ``threads`` on this machine, or ``dask``.
+        dask_address: Scheduler address of an existing Dask cluster; None starts a local one.
+        dask_workers: Worker processes of that local cluster.
     """
 
     batch_size: int = Field(default=32, ge=1, le=4096)
@@ -254,6 +261,11 @@ class ExecutionSettings(_Frozen):
     concurrency: int = Field(default=1, ge=1, le=64)
     threads: int | None = Field(default=None, ge=1)
     batch_retries: int = Field(default=1, ge=0, le=10)
+    batch_timeout: float | None = Field(default=None, gt=0)
+    cache_batches: bool = True
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None
+    dask_workers: int = Field(default=2, ge=1, le=256)
 
 
 class OutputSettings(_Frozen):
@@ -278,8 +290,18 @@ class AuditConfig(_Frozen):
     methods: MethodOptions = Field(default_factory=MethodOptions)
     interventions: InterventionOptions = Field(default_factory=InterventionOptions)
     verdict: VerdictOptions = Field(default_factory=VerdictOptions)
+    gate: tuple[str, ...] = ()
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_checks(cls, checks: tuple[str, ...]) -> tuple[str, ...]:
+        from tasks.gate import parse_check
+
+        for check in checks:
+            parse_check(check)
+        return checks
 
     @model_validator(mode="after")
     def _top_k_fits(self) -> AuditConfig:
@@ -489,6 +511,13 @@ FLAGS: tuple[Flag, ...] = (
         kind="ints",
         help="inner edges of the length slices [10,20,40]",
     ),
+    Flag(
+        flag="--require",
+        field="gate",
+        kind="list",
+        help="gate checks KIND:METHOD (faithful, not-unfaithful, beats-random, agrees; METHOD, any or all); "
+        "a failing check exits with status 4",
+    ),
     Flag(flag="--batch-size", field="execution.batch_size", kind="int", help="examples per task [32]"),
     Flag(
         flag="--token-budget",
@@ -498,6 +527,22 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag(flag="--concurrency", field="execution.concurrency", kind="int", help="batches computed at once [1]"),
     Flag(flag="--threads", field="execution.threads", kind="int", help="torch threads [torch default]"),
+    Flag(
+        flag="--task-runner",
+        field="execution.task_runner",
+        kind="str",
+        help="threads (this machine) or dask [threads]",
+        choices=("threads", "dask"),
+    ),
+    Flag(flag="--dask-address", field="execution.dask_address", kind="str", help="an existing Dask scheduler"),
+    Flag(flag="--dask-workers", field="execution.dask_workers", kind="int", help="workers of a local Dask cluster [2]"),
+    Flag(flag="--no-cache", field="execution.cache_batches", kind="false", help="do not cache batch results"),
+    Flag(
+        flag="--batch-timeout",
+        field="execution.batch_timeout",
+        kind="float",
+        help="seconds a batch may take [no limit]",
+    ),
     Flag(
         flag="--batch-retries",
         field="execution.batch_retries",

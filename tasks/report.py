@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tasks import charts, storage
+from tasks.compare import Comparison, compare_runs, previous_run
 from tasks.config import AuditConfig, command_line
 from tasks.errors import AuditError
 from tasks.intervention_summary import InterventionReport, summarise_interventions
@@ -161,6 +162,7 @@ class ReportContext:
     verdict_settings: Sequence[tuple[str, str]]
     plausibility: Sequence[PlausibilityRow]
     failures: Sequence[dict[str, Any]]
+    comparison: Comparison | None
     faithfulness: Sequence[FaithfulnessRow]
     agreement: Sequence[AgreementRow]
     completeness: Mapping[str, str]
@@ -221,6 +223,8 @@ def build_context(
             "faithfulness: AOPC comprehensiveness gain over random",
         )
     failures = _failures(storage.read_table(connection, "failures", run_id))
+    earlier = previous_run(connection, run_id)
+    comparison = compare_runs(connection, earlier, run_id, seed=seed) if earlier else None
     verdict = summarise_verdicts(
         storage.read_table(connection, "slice_verdicts", run_id),
         {row.method: row.comprehensiveness.mean for row in faithfulness},
@@ -236,13 +240,17 @@ def build_context(
         command=command_line(config),
         manifest_rows=_manifest_rows(manifest),
         dataset_rows=_dataset_rows(examples, manifest),
-        summary=_summary(examples, verdict, interventions, completeness, plausibility, failures),
+        summary=[
+            *_summary(examples, verdict, interventions, completeness, plausibility, failures),
+            *([" ".join(comparison.sentences()[:4]) + "."] if comparison else []),
+        ],
         details=_method_details(faithfulness, agreement),
         verdict=verdict,
         example_table=_example_table(examples, storage.read_table(connection, "example_verdicts", run_id), methods),
         verdict_settings=_verdict_settings(config),
         plausibility=plausibility,
         failures=failures,
+        comparison=comparison,
         faithfulness=faithfulness,
         agreement=agreement,
         completeness=completeness,
@@ -1009,5 +1017,19 @@ def summary_document(context: ReportContext) -> dict[str, Any]:
             for section in context.interventions.sections
         ],
         "integrated_gradients_completeness": dict(context.completeness),
+        "compared_with": None
+        if context.comparison is None
+        else {
+            "run_id": context.comparison.before["run_id"],
+            "paired": context.comparison.paired,
+            "verdicts": [
+                {"method": m, "before": before, "after": after} for m, before, after in context.comparison.verdicts
+            ],
+            "moved": [
+                {"method": m.method, "evidence": m.evidence, "difference": _estimate_json(m.difference)}
+                for m in context.comparison.movements
+                if m.moved
+            ],
+        },
         "settings": dict(context.settings) | dict(context.verdict_settings),
     }

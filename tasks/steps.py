@@ -8,16 +8,19 @@ deterministic numerics, which would fail the same way again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 
-from tasks import faults, report, storage, verdicts
+from tasks import faults, gate, report, storage, verdicts
 from tasks.audit import audit_batch
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
 from tasks.models import load_model
@@ -39,19 +42,52 @@ def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
         return storage.finished_example_ids(connection, plan.run_id)
 
 
-@task(name="audit-batch", cache_policy=NO_CACHE, task_run_name="audit-batch-{index}")
+def _code_fingerprint() -> str:
+    """SHA-256 of this package's source: a cached result never outlives a change of the code that made it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+CODE_FINGERPRINT = _code_fingerprint()
+
+
+def batch_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """``<run id>-<batch id>-<code>``: the run id covers the model and data fingerprints and the options."""
+    if not parameters["execution"].cache_batches:
+        return None
+    batch = storage.batch_id([example.example_id for example in parameters["examples"]])
+    return f"audit-batch-{parameters['run_id']}-{batch}-{CODE_FINGERPRINT}"
+
+
+@task(
+    name="audit-batch",
+    task_run_name="audit-batch-{index}",
+    cache_key_fn=batch_cache_key,
+    persist_result=True,
+)
 def audit_batch_task(
     index: int,
+    run_id: str,
     model: ModelSpec,
     examples: list[EncodedExample],
     options: MethodOptions,
     interventions: InterventionOptions,
     execution: ExecutionSettings,
 ) -> BatchResult:
-    """Compute every method, metric and intervention for one batch (the model is loaded once per worker)."""
+    """Compute every method, metric and intervention for one batch (the model is loaded once per worker).
+
+    Cached by ``batch_cache_key`` (unless ``execution.cache_batches`` is off); the timeout and retries
+    are set by the flow from the execution settings.
+    """
+    previous = torch.get_num_threads()
     if execution.threads is not None:
         torch.set_num_threads(execution.threads)
-    return audit_batch(load_model(model), examples, options, interventions, execution)
+    try:
+        return audit_batch(load_model(model), examples, options, interventions, execution)
+    finally:
+        torch.set_num_threads(previous)
 
 
 @task(name="store-batch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -94,6 +130,48 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
         )
         storage.write_verdicts(connection, run_id, per_example, per_slice)
         return len(per_slice)
+
+
+@task(name="check-gate", cache_policy=NO_CACHE)
+def check_gate_task(db: Path, run_id: str, checks: tuple[str, ...]) -> list[str]:
+    """The gate checks that fail on the stored verdicts (empty when all pass or none are configured)."""
+    if not checks:
+        return []
+    with storage.connect(db, read_only=True) as connection:
+        return gate.failed_checks(checks, storage.read_table(connection, "slice_verdicts", run_id))
+
+
+@task(name="publish-artifacts", cache_policy=NO_CACHE)
+def publish_artifacts_task(context: report.ReportContext, html: Path, pdf: Path | None, summary: Path) -> None:
+    """Show the outcome in the Prefect UI: a table of verdicts and headline metrics, and the report's paths."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    key = f"audit-{context.run_id}"
+    create_table_artifact(
+        key=key,
+        table=[
+            {
+                "explanation": row.title,
+                "verdict": row.verdict,
+                "AOPC gain over random": f"{row.comprehensiveness:+.3f}",
+                "Kendall τ with references": f"{row.agreement:.2f}",
+            }
+            for row in context.verdict.overall
+        ],
+        description=f"Verdicts of audit run {context.run_id}",
+    )
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown="\n\n".join(context.summary),
+        description=f"Executive summary of audit run {context.run_id}",
+    )
+    for path in (p for p in (html, pdf, summary) if p is not None):
+        create_link_artifact(
+            key=f"{key}-{path.suffix.lstrip('.')}",
+            link=path.resolve().as_uri(),
+            link_text=path.name,
+            description=f"The {path.suffix.lstrip('.').upper()} of the audit",
+        )
 
 
 @task(name="build-report-context", cache_policy=NO_CACHE)
