@@ -25,6 +25,10 @@ from tasks.errors import AuditError
 
 Classify = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 """``classify(model, last_hidden_states [N, T, D]) -> logits [N, C]``: the family's head."""
+Embed = Callable[[nn.Module, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+"""``embed(model, input_ids, inputs_embeds, token_type_ids) -> hidden_states[0]``: the embedding layer."""
+LastLayer = Callable[[nn.Module, torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
+"""``last(layer, hidden [N, W, D], mask, positions [N]) -> [N, 1, D]``: a layer's output at one query each."""
 
 
 def _attribute(root: object, dotted: str) -> nn.Module:
@@ -48,6 +52,84 @@ def _distilbert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return model.classifier(model.dropout(pooled))  # type: ignore[operator]
 
 
+def _bert_embed(base: str) -> Embed:
+    def embed(
+        model: nn.Module,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        embeddings = getattr(model, base).embeddings
+        return embeddings(input_ids=input_ids, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds)
+
+    return embed
+
+
+def _distilbert_embed(
+    model: nn.Module,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+) -> torch.Tensor:
+    return model.distilbert.embeddings(input_ids, inputs_embeds)  # type: ignore[union-attr,operator]
+
+
+def _attend_at(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    heads: int,
+    mask: torch.Tensor | None,
+    scaling: float,
+) -> torch.Tensor:
+    """Attention of one query row per sequence through the audit attention function: ``[N, 1, H·d]``."""
+    from tasks.attention_hook import audit_attention
+
+    n, width = key.shape[0], key.shape[1]
+    q = query.view(n, 1, heads, -1).transpose(1, 2)
+    k = key.view(n, width, heads, -1).transpose(1, 2)
+    v = value.view(n, width, heads, -1).transpose(1, 2)
+    output, _ = audit_attention(module, q, k, v, None if mask is None else mask[:, :, :1, :], scaling=scaling)
+    return output.reshape(n, 1, -1)
+
+
+def _bert_last_layer(
+    layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+) -> torch.Tensor:
+    attention = layer.attention.self  # type: ignore[union-attr]
+    at = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions][:, None]  # [N, 1, D]
+    context = _attend_at(
+        attention,
+        attention.query(at),
+        attention.key(hidden),
+        attention.value(hidden),
+        attention.num_attention_heads,
+        mask,
+        attention.scaling,
+    )
+    mixed = layer.attention.output(context, at)  # type: ignore[union-attr,operator]
+    return layer.output(layer.intermediate(mixed), mixed)  # type: ignore[operator]
+
+
+def _distilbert_last_layer(
+    layer: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor
+) -> torch.Tensor:
+    attention = layer.attention  # type: ignore[union-attr]
+    at = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions][:, None]
+    context = _attend_at(
+        attention,
+        attention.q_lin(at),
+        attention.k_lin(hidden),
+        attention.v_lin(hidden),
+        attention.n_heads,
+        mask,
+        attention.scaling,
+    )
+    mixed = layer.sa_layer_norm(attention.out_lin(context) + at)  # type: ignore[operator]
+    return layer.output_layer_norm(layer.ffn(mixed) + mixed)  # type: ignore[operator]
+
+
 @dataclass(frozen=True)
 class ModelAdapter:
     """What the audit needs to know about a model family.
@@ -62,6 +144,9 @@ class ModelAdapter:
         value: Dotted path from a layer to its value projection ``W_V`` (all heads).
         output: Dotted path from a layer to the attention output projection ``W_O``.
         classify: The classification head applied to the last layer's hidden states.
+        embed: The embedding layer (ids or embeddings, and segment ids, to ``hidden_states[0]``).
+        last_layer: The last layer computed at the classification position only: the head reads
+            nothing else, so the other query rows of the last layer are never computed.
     """
 
     family: str
@@ -72,11 +157,18 @@ class ModelAdapter:
     value: str | None = None
     output: str | None = None
     classify: Classify | None = None
+    embed: Embed | None = None
+    last_layer: LastLayer | None = None
 
     @property
     def supports_interventions(self) -> bool:
         """Whether the structure for interventions and norm-based attention is known."""
         return None not in (self.layers, self.attention, self.value, self.output, self.classify)
+
+    @property
+    def supports_fast_forward(self) -> bool:
+        """Whether logits can be computed layer by layer with the last layer at ``c`` only."""
+        return self.supports_interventions and self.embed is not None and self.last_layer is not None
 
     def require(self, what: str) -> None:
         """Raise a clear error when ``what`` needs structure this family's adapter does not describe."""
@@ -123,14 +215,43 @@ class ModelAdapter:
         """Logits from the hidden states entering layer ``start``: layers ``start .. L-1``, then the head.
 
         ``hidden`` is ``hidden_states[start]`` of a full forward pass. The padding mask is built by
-        transformers' own function, so the result equals the full forward pass.
+        transformers' own function, so the result equals the full forward pass; where the adapter can,
+        the last layer is computed at the classification position only (all the head reads).
         """
         from transformers.masking_utils import create_bidirectional_mask
 
         mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        for layer in list(self.layer_modules(model))[start:]:
+        remaining = list(self.layer_modules(model))[start:]
+        if self.last_layer is None or not remaining:
+            for layer in remaining:
+                hidden = layer(hidden, mask)
+            return self.classify(model, hidden)  # type: ignore[misc]
+        for layer in remaining[:-1]:
             hidden = layer(hidden, mask)
-        return self.classify(model, hidden)  # type: ignore[misc]
+        positions = self.classification_positions(attention_mask)
+        return self.classify(model, self.last_layer(remaining[-1], hidden, mask, positions))  # type: ignore[misc]
+
+    def forward_logits(
+        self,
+        model: nn.Module,
+        attention_mask: torch.Tensor,
+        *,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The model's logits, layer by layer, with the last layer at the classification position only.
+
+        Equal to ``model(...).logits`` up to floating-point rounding; families without a described
+        structure run the model's own forward.
+        """
+        if not self.supports_fast_forward:
+            inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                inputs["token_type_ids"] = token_type_ids
+            return model(**{k: v for k, v in inputs.items() if v is not None}).logits  # type: ignore[operator]
+        hidden = self.embed(model, input_ids, inputs_embeds, token_type_ids)  # type: ignore[misc]
+        return self.logits_from(model, hidden, attention_mask, 0)
 
 
 ADAPTERS: tuple[ModelAdapter, ...] = (
@@ -143,6 +264,8 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
         value="attention.self.value",
         output="attention.output.dense",
         classify=_bert_head,
+        embed=_bert_embed("bert"),
+        last_layer=_bert_last_layer,
     ),
     ModelAdapter(
         family="RoBERTa encoder",
@@ -153,6 +276,8 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
         value="attention.self.value",
         output="attention.output.dense",
         classify=_sequence_head,
+        embed=_bert_embed("roberta"),
+        last_layer=_bert_last_layer,
     ),
     ModelAdapter(
         family="DistilBERT encoder",
@@ -163,6 +288,8 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
         value="attention.v_lin",
         output="attention.out_lin",
         classify=_distilbert_head,
+        embed=_distilbert_embed,
+        last_layer=_distilbert_last_layer,
     ),
     ModelAdapter(
         family="encoder",

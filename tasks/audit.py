@@ -45,6 +45,7 @@ def audit_batch(
         bundle,
         examples,
         token_budget=execution.token_budget,
+        gradient_token_budget=execution.gradient_token_budget,
         removal=options.removal,
         need_gradients=any(spec.needs_gradients for spec in specs),
         need_attention_grads=any(spec.needs_attention_grads for spec in specs),

@@ -241,8 +241,10 @@ class ExecutionSettings(_Frozen):
 
     Attributes:
         batch_size: Examples per task (one gradient pass each); the unit of resumption.
-        token_budget: Most tokens (rows x padded length) in one forward pass of perturbed inputs or
-            integration steps: bounds memory for long texts.
+        token_budget: Most tokens (rows x padded length) in one forward pass of perturbed inputs:
+            bounds memory for long texts.
+        gradient_token_budget: The same for passes with a backward pass (integrated gradients' steps),
+            which keep every layer's activations: smaller, so that memory stays bounded.
         concurrency: Batches computed at once (threads). Each uses ``threads`` torch threads.
         threads: torch intra-op threads per batch; None keeps torch's default.
         batch_retries: How often a failing batch is tried again before its examples are recorded as
@@ -258,6 +260,7 @@ class ExecutionSettings(_Frozen):
 
     batch_size: int = Field(default=32, ge=1, le=4096)
     token_budget: int = Field(default=8192, ge=64)
+    gradient_token_budget: int = Field(default=2048, ge=64)
     concurrency: int = Field(default=1, ge=1, le=64)
     threads: int | None = Field(default=None, ge=1)
     batch_retries: int = Field(default=1, ge=0, le=10)
@@ -524,6 +527,12 @@ FLAGS: tuple[Flag, ...] = (
         field="execution.token_budget",
         kind="int",
         help="most tokens per forward pass of perturbed inputs [8192]",
+    ),
+    Flag(
+        flag="--gradient-token-budget",
+        field="execution.gradient_token_budget",
+        kind="int",
+        help="most tokens per forward and backward pass [2048]",
     ),
     Flag(flag="--concurrency", field="execution.concurrency", kind="int", help="batches computed at once [1]"),
     Flag(flag="--threads", field="execution.threads", kind="int", help="torch threads [torch default]"),

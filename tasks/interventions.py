@@ -96,9 +96,11 @@ def edit_classification_rows(
         if at != layer:
             return probabilities
         runs = torch.arange(probabilities.shape[0], device=probabilities.device)
-        rows = probabilities[runs, :, positions]
+        # A last layer computed at the classification position only has that single query row.
+        queries = positions if probabilities.shape[-2] > 1 else torch.zeros_like(positions)
+        rows = probabilities[runs, :, queries]
         edited = probabilities.clone()
-        edited[runs, :, positions] = new_rows(rows)
+        edited[runs, :, queries] = new_rows(rows)
         return edited
 
     return edit

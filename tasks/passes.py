@@ -89,7 +89,8 @@ class BatchContext:
     Args:
         bundle: The model under audit.
         examples: The batch, any lengths (it is right-padded here).
-        token_budget: Most tokens per forward/backward chunk of perturbed or interpolated inputs.
+        token_budget: Most tokens per forward chunk of perturbed inputs or intervened runs.
+        gradient_token_budget: Most tokens per forward-and-backward chunk (integrated gradients).
         removal: How ``perturbed_probabilities`` removes a token: ``delete`` the id, or replace it with
             ``mask`` (``[MASK]``) or ``pad`` (``[PAD]``).
         need_gradients: Run the backward pass of ``z_ŷ`` with the model pass.
@@ -99,6 +100,7 @@ class BatchContext:
     bundle: ModelBundle
     examples: Sequence[EncodedExample]
     token_budget: int = 8192
+    gradient_token_budget: int = 2048
     removal: RemovalOperator = "delete"
     need_gradients: bool = True
     need_attention_grads: bool = False
@@ -234,8 +236,8 @@ class BatchContext:
         types = self.token_type_ids[rows, :width]
         embeddings = embeddings.detach().requires_grad_(True)
         with torch.enable_grad():
-            output = self.bundle.model(inputs_embeds=embeddings, attention_mask=mask, **self._token_types(types))
-            logits = output.logits.gather(1, self.targets[rows][:, None])[:, 0]
+            output = self._logits(mask, inputs_embeds=embeddings, token_type_ids=types)
+            logits = output.gather(1, self.targets[rows][:, None])[:, 0]
             (grads,) = torch.autograd.grad(logits.sum(), [embeddings])
         tokens = int(self.lengths[rows.cpu().numpy()].sum())
         self.counter.forward_rows += len(rows)
@@ -248,14 +250,14 @@ class BatchContext:
         """``z_ŷ`` at arbitrary input embeddings of this batch's rows, without gradients, ``[N]``."""
         width = embeddings.shape[1]
         with torch.inference_mode():
-            output = self.bundle.model(
+            output = self._logits(
+                self.attention_mask[rows, :width],
                 inputs_embeds=embeddings,
-                attention_mask=self.attention_mask[rows, :width],
-                **self._token_types(self.token_type_ids[rows, :width]),
+                token_type_ids=self.token_type_ids[rows, :width],
             )
         self.counter.forward_rows += len(rows)
         self.counter.forward_tokens += int(self.lengths[rows.cpu().numpy()].sum())
-        return output.logits.gather(1, self.targets[rows][:, None])[:, 0].double()
+        return output.gather(1, self.targets[rows][:, None])[:, 0].double()
 
     # --- interventions on the attention -------------------------------------------------------
 
@@ -337,11 +339,8 @@ class BatchContext:
                 mask[slot, : len(ids)] = 1
             device = self.bundle.device
             with torch.inference_mode():
-                logits = self.bundle.model(
-                    input_ids=input_ids.to(device),
-                    attention_mask=mask.to(device),
-                    **self._token_types(types.to(device)),
-                ).logits.float()
+                logits = self._logits(mask.to(device), input_ids=input_ids.to(device), token_type_ids=types.to(device))
+                logits = logits.float()
             rows = torch.tensor([keys[m][0] for m in members], device=device)
             probabilities = torch.softmax(logits, dim=1).gather(1, self.targets[rows][:, None])[:, 0]
             for member, probability in zip(members, probabilities.double().cpu().tolist(), strict=True):
@@ -362,6 +361,24 @@ class BatchContext:
         return np.where(keep, example.input_ids, replacement), example.token_type_ids
 
     # --- plumbing -----------------------------------------------------------------------------
+
+    def _logits(
+        self,
+        attention_mask: torch.Tensor,
+        *,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of a forward pass whose only output is the logits (last layer at ``c`` only)."""
+        types = self._token_types(token_type_ids).get("token_type_ids") if token_type_ids is not None else None
+        return self.bundle.adapter.forward_logits(
+            self.bundle.model,
+            attention_mask,
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            token_type_ids=types,
+        )
 
     def _model_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"input_ids": input_ids, "attention_mask": self.attention_mask, **self._token_types()}

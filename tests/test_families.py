@@ -124,3 +124,17 @@ def test_the_gradient_pass_through_input_embeddings_gives_the_same_output(bundle
     with_gradients = BatchContext(bundle, examples, need_gradients=True).model_pass
     without = BatchContext(bundle, examples, need_gradients=False).model_pass
     torch.testing.assert_close(with_gradients.logits, without.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_the_layer_by_layer_forward_with_the_last_layer_at_c_only_gives_the_models_logits(bundle):
+    context = BatchContext(bundle, encode(bundle, TEXTS), need_gradients=False)
+    inputs = {"input_ids": context.input_ids, "attention_mask": context.attention_mask}
+    with torch.no_grad():
+        expected = bundle.model(**inputs).logits
+        ours = bundle.adapter.forward_logits(
+            bundle.model,
+            context.attention_mask,
+            input_ids=context.input_ids,
+            token_type_ids=context._token_types().get("token_type_ids"),
+        )
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)

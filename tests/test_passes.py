@@ -57,27 +57,24 @@ def test_a_keep_mask_of_the_wrong_length_is_refused(context: BatchContext):
         context.perturbed_probabilities([(0, np.ones(context.examples[0].length + 1, dtype=bool))])
 
 
-def test_perturbed_forward_passes_respect_the_token_budget(tiny_bundle):
+def test_perturbed_forward_passes_respect_the_token_budget(tiny_bundle, monkeypatch):
+    from tasks.adapters import ModelAdapter
+
     examples = encode(tiny_bundle, ["one two three four five six seven eight"] * 4)
     context = BatchContext(tiny_bundle, examples, token_budget=24, need_gradients=False)
     context.model_pass  # noqa: B018 - the unperturbed pass is one batch by design; only perturbations are budgeted
     sizes = []
-    original = tiny_bundle.model.forward
+    original = ModelAdapter.forward_logits
 
-    def spy(*args, **kwargs):
-        ids = kwargs.get("input_ids")
-        if ids is not None:
-            sizes.append(ids.numel())
-        return original(*args, **kwargs)
+    def spy(self, model, attention_mask, **inputs):
+        sizes.append(attention_mask.numel())
+        return original(self, model, attention_mask, **inputs)
 
-    tiny_bundle.model.forward = spy
-    try:
-        requests = [(row, np.ones(e.length, dtype=bool)) for row, e in enumerate(examples)]
-        for request in requests:
-            request[1][1] = False
-        context.perturbed_probabilities(requests)
-    finally:
-        del tiny_bundle.model.forward
+    monkeypatch.setattr(ModelAdapter, "forward_logits", spy)
+    requests = [(row, np.ones(e.length, dtype=bool)) for row, e in enumerate(examples)]
+    for request in requests:
+        request[1][1] = False
+    context.perturbed_probabilities(requests)
     assert sizes and max(sizes) <= 24
 
 

@@ -87,7 +87,7 @@ def integrated_gradients(context: BatchContext, options: MethodOptions) -> list[
     # Every (example, step) pair is one row of work; rows of one chunk share the chunk's width.
     pairs = [(row, step) for row in np.argsort(context.lengths, kind="stable") for step in range(len(alphas))]
     path_gradient = torch.zeros_like(embeddings, dtype=torch.float64)
-    for chunk in chunks_under_budget([int(context.lengths[row]) for row, _ in pairs], context.token_budget):
+    for chunk in chunks_under_budget([int(context.lengths[row]) for row, _ in pairs], context.gradient_token_budget):
         rows = torch.tensor([pairs[i][0] for i in chunk], device=embeddings.device)
         alpha = torch.tensor([alphas[pairs[i][1]] for i in chunk], dtype=embeddings.dtype, device=embeddings.device)
         weight = torch.tensor([weights[pairs[i][1]] for i in chunk], dtype=torch.float64, device=embeddings.device)

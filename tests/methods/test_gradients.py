@@ -101,9 +101,9 @@ def test_integrated_gradients_are_zero_at_special_tokens(context: BatchContext):
 
 
 def test_integrated_gradients_do_not_depend_on_batching_or_token_budget(tiny_bundle, examples):
-    together = integrated_gradients(BatchContext(tiny_bundle, examples, token_budget=4096), OPTIONS)
+    together = integrated_gradients(BatchContext(tiny_bundle, examples, gradient_token_budget=4096), OPTIONS)
     for row, example in enumerate(examples):
-        alone = integrated_gradients(BatchContext(tiny_bundle, [example], token_budget=64), OPTIONS)[0]
+        alone = integrated_gradients(BatchContext(tiny_bundle, [example], gradient_token_budget=64), OPTIONS)[0]
         np.testing.assert_allclose(together[row].scores, alone.scores, rtol=1e-4, atol=1e-6)
 
 
