@@ -1,19 +1,27 @@
-"""Throughput of the full audit on the default model: examples per second, passes per example, memory.
+"""Throughput of the full audit on the default model, against the naive pass-count bound.
 
-Runs the real ``audit`` flow (Prefect, DuckDB, HTML and PDF report) on a seeded sample of the default
-test split and prints, from the run's ``costs`` table, where the time and the model passes went.
+For each sample size (a seeded sample of the default test split), the real ``audit`` flow (Prefect, DuckDB,
+HTML and PDF report) runs in a fresh process, and the script prints: seconds per example for the whole
+flow and per stage, forward and backward passes per example, tokens per second, peak RSS, seconds per
+example by length bucket, and the **naive pass-count bound**: every pass the audit needs counted as a
+full forward (or forward-and-backward) pass of a fresh input, times its tokens, divided by the batched
+throughput measured in the same run. Below the bound means the savings (shared passes, de-duplicated
+perturbations, cached hidden states, the last layer at the classification position only) outweigh all
+overheads.
 
 Usage:
-    python benchmarks/audit_throughput.py [--n 100] [--model PATH] [--batch-size 32] [--no-report]
+    python benchmarks/audit_throughput.py [--n 100,300,1000] [--model PATH] [--no-report]
 
-The default model is built first if the cache lacks it (about 7 minutes on 2 cores, not timed here).
+The default model is built first if the cache lacks it (about 7 minutes on 2 cores, not timed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,68 +36,169 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
+LENGTH_BUCKETS = ((0, 16), (16, 32), (32, 64), (64, 10_000))
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100, help="examples to audit [100]")
-    parser.add_argument("--model", default="movie-snippets", help="model preset or folder [movie-snippets]")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--token-budget", type=int, default=8192)
-    parser.add_argument("--no-report", action="store_true", help="time the computation and storage only")
-    args = parser.parse_args()
 
+def measure_throughput(model: str, length: int) -> tuple[float, float]:
+    """Batched tokens/s of the default model: forward only, and forward plus backward (batch 64)."""
     import torch
 
+    from tasks.config import ModelSpec
+    from tasks.models import load_model
+
+    bundle = load_model(ModelSpec(name_or_path=model))
+    ids = torch.randint(1000, 20000, (64, length))
+    mask = torch.ones_like(ids)
+    rates = []
+    for backward in (False, True):
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            if backward:
+                embeddings = bundle.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+                logits = bundle.model(inputs_embeds=embeddings, attention_mask=mask).logits
+                torch.autograd.grad(logits[:, 0].sum(), [embeddings])
+            else:
+                with torch.inference_mode():
+                    bundle.model(input_ids=ids, attention_mask=mask)
+            best = min(best, time.perf_counter() - started)
+        rates.append(ids.numel() / best)
+    return rates[0], rates[1]
+
+
+def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: int) -> tuple[float, float]:
+    """Forward-only and forward-and-backward passes of one example, counted as full fresh passes."""
+    from tasks.config import AuditConfig
+
+    audit = AuditConfig.model_validate(config)
+    methods, interventions = audit.methods, audit.interventions
+    records = len(methods.methods) - 1 + methods.random_draws
+    forward = content  # leave-one-out
+    forward += records * 2 * len(methods.k_fractions)  # comprehensiveness and sufficiency
+    forward += 1  # integrated gradients' baseline logit
+    layers_run = len(interventions.layers)
+    named = set(interventions.interventions)
+    forward += interventions.permutation_draws * layers_run if "permutation" in named else 0
+    forward += (layers + 1) if "uniform" in named else 0
+    forward += (1 + interventions.erasure_draws) * layers_run if "top_vs_random_erasure" in named else 0
+    forward += layers * heads if "head_masking" in named else 0
+    backward = 1 + methods.ig_steps  # the model pass and integrated gradients' steps
+    backward += interventions.adversarial_steps * layers_run if "adversarial" in named else 0
+    return float(forward), float(backward)
+
+
+def run_one(n: int, model: str, report: bool) -> dict:
+    """One audit of ``n`` examples in this process; returns its figures."""
     from flows.audit import audit
     from tasks import storage
     from tasks.config import AuditConfig
-    from tasks.models import load_model
 
     with tempfile.TemporaryDirectory() as scratch:
         config = AuditConfig.model_validate(
             {
-                "model": {"name_or_path": args.model},
-                "data": {"dataset": "movie-snippets", "split": "test", "limit": args.n},
-                "execution": {"batch_size": args.batch_size, "token_budget": args.token_budget},
-                "output": {"db": Path(scratch) / "bench.duckdb", "out_dir": Path(scratch)},
+                "model": {"name_or_path": model},
+                "data": {"dataset": "movie-snippets", "split": "test", "limit": n},
+                "execution": {"cache_batches": False},
+                "output": {"db": str(Path(scratch) / "bench.duckdb"), "out_dir": scratch},
             }
         )
+        from tasks.models import load_model
+
         load_model(config.model)  # build or load outside the timed region
         started = time.perf_counter()
-        outcome = audit(config, render_report=not args.no_report)
+        outcome = audit(config, render_report=report)
         wall = time.perf_counter() - started
         with storage.connect(config.output.db, read_only=True) as connection:
             costs = storage.read_table(connection, "costs", outcome.run_id)
             examples = storage.read_table(connection, "examples", outcome.run_id)
-
-    n = len(examples)
+            manifest = storage.read_run(connection, outcome.run_id)["manifest"]
     stages = costs.groupby("stage", sort=False)[
         ["seconds", "forward_rows", "backward_rows", "forward_tokens", "backward_tokens"]
     ].sum()
-    compute = float(stages["seconds"].sum())
-    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    per_batch = costs.groupby("batch_id")["seconds"].sum()
+    lengths = examples.groupby("batch_id")["n_tokens"].agg(["median", "size"])
+    buckets = {}
+    for low, high in LENGTH_BUCKETS:
+        chosen = lengths[(lengths["median"] >= low) & (lengths["median"] < high)]
+        if not chosen.empty:
+            buckets[f"{low}-{high - 1}"] = [
+                float(per_batch[chosen.index].sum() / chosen["size"].sum()),
+                int(chosen["size"].sum()),
+            ]
+    return {
+        "n": len(examples),
+        "wall": wall,
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stages": {stage: row.to_dict() for stage, row in stages.iterrows()},
+        "buckets": buckets,
+        "tokens": examples["n_tokens"].tolist(),
+        "content": examples["n_content_tokens"].tolist(),
+        "layers": manifest["model"]["layers"],
+        "heads": manifest["model"]["heads"],
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", default="100", help="comma-separated sample sizes [100]")
+    parser.add_argument("--model", default="movie-snippets", help="model preset or folder [movie-snippets]")
+    parser.add_argument("--no-report", action="store_true", help="time the computation and storage only")
+    parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.single:
+        print(json.dumps(run_one(args.single, args.model, not args.no_report)))
+        return
+
+    import numpy as np
+    import torch
+
+    from tasks.config import ModelSpec
+    from tasks.models import load_model
+
+    load_model(ModelSpec(name_or_path=args.model))  # make sure it is built before timing anything
+    results = []
+    for n in (int(x) for x in args.n.split(",")):
+        command = [sys.executable, __file__, "--single", str(n), "--model", args.model]
+        if args.no_report:
+            command.append("--no-report")
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    median = int(np.median(results[0]["tokens"]))
+    forward_rate, backward_rate = measure_throughput(args.model, median)
+    print(f"model {args.model}; torch {torch.__version__} on {torch.get_num_threads()} threads; median {median} tokens")
     print(
-        f"model {args.model}, {n} examples, median {examples['n_tokens'].median():.0f} tokens, "
-        f"torch {torch.__version__} on {torch.get_num_threads()} threads"
+        f"measured batched throughput: {forward_rate:,.0f} tokens/s forward, {backward_rate:,.0f} tokens/s "
+        "forward+backward"
     )
-    print(f"{'stage':24} {'s/example':>10} {'fwd/example':>12} {'bwd/example':>12} {'tokens/s':>10}")
-    for stage, row in stages.iterrows():
-        tokens = row["forward_tokens"] + row["backward_tokens"]
-        rate = tokens / row["seconds"] if row["seconds"] else 0.0
+    for result in results:
+        n = result["n"]
+        stages = result["stages"]
+        compute = sum(stage["seconds"] for stage in stages.values())
+        bound = 0.0
+        for tokens, content in zip(result["tokens"], result["content"], strict=True):
+            forward, backward = naive_passes(result["config"], tokens, content, result["layers"], result["heads"])
+            bound += forward * tokens / forward_rate + backward * tokens / backward_rate
         print(
-            f"{stage:24} {row['seconds'] / n:10.4f} {row['forward_rows'] / n:12.1f} "
-            f"{row['backward_rows'] / n:12.1f} {rate:10.0f}"
+            f"\n== {n} examples: whole flow {result['wall'] / n:.3f} s/example ({result['wall']:.0f} s), "
+            f"computation {compute / n:.3f} s/example, naive pass-count bound {bound / n:.3f} s/example, "
+            f"peak RSS {result['rss_mib']:.0f} MiB"
         )
-    print(
-        f"{'all stages':24} {compute / n:10.4f} {stages['forward_rows'].sum() / n:12.1f} "
-        f"{stages['backward_rows'].sum() / n:12.1f}"
-    )
-    print(
-        f"computation: {n / compute:.2f} examples/s; whole flow{'' if args.no_report else ' with report'}: "
-        f"{n / wall:.2f} examples/s ({wall:.1f} s)"
-    )
-    print(f"peak RSS: {peak_rss_mib:.0f} MiB")
-    sys.stdout.flush()
+        print(f"{'stage':24} {'s/example':>10} {'fwd/example':>12} {'bwd/example':>12} {'tokens/s':>10}")
+        for stage, row in stages.items():
+            tokens = row["forward_tokens"] + row["backward_tokens"]
+            rate = tokens / row["seconds"] if row["seconds"] else 0.0
+            print(
+                f"{stage:24} {row['seconds'] / n:10.4f} {row['forward_rows'] / n:12.1f} "
+                f"{row['backward_rows'] / n:12.1f} {rate:10.0f}"
+            )
+        print(
+            "by length (tokens): "
+            + "; ".join(
+                f"{bucket}: {seconds:.3f} s/example ({count} examples)"
+                for bucket, (seconds, count) in result["buckets"].items()
+            )
+        )
 
 
 if __name__ == "__main__":

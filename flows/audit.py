@@ -27,6 +27,7 @@ from tasks.steps import (
     check_gate_task,
     finish_run_task,
     judge_run_task,
+    measure_throughput_task,
     plan_run_task,
     record_failure_task,
     register_run_task,
@@ -71,6 +72,9 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     done = register_run_task(db, plan, config)
     batches = plan.batches(done, config.execution.batch_size, config.execution.token_budget)
     pending = sum(len(batch) for batch in batches)
+    if pending:
+        median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]
+        measure_throughput_task(db, plan.run_id, config.model, median)
     logger.info(
         "run %s: %d examples, %d already stored, %d to compute in %d batches",
         plan.run_id,

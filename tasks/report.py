@@ -173,6 +173,7 @@ class ReportContext:
     settings: Sequence[tuple[str, str]]
     strength_bands: str
     costs: Sequence[dict[str, Any]]
+    cost_bound: Mapping[str, str]
     interventions: InterventionReport
     coverage: Sequence[str]
     classes: Sequence[str] = field(default_factory=tuple)
@@ -284,6 +285,7 @@ def build_context(
             for bound, word in STRENGTH_BANDS
         ),
         costs=_costs(costs),
+        cost_bound=_cost_bound(costs, examples, manifest, config),
         interventions=interventions,
         coverage=_coverage(metrics, examples, methods, config),
         classes=classes,
@@ -857,6 +859,33 @@ def _settings(config: AuditConfig) -> list[tuple[str, str]]:
             "percentile bootstrap 95 %, 2,000 resamples, seeded; paired Wilcoxon signed-rank tests",
         ),
     ]
+
+
+def _cost_bound(
+    costs: pd.DataFrame, examples: pd.DataFrame, manifest: Mapping[str, Any], config: AuditConfig
+) -> dict[str, str]:
+    """The measured throughput, the naive pass-count bound, and this run's seconds per example."""
+    from tasks.costs import Throughput, naive_bound
+
+    measured = manifest.get("throughput")
+    if costs.empty or not measured:
+        return {}
+    throughput = Throughput(**measured)
+    computed = examples[examples["batch_id"].isin(set(costs["batch_id"]))]
+    bound = naive_bound(
+        config, computed["n_tokens"].tolist(), computed["n_content_tokens"].tolist(),
+        int(manifest["model"]["layers"]), int(manifest["model"]["heads"]), throughput,
+    )  # fmt: skip
+    seconds = float(costs["seconds"].sum())
+    count = max(len(computed), 1)
+    return {
+        "forward": f"{throughput.forward:,.0f}",
+        "forward_backward": f"{throughput.forward_backward:,.0f}",
+        "length": str(throughput.length),
+        "bound": f"{bound / count:.3f}",
+        "actual": f"{seconds / count:.3f}",
+        "ratio": f"{bound / seconds:.1f}" if seconds else "n/a",
+    }
 
 
 def _costs(costs: pd.DataFrame) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ deterministic numerics, which would fail the same way again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import datetime
@@ -20,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from tasks import faults, gate, report, storage, verdicts
+from tasks import costs, faults, gate, report, storage, verdicts
 from tasks.audit import audit_batch
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
 from tasks.models import load_model
@@ -40,6 +41,15 @@ def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
     with storage.connect(db) as connection:
         storage.register_run(connection, plan.run_id, config.model_dump(mode="json"), plan.manifest)
         return storage.finished_example_ids(connection, plan.run_id)
+
+
+@task(name="measure-throughput", cache_policy=NO_CACHE)
+def measure_throughput_task(db: Path, run_id: str, model: ModelSpec, length: int) -> costs.Throughput:
+    """Measure the model's batched throughput at the run's median length and keep it with the run."""
+    throughput = costs.measure_throughput(load_model(model), length)
+    with storage.connect(db) as connection:
+        storage.record_throughput(connection, run_id, dataclasses.asdict(throughput))
+    return throughput
 
 
 def _code_fingerprint() -> str:

@@ -341,13 +341,20 @@ def _now() -> datetime:
 
 
 def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dict, manifest: dict) -> bool:
-    """Record a run (or mark an existing one running again). Returns True if the run is new."""
-    exists = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is not None
+    """Record a run (or mark an existing one running again, with the latest configuration).
+
+    The configuration can differ only in what does not decide the numbers (execution, output, verdict
+    thresholds, gate). Returns True if the run is new.
+    """
+    row = connection.execute("SELECT manifest FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    exists = row is not None
     with transaction(connection):
         if exists:
+            previous = json.loads(row[0])
+            kept = {"throughput": previous["throughput"]} if "throughput" in previous else {}
             connection.execute(
-                "UPDATE runs SET status = 'running', updated_at = ?, manifest = ? WHERE run_id = ?",
-                [_now(), json.dumps(manifest, default=str), run_id],
+                "UPDATE runs SET status = 'running', updated_at = ?, config = ?, manifest = ? WHERE run_id = ?",
+                [_now(), json.dumps(config, default=str), json.dumps({**manifest, **kept}, default=str), run_id],
             )
         else:
             connection.execute(
@@ -355,6 +362,13 @@ def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dic
                 [run_id, _now(), _now(), json.dumps(config, default=str), json.dumps(manifest, default=str)],
             )
     return not exists
+
+
+def record_throughput(connection: duckdb.DuckDBPyConnection, run_id: str, throughput: dict[str, float]) -> None:
+    """Add the model's measured batched throughput to the run's manifest (for the cost bound)."""
+    row = connection.execute("SELECT manifest FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    manifest = {**json.loads(row[0]), "throughput": throughput}
+    connection.execute("UPDATE runs SET manifest = ? WHERE run_id = ?", [json.dumps(manifest), run_id])
 
 
 def finish_run(connection: duckdb.DuckDBPyConnection, run_id: str) -> str:
