@@ -195,6 +195,8 @@ class VerdictOptions(_Frozen):
         sensitivity_min: Median output change (TVD) under permuted attention below which (upper end of
             the interval) the output is insensitive to the attention.
         importance_min: Mean TVD when a head is masked above which a head counts as important.
+        consistency_min: Mean Kendall τ between the references below which (upper end of the interval)
+            they disagree, and the verdict is inconclusive.
         min_examples: Slices with fewer examples are inconclusive.
         confidence_bins: Inner edges of the confidence bins (probability of the predicted class).
         length_bins: Inner edges of the length bins (content tokens).
@@ -205,6 +207,7 @@ class VerdictOptions(_Frozen):
     equivalence_margin: float = Field(default=0.02, ge=0.0, le=1.0)
     sensitivity_min: float = Field(default=0.05, ge=0.0, le=1.0)
     importance_min: float = Field(default=0.01, ge=0.0, le=1.0)
+    consistency_min: float = Field(default=0.2, ge=-1.0, le=1.0)
     min_examples: int = Field(default=20, ge=2)
     confidence_bins: tuple[float, ...] = (0.6, 0.8, 0.95)
     length_bins: tuple[int, ...] = (10, 20, 40)

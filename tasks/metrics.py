@@ -250,24 +250,40 @@ def magnitudes(record: TokenScores) -> np.ndarray:
     return np.abs(scores) if METHODS[record.method].signed else scores
 
 
-def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> list[MetricValue]:
-    """Kendall τ-b, Spearman ρ and top-k overlap of each explanation with each reference, per example.
+def oriented(a: TokenScores, b: TokenScores) -> tuple[TokenScores, TokenScores]:
+    """Which of a pair is stored as ``method`` and which as ``reference``.
 
-    Explanations are the attention methods and the random baseline (the chance level).
+    The random baseline is always the method (its draws stay apart); otherwise an explanation under test
+    is the method and a reference the reference; two of a kind keep the registry's order.
     """
+    family = {r.method: METHODS[r.method].family for r in (a, b)}
+    if family[b.method] == MethodFamily.BASELINE or (
+        family[a.method] == MethodFamily.REFERENCE and family[b.method] != MethodFamily.REFERENCE
+    ):
+        return b, a
+    return a, b
+
+
+def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> list[MetricValue]:
+    """Kendall τ-b, Spearman ρ and top-k overlap of every pair of methods, per example.
+
+    Every explanation is compared with every reference (attention's agreement, the verdict's evidence),
+    the references with each other (are they consistent?), and every other pair (the all-pairs matrix).
+    The random baseline's agreement with each method is the chance level.
+    """
+    order = {name: index for index, name in enumerate(METHODS)}
     by_example: dict[str, list[TokenScores]] = defaultdict(list)
     for record in records:
         by_example[record.example_id].append(record)
-    compared = {MethodFamily.ATTENTION, MethodFamily.BASELINE}
     values: list[MetricValue] = []
     for example_records in by_example.values():
-        references = [r for r in example_records if METHODS[r.method].family == MethodFamily.REFERENCE]
-        for record in example_records:
-            if METHODS[record.method].family not in compared:
-                continue
-            scores = magnitudes(record)
-            for reference in references:
-                other = magnitudes(reference)
+        ranked = sorted(example_records, key=lambda r: (order.get(r.method, len(order)), r.draw))
+        for position, first in enumerate(ranked):
+            for second in ranked[position + 1 :]:
+                if first.method == second.method:
+                    continue  # draws of the random baseline among themselves
+                method, reference = oriented(first, second)
+                scores, other = magnitudes(method), magnitudes(reference)
                 for metric, value in (
                     ("kendall_tau", kendall_tau(scores, other)),
                     ("spearman_rho", spearman_rho(scores, other)),
@@ -275,12 +291,7 @@ def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> 
                 ):
                     values.append(
                         MetricValue(
-                            record.example_id,
-                            record.method,
-                            metric,
-                            value,
-                            record.draw,
-                            reference=reference.method,
+                            method.example_id, method.method, metric, value, method.draw, reference=reference.method
                         )
                     )
     return values

@@ -24,6 +24,13 @@ class MethodFamily(StrEnum):
     """A gradient- or perturbation-based attribution that attention is checked against."""
     BASELINE = "baseline"
     """A control that any real explanation must beat (the random ranking)."""
+    EXTERNAL = "external"
+    """An explanation computed elsewhere (SHAP, LIME, a vendor's explainer) and imported: judged like
+    attention, against the same references, with the same metrics and verdict."""
+
+
+UNDER_TEST = frozenset({MethodFamily.ATTENTION, MethodFamily.EXTERNAL})
+"""The families whose faithfulness the audit judges."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -138,7 +138,8 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
             ],
             ignore_index=True,
         )
-        storage.write_verdicts(connection, run_id, per_example, per_slice)
+        matrix = verdicts.agreement_matrix(metrics, examples, options)
+        storage.write_verdicts(connection, run_id, per_example, per_slice, matrix)
         return len(per_slice)
 
 

@@ -1,6 +1,6 @@
 """The DuckDB file: the only module that imports duckdb. Owns the schema, writes and reads.
 
-Schema (version 4), long format, one row per fact, every table keyed by ``run_id``:
+Schema (version 5), long format, one row per fact, every table keyed by ``run_id``:
 
 ``runs``          one row per audit configuration: ``run_id``, ``status`` (running / finished),
                   ``config`` and ``manifest`` (JSON: model and data fingerprints, versions), times.
@@ -20,6 +20,12 @@ Schema (version 4), long format, one row per fact, every table keyed by ``run_id
 ``slice_verdicts`` one row per (method, slice, slice value): size, verdict, reason, the status of each
                   kind of evidence and each evidence's mean with its 95 % interval. Rows of the
                   method ``attention heads`` judge layers and heads.
+``agreement_matrix`` one row per (slice, method pair, statistic): mean Kendall τ or top-k overlap of every
+                  method with every other, with its 95 % interval (replaced with the verdicts).
+``sanity_checks`` one row per (example, method, stage) of the model-randomisation cascade: Spearman
+                  ρ between the explanation on the original and on the randomised model (signed and of
+                  absolute values); stage 0 randomises the classification head, stage s also the top s
+                  layers.
 ``failures``      one row per example whose batch failed after its retries: the error and the number of
                   attempts. A later successful write of the example removes its row.
 ``costs``         one row per (batch, stage): seconds, forward/backward rows and tokens.
@@ -27,7 +33,8 @@ Schema (version 4), long format, one row per fact, every table keyed by ``run_id
 
 Verdict tables are replaced as a whole each time a run finishes (they derive from the stored numbers and
 the verdict settings). Version 1 lacked ``interventions`` and ``head_agreement``, version 2 the verdict
-tables and ``tokens.in_rationale``, version 3 ``failures``; opening an older file for writing adds them
+tables and ``tokens.in_rationale``, version 3 ``failures``, version 4 ``agreement_matrix``,
+``sanity_checks`` and the reference-consistency columns; opening an older file for writing adds them
 (``MIGRATIONS``).
 
 A batch is written in one transaction that first deletes whatever rows its examples already have, so
@@ -53,7 +60,7 @@ from tasks import __version__, faults
 from tasks.errors import AuditError
 from tasks.records import BatchResult
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 DDL = (
     """
@@ -177,7 +184,8 @@ DDL = (
         comprehensiveness DOUBLE,
         sufficiency DOUBLE,
         erasure DOUBLE,
-        sensitivity DOUBLE
+        sensitivity DOUBLE,
+        consistency DOUBLE
     )""",
     """
     CREATE TABLE IF NOT EXISTS slice_verdicts (
@@ -196,7 +204,29 @@ DDL = (
         sufficiency_mean DOUBLE, sufficiency_low DOUBLE, sufficiency_high DOUBLE,
         erasure_mean DOUBLE, erasure_low DOUBLE, erasure_high DOUBLE,
         sensitivity_mean DOUBLE, sensitivity_low DOUBLE, sensitivity_high DOUBLE,
-        importance_mean DOUBLE, importance_low DOUBLE, importance_high DOUBLE
+        importance_mean DOUBLE, importance_low DOUBLE, importance_high DOUBLE,
+        consistency_mean DOUBLE, consistency_low DOUBLE, consistency_high DOUBLE
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS agreement_matrix (
+        run_id VARCHAR NOT NULL,
+        slice VARCHAR NOT NULL,
+        slice_value VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        other VARCHAR NOT NULL,
+        statistic VARCHAR NOT NULL,
+        n INTEGER NOT NULL,
+        mean DOUBLE, low DOUBLE, high DOUBLE
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS sanity_checks (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        stage INTEGER NOT NULL,
+        randomised VARCHAR NOT NULL,
+        spearman DOUBLE,
+        spearman_absolute DOUBLE
     )""",
     "CREATE INDEX IF NOT EXISTS metrics_by_example ON metrics (run_id, example_id)",
     "CREATE INDEX IF NOT EXISTS interventions_by_example ON interventions (run_id, example_id)",
@@ -209,11 +239,19 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS in_rationale BOOLEAN",
     ),
     3: tuple(statement for statement in DDL if "failures" in statement),
+    4: (
+        *(statement for statement in DDL if "agreement_matrix" in statement or "sanity_checks" in statement),
+        "ALTER TABLE example_verdicts ADD COLUMN IF NOT EXISTS consistency DOUBLE",
+        *(
+            f"ALTER TABLE slice_verdicts ADD COLUMN IF NOT EXISTS consistency_{end} DOUBLE"
+            for end in ("mean", "low", "high")
+        ),
+    ),
 }
 """Statements that take a database from a version to the next."""
 RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics", "interventions", "head_agreement")
-VERDICT_TABLES = ("example_verdicts", "slice_verdicts")
-OUR_TABLES = {"schema_info", "runs", "costs", "failures", *RESULT_TABLES, *VERDICT_TABLES}
+VERDICT_TABLES = ("example_verdicts", "slice_verdicts", "agreement_matrix")
+OUR_TABLES = {"schema_info", "runs", "costs", "failures", "sanity_checks", *RESULT_TABLES, *VERDICT_TABLES}
 
 
 # --- connecting -----------------------------------------------------------------------------
@@ -362,6 +400,16 @@ def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dic
                 [run_id, _now(), _now(), json.dumps(config, default=str), json.dumps(manifest, default=str)],
             )
     return not exists
+
+
+def write_sanity_checks(connection: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame) -> None:
+    """Replace a run's sanity-check rows in one transaction."""
+    with transaction(connection):
+        connection.execute("DELETE FROM sanity_checks WHERE run_id = ?", [run_id])
+        if not frame.empty:
+            connection.register("sanity_rows", frame.assign(run_id=run_id))
+            connection.execute("INSERT INTO sanity_checks BY NAME SELECT * FROM sanity_rows")
+            connection.unregister("sanity_rows")
 
 
 def record_throughput(connection: duckdb.DuckDBPyConnection, run_id: str, throughput: dict[str, float]) -> None:
@@ -603,11 +651,18 @@ def write_batch(connection: duckdb.DuckDBPyConnection, run_id: str, result: Batc
 
 
 def write_verdicts(
-    connection: duckdb.DuckDBPyConnection, run_id: str, examples: pd.DataFrame, slices: pd.DataFrame
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    examples: pd.DataFrame,
+    slices: pd.DataFrame,
+    matrix: pd.DataFrame | None = None,
 ) -> None:
-    """Replace a run's verdicts (per example and per slice) in one transaction."""
+    """Replace a run's verdicts (per example and per slice) and agreement matrix in one transaction."""
+    frames = (("example_verdicts", examples), ("slice_verdicts", slices), ("agreement_matrix", matrix))
     with transaction(connection):
-        for table, frame in (("example_verdicts", examples), ("slice_verdicts", slices)):
+        for table, frame in frames:
+            if frame is None:
+                continue
             connection.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             if frame.empty:
                 continue

@@ -17,6 +17,10 @@ slice with a 95 % bootstrap interval:
   than a random key and permutations move the output by at least ``sensitivity_min``; *contradicts* when
   the top key matters no more than a random one or the output stays below ``sensitivity_min``.
 
+Before attention is judged against the references, the references are judged against each other (Neely
+et al. 2021 find explainers disagree far more on transformers): when the interval of their mutual
+Kendall τ stays below ``consistency_min``, the verdict is *inconclusive: references disagree*.
+
 Each evidence is ``supports``, ``contradicts`` or ``unclear`` (the interval straddles the threshold, or
 the evidence was not measured). The verdict:
 
@@ -41,15 +45,16 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import VerdictOptions
-from tasks.methods import METHODS
-from tasks.records import MethodFamily
+from tasks.methods import spec_of
+from tasks.records import UNDER_TEST
 from tasks.statistics import Estimate, bootstrap_mean
 
 Evidence = Literal["supports", "contradicts", "unclear"]
 Verdict = Literal["faithful", "not faithful", "inconclusive"]
-EVIDENCE_COLUMNS = ("agreement", "comprehensiveness", "sufficiency", "erasure", "sensitivity")
+EVIDENCE_COLUMNS = ("agreement", "comprehensiveness", "sufficiency", "erasure", "sensitivity", "consistency")
 """Per-example evidence: mean τ with the references; AOPC comprehensiveness and sufficiency minus the
-random ranking's; top-key minus random-key erasure TVD; median TVD under permuted attention."""
+random ranking's; top-key minus random-key erasure TVD; median TVD under permuted attention; and the
+references' own agreement with each other (mean τ over their pairs)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def example_evidence(
     Returns:
         A frame indexed by ``(example_id, method)`` with the columns of ``EVIDENCE_COLUMNS``.
     """
-    attention = [m for m in methods if m in METHODS and METHODS[m].family == MethodFamily.ATTENTION]
+    attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
     tau = metrics[
         (metrics["metric"] == "kendall_tau")
         & metrics["method"].isin(attention)
@@ -104,6 +109,13 @@ def example_evidence(
     example_ids = frame.index.get_level_values("example_id")
     frame["erasure"] = erasure.reindex(example_ids).to_numpy()
     frame["sensitivity"] = sensitivity.reindex(example_ids).to_numpy()
+    between = metrics[
+        (metrics["metric"] == "kendall_tau")
+        & metrics["method"].isin(options.references)
+        & metrics["reference"].isin(options.references)
+    ]
+    consistency = between.groupby("example_id")["value"].mean()
+    frame["consistency"] = consistency.reindex(example_ids).to_numpy() if not consistency.empty else np.nan
     return frame[list(EVIDENCE_COLUMNS)]
 
 
@@ -186,6 +198,17 @@ def judge(estimates: Mapping[str, Estimate], options: VerdictOptions, n: int | N
             faithfulness,
             interventions,
         )
+    consistency = estimates.get("consistency")
+    if consistency is not None and consistency.n and not math.isnan(consistency.high):
+        if consistency.high < options.consistency_min:
+            return Judgement(
+                "inconclusive",
+                f"references disagree: their mutual Kendall τ is {consistency:.2f}, below "
+                f"{options.consistency_min:g}, so agreement with them says little; {words}",
+                agreement,
+                faithfulness,
+                interventions,
+            )
     if faithfulness == "supports" and agreement == "supports" and interventions != "contradicts":
         verdict: Verdict = "faithful"
     elif faithfulness == "contradicts" or (agreement == "contradicts" and interventions == "contradicts"):
@@ -385,3 +408,37 @@ def _estimate_columns(estimates: Mapping[str, Estimate]) -> dict[str, float]:
         columns[f"{name}_low"] = estimate.low
         columns[f"{name}_high"] = estimate.high
     return columns
+
+
+def agreement_matrix(
+    metrics: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions, seed: int = 0, resamples: int = 500
+) -> pd.DataFrame:
+    """Mean Kendall τ and top-k overlap of every method with every other, overall and per slice.
+
+    Each pair appears once (in its stored orientation); the random baseline's draws are averaged per
+    example first. Intervals are percentile bootstrap 95 % intervals (``resamples`` resamples).
+    """
+    pairs = metrics[metrics["metric"].isin(["kendall_tau", "top_k_overlap"]) & metrics["reference"].notna()]
+    if pairs.empty:
+        return pd.DataFrame()
+    per_example = pairs.groupby(["metric", "method", "reference", "example_id"])["value"].mean()
+    rows = []
+    for (kind, value), members in slices(examples, options).items():
+        members_set = set(members)
+        for (metric, method, other), values in per_example.groupby(level=["metric", "method", "reference"]):
+            chosen = values[values.index.get_level_values("example_id").isin(members_set)]
+            estimate = bootstrap_mean(chosen.to_numpy(), seed=seed, resamples=resamples)
+            rows.append(
+                {
+                    "slice": kind,
+                    "slice_value": value,
+                    "method": method,
+                    "other": other,
+                    "statistic": metric,
+                    "n": estimate.n,
+                    "mean": estimate.mean,
+                    "low": estimate.low,
+                    "high": estimate.high,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -21,13 +21,19 @@ def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, example
     assert [p.example_id for p in result.predictions] == [e.example_id for e in examples]
 
 
-def test_agreement_compares_each_explanation_and_the_baseline_with_each_reference(tiny_bundle, examples):
-    options = MethodOptions(ig_steps=8, random_draws=1)
+def test_agreement_covers_every_pair_of_methods_once(tiny_bundle, examples):
+    options = MethodOptions(ig_steps=8, random_draws=2)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     pairs = {(m.method, m.reference) for m in result.metrics if m.metric == "kendall_tau"}
-    explanations = [n for n in options.methods if METHODS[n].family != MethodFamily.REFERENCE]
+    expected = {frozenset((a, b)) for a in options.methods for b in options.methods if a != b}
+    assert {frozenset(pair) for pair in pairs} == expected
+    assert len(pairs) == len(expected), "a pair is stored in both orientations"
+    explanations = [n for n in options.methods if METHODS[n].family == MethodFamily.ATTENTION]
     references = [n for n in options.methods if METHODS[n].family == MethodFamily.REFERENCE]
-    assert pairs == {(e, r) for e in explanations for r in references}
+    assert {(e, r) for e in explanations for r in references} <= pairs  # an explanation is the method side
+    assert all(method == "random" for method, other in pairs if "random" in (method, other))
+    random_rows = [m for m in result.metrics if m.method == "random" and m.metric == "kendall_tau"]
+    assert {m.draw for m in random_rows} == {0, 1}
 
 
 def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):

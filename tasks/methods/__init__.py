@@ -169,3 +169,24 @@ def default_methods() -> tuple[str, ...]:
 def methods_of(family: MethodFamily, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """Registered method ids of one family, optionally restricted to ``names`` (in registry order)."""
     return tuple(name for name, spec in METHODS.items() if spec.family == family and (names is None or name in names))
+
+
+def spec_of(name: str) -> MethodSpec:
+    """The registered method, or an imported explanation's spec (family ``external``, signed scores)."""
+    if name in METHODS:
+        return METHODS[name]
+    return MethodSpec(
+        name=name,
+        family=MethodFamily.EXTERNAL,
+        compute=_imported,
+        signed=True,
+        title=name,
+        formula="per-token scores imported from a file",
+        citation="external",
+        default=False,
+    )
+
+
+def _imported(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
+    """Imported explanations arrive with the examples (``EncodedExample.imported``), not from a computation."""
+    raise TypeError("imported explanations are read from the examples, not computed")
