@@ -31,6 +31,7 @@ from tasks.steps import (
     plan_run_task,
     record_failure_task,
     register_run_task,
+    sanity_check_task,
     store_batch_task,
 )
 
@@ -39,6 +40,7 @@ class BatchesOutcome(BaseModel):
     """What the batch subflow did."""
 
     run_id: str
+    methods: tuple[str, ...]
     examples: int
     pending: int
     failed: int
@@ -119,7 +121,9 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     while in_flight:
         store_oldest()
     progress.close()
-    return BatchesOutcome(run_id=plan.run_id, examples=len(plan.examples), pending=pending, failed=failed)
+    return BatchesOutcome(
+        run_id=plan.run_id, methods=plan.methods, examples=len(plan.examples), pending=pending, failed=failed
+    )
 
 
 @flow(name="audit")
@@ -137,7 +141,8 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
     config = config or AuditConfig()
     db = config.output.db
     batches = audit_batches.with_options(task_runner=task_runner_for(config.execution))(config)
-    judge_run_task(db, batches.run_id, config.methods.methods, config.verdict)
+    sanity_check_task(db, batches.run_id, config)
+    judge_run_task(db, batches.run_id, batches.methods, config.verdict)
     status = finish_run_task(db, batches.run_id)
     paths = report(db, batches.run_id, config.output.out_dir, config.output.pdf) if render_report else None
     outcome = AuditOutcome(

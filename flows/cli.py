@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
     compare.set_defaults(handler=_compare)
 
+    export = commands.add_parser("export", help="write a run's token scores (and metrics) in the import schema")
+    export.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    export.add_argument("--run", default=None, help="run id [the most recently updated run]")
+    export.add_argument("--out", type=Path, required=True, help="scores file (.parquet or .jsonl)")
+    export.add_argument("--metrics", type=Path, default=None, help="also write the per-example metrics here")
+    export.set_defaults(handler=_export)
+
     methods = commands.add_parser("methods", help="list the explanation methods")
     methods.set_defaults(handler=_methods)
     return parser
@@ -281,6 +288,22 @@ def _compare(args: argparse.Namespace) -> int:
         )
     for method, kind, value, before, after in comparison.slice_changes:
         print(f"slice {kind}: {value}: {method} {before} -> {after}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tasks import external, storage
+
+    with storage.connect(args.db, read_only=True) as connection:
+        run_id = storage.read_run(connection, args.run)["run_id"]
+        tokens = storage.read_table(connection, "tokens", run_id)
+        scores = storage.read_table(connection, "token_scores", run_id)
+        metrics = storage.read_table(connection, "metrics", run_id) if args.metrics else None
+    path = external.write_rows(external.export_rows(tokens, scores), args.out)
+    print(f"token scores of run {run_id}: {path.resolve()}")
+    if metrics is not None:
+        written = external.write_rows(metrics.drop(columns=["run_id"]), args.metrics)
+        print(f"metrics of run {run_id}: {written.resolve()}")
     return 0
 
 

@@ -58,6 +58,11 @@ def audit_batch(
     for spec in specs:
         with measure(spec.name):
             records.extend(spec.compute(context, options))
+    records.extend(
+        TokenScores(example.example_id, name, scores, example.content_mask)
+        for example in examples
+        for name, scores in example.imported.items()
+    )
     metrics: list[MetricValue] = []
     with measure("faithfulness"):
         metrics.extend(faithfulness_values(records, context, options))

@@ -192,3 +192,60 @@ def scatter(points: Sequence[tuple[str, float, float, str]], xlabel: str, ylabel
         axis.set_ylabel(ylabel)
         figure.tight_layout()
         return to_data_uri(figure)
+
+
+def cascade(
+    curves: Mapping[str, Sequence[tuple[str, float]]],
+    families: Mapping[str, str],
+    titles: Mapping[str, str],
+    threshold: float,
+) -> str:
+    """Sanity-check cascade: per method, similarity to the original explanation at each randomisation stage."""
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(6.4, 3.0))
+        labels: list[str] = []
+        for method, points in curves.items():
+            labels = [label for label, _ in points]
+            family = families.get(method, "")
+            axis.plot(
+                range(len(points)),
+                [value for _, value in points],
+                marker="o",
+                markersize=3,
+                label=titles.get(method, method),
+                color="#7f7f7f" if family == "baseline" else None,
+                linestyle="--" if family == "baseline" else ("-" if family == "reference" else "-."),
+            )
+        axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        axis.axhline(threshold, color="#444444", linestyle=":", linewidth=0.8)
+        axis.set_ylim(-0.2, 1.05)
+        axis.set_ylabel("Spearman ρ of |scores|\nwith the original")
+        axis.legend(fontsize=6.5, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        figure.tight_layout()
+        return to_data_uri(figure)
+
+
+def matrix(values: np.ndarray, labels: Sequence[str], title: str) -> str:
+    """A symmetric method-by-method matrix as an annotated heatmap."""
+    with plt.rc_context(STYLE):
+        size = 0.42 * len(labels) + 1.6
+        figure, axis = plt.subplots(figsize=(size + 0.8, size))
+        image = axis.imshow(values, cmap="RdBu_r", vmin=-1, vmax=1)
+        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if not np.isnan(values[i, j]):
+                    axis.text(
+                        j,
+                        i,
+                        f"{values[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=5.5,
+                        color="white" if abs(values[i, j]) > 0.5 else "black",
+                    )
+        axis.set_title(title, fontsize=8.5)
+        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+        figure.tight_layout()
+        return to_data_uri(figure)

@@ -91,6 +91,7 @@ class MethodOptions(_Frozen):
             content tokens; AOPC is their mean.
         random_draws: Number of random rankings in the random baseline.
         agreement_top_k: ``k`` of the top-k overlap agreement statistic (capped at the token count).
+        explanations: A file of explanations computed elsewhere (``tasks.external``), audited like attention.
         flow_max_tokens: Attention flow is computed only for inputs of at most this many tokens (its
             cost grows about with the fourth power of the length); longer inputs have no flow scores.
         seed: Seed of everything random in the methods (the random baseline).
@@ -104,6 +105,7 @@ class MethodOptions(_Frozen):
     random_draws: int = Field(default=3, ge=1, le=100)
     agreement_top_k: int = Field(default=5, ge=1)
     flow_max_tokens: int = Field(default=96, ge=2)
+    explanations: str | None = None
     seed: int = 0
 
     @field_validator("methods")
@@ -239,6 +241,26 @@ class VerdictOptions(_Frozen):
         return edges
 
 
+class SanityOptions(_Frozen):
+    """The model-randomisation sanity check (``tasks.sanity``; Adebayo et al. 2018).
+
+    Not part of the run's identity: the check runs once per run and these settings; changing them reruns
+    the check alone.
+
+    Attributes:
+        enabled: Run the check.
+        sample_size: Examples recomputed at every stage of the cascade (seeded hash order).
+        seed: Seed of the sample and of the re-initialisation.
+        similarity_max: Mean absolute-value Spearman ρ with the original at full randomisation above
+            which an explanation fails (it barely changed), below which it passes.
+    """
+
+    enabled: bool = True
+    sample_size: int = Field(default=16, ge=2, le=10_000)
+    seed: int = 0
+    similarity_max: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
 class ExecutionSettings(_Frozen):
     """How the work runs; does not change the numbers beyond floating-point rounding.
 
@@ -297,6 +319,7 @@ class AuditConfig(_Frozen):
     interventions: InterventionOptions = Field(default_factory=InterventionOptions)
     verdict: VerdictOptions = Field(default_factory=VerdictOptions)
     gate: tuple[str, ...] = ()
+    sanity: SanityOptions = Field(default_factory=SanityOptions)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
 
@@ -450,6 +473,12 @@ FLAGS: tuple[Flag, ...] = (
         help="compute attention flow only for inputs of at most N tokens [96]",
     ),
     Flag(
+        flag="--explanations",
+        field="methods.explanations",
+        kind="str",
+        help="Parquet or JSONL file of explanations computed elsewhere, audited like attention",
+    ),
+    Flag(
         flag="--interventions",
         field="interventions.interventions",
         kind="list",
@@ -523,6 +552,13 @@ FLAGS: tuple[Flag, ...] = (
         kind="list",
         help="gate checks KIND:METHOD (faithful, not-unfaithful, beats-random, agrees; METHOD, any or all); "
         "a failing check exits with status 4",
+    ),
+    Flag(flag="--no-sanity", field="sanity.enabled", kind="false", help="skip the model-randomisation sanity check"),
+    Flag(
+        flag="--sanity-sample",
+        field="sanity.sample_size",
+        kind="int",
+        help="examples recomputed at each stage of the sanity check [16]",
     ),
     Flag(flag="--batch-size", field="execution.batch_size", kind="int", help="examples per task [32]"),
     Flag(

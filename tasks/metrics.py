@@ -25,7 +25,7 @@ from tasks.faithfulness import (
     sufficiency_input,
     taucorr_loo,
 )
-from tasks.methods import METHODS
+from tasks.methods import METHODS, spec_of
 from tasks.passes import BatchContext
 from tasks.plausibility import auprc, token_f1, token_iou
 from tasks.records import EncodedExample, HeadAgreement, MethodFamily, MetricValue, TokenScores
@@ -247,7 +247,7 @@ def faithfulness_values(
 def magnitudes(record: TokenScores) -> np.ndarray:
     """Content scores as agreement compares them: ``|s|`` for signed methods (Jain & Wallace)."""
     scores = record.content_scores
-    return np.abs(scores) if METHODS[record.method].signed else scores
+    return np.abs(scores) if spec_of(record.method).signed else scores
 
 
 def oriented(a: TokenScores, b: TokenScores) -> tuple[TokenScores, TokenScores]:
@@ -256,7 +256,7 @@ def oriented(a: TokenScores, b: TokenScores) -> tuple[TokenScores, TokenScores]:
     The random baseline is always the method (its draws stay apart); otherwise an explanation under test
     is the method and a reference the reference; two of a kind keep the registry's order.
     """
-    family = {r.method: METHODS[r.method].family for r in (a, b)}
+    family = {r.method: spec_of(r.method).family for r in (a, b)}
     if family[b.method] == MethodFamily.BASELINE or (
         family[a.method] == MethodFamily.REFERENCE and family[b.method] != MethodFamily.REFERENCE
     ):
@@ -319,7 +319,7 @@ def head_agreement_values(records: Sequence[TokenScores], context: BatchContext)
     row_of = {example.example_id: row for row, example in enumerate(context.examples)}
     values = []
     for reference in records:
-        if METHODS[reference.method].family != MethodFamily.REFERENCE:
+        if spec_of(reference.method).family != MethodFamily.REFERENCE:
             continue
         row = row_of[reference.example_id]
         other = magnitudes(reference)

@@ -95,6 +95,8 @@ class BatchContext:
             ``mask`` (``[MASK]``) or ``pad`` (``[PAD]``).
         need_gradients: Run the backward pass of ``z_ŷ`` with the model pass.
         need_attention_grads: Also return the gradient with respect to the attention probabilities.
+        target_classes: The class each example's explanations explain; None explains the predicted class
+            ``ŷ`` (the default everywhere but the sanity checks, which keep the original model's ``ŷ``).
     """
 
     bundle: ModelBundle
@@ -104,6 +106,7 @@ class BatchContext:
     removal: RemovalOperator = "delete"
     need_gradients: bool = True
     need_attention_grads: bool = False
+    target_classes: Sequence[int] | None = None
     counter: PassCounter = field(default_factory=PassCounter)
 
     def __post_init__(self) -> None:
@@ -152,7 +155,12 @@ class BatchContext:
                 output_hidden_states=True,
             )
             logits = output.logits
-            target_logit = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()
+            chosen = (
+                logits.argmax(dim=1, keepdim=True)
+                if self.target_classes is None
+                else torch.as_tensor(list(self.target_classes), device=logits.device)[:, None]
+            )
+            target_logit = logits.gather(1, chosen).sum()
             wrt = [embeddings, *output.attentions] if self.need_attention_grads else [embeddings]
             grads = torch.autograd.grad(target_logit, wrt)
         self.counter.backward_rows += len(self.examples)
@@ -168,7 +176,9 @@ class BatchContext:
 
     @cached_property
     def targets(self) -> torch.Tensor:
-        """The predicted class ``ŷ`` of every row, ``[B]``: every method explains this class."""
+        """The class every method explains per row, ``[B]``: the predicted class ``ŷ`` unless given."""
+        if self.target_classes is not None:
+            return torch.as_tensor(list(self.target_classes), dtype=torch.long, device=self.input_ids.device)
         return self.model_pass.logits.argmax(dim=1)
 
     @cached_property

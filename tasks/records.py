@@ -49,6 +49,7 @@ class EncodedExample:
         n_original_tokens: Token count before truncation (specials included).
         metadata: Extra corpus columns kept for slicing (e.g. the human rating's spread).
         rationale: Tokens inside the human rationale, shape ``[T]``; None when the example has none.
+        imported: Explanations computed elsewhere, by name, one score per token (``tasks.external``).
     """
 
     example_id: str
@@ -62,6 +63,7 @@ class EncodedExample:
     n_original_tokens: int
     metadata: Mapping[str, object] = field(default_factory=dict)
     rationale: np.ndarray | None = None
+    imported: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def length(self) -> int:

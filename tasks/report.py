@@ -23,9 +23,10 @@ from tasks.compare import Comparison, compare_runs, previous_run
 from tasks.config import AuditConfig, command_line
 from tasks.errors import AuditError
 from tasks.intervention_summary import InterventionReport, summarise_interventions
-from tasks.methods import METHODS
+from tasks.literature import Outcome, RunNumbers, check_findings
+from tasks.methods import METHODS, spec_of
 from tasks.metrics import METRICS
-from tasks.records import MethodFamily
+from tasks.records import UNDER_TEST, MethodFamily
 from tasks.statistics import (
     STRENGTH_BANDS,
     Estimate,
@@ -39,7 +40,7 @@ from tasks.verdict_summary import VerdictReport, summarise_verdicts
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 """The templates folder: beside ``tasks`` in a checkout and in site-packages alike."""
 BASELINE = "random"
-HEATMAP_METHODS_ORDER = (MethodFamily.ATTENTION, MethodFamily.REFERENCE)
+HEATMAP_METHODS_ORDER = (MethodFamily.ATTENTION, MethodFamily.EXTERNAL, MethodFamily.REFERENCE)
 MIN_TOKENS_FOR_EXAMPLES = 4
 """Representative examples are chosen among inputs with at least this many content tokens."""
 
@@ -98,6 +99,18 @@ class PlausibilityRow:
             (False, True): "faithful, not plausible",
             (False, False): "neither",
         }[(self.plausible, self.faithful)]
+
+
+@dataclass(frozen=True)
+class SanityRow:
+    """One method's sanity check: how similar it stays to itself as the model is destroyed."""
+
+    method: str
+    title: str
+    family: str
+    fully_randomised: Estimate
+    fully_randomised_signed: Estimate
+    result: str  # "passes", "fails", "unclear"
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,9 @@ class ReportContext:
     plausibility: Sequence[PlausibilityRow]
     failures: Sequence[dict[str, Any]]
     comparison: Comparison | None
+    sanity: Sequence[SanityRow]
+    literature: Sequence[Outcome]
+    consistency: Mapping[str, str]
     faithfulness: Sequence[FaithfulnessRow]
     agreement: Sequence[AgreementRow]
     completeness: Mapping[str, str]
@@ -200,9 +216,10 @@ def build_context(
         raise AuditError(f"the run {run_id} has no stored examples yet", "run (or resume) the audit first")
     metrics = storage.read_table(connection, "metrics", run_id)
     costs = storage.read_table(connection, "costs", run_id)
-    methods = [name for name in config.methods.methods if name in METHODS]
-    families = {name: METHODS[name].family.value for name in methods}
-    titles = {name: METHODS[name].title for name in methods}
+    imported = manifest.get("explanations", {}).get("methods", [])
+    methods = [*(name for name in config.methods.methods if name in METHODS), *imported]
+    families = {name: spec_of(name).family.value for name in methods}
+    titles = {name: spec_of(name).title for name in methods}
 
     faithfulness = _faithfulness_rows(metrics, methods, seed)
     agreement = _agreement_rows(metrics, examples, methods, seed)
@@ -224,6 +241,13 @@ def build_context(
             "faithfulness: AOPC comprehensiveness gain over random",
         )
     failures = _failures(storage.read_table(connection, "failures", run_id))
+    sanity_rows = _sanity(storage.read_table(connection, "sanity_checks", run_id), config, seed)
+    if sanity_rows:
+        context_charts["sanity"] = _sanity_chart(storage.read_table(connection, "sanity_checks", run_id), config)
+    matrix = storage.read_table(connection, "agreement_matrix", run_id)
+    consistency = _consistency(matrix, config)
+    if not matrix.empty:
+        context_charts["matrix"] = _matrix_chart(matrix, methods)
     earlier = previous_run(connection, run_id)
     comparison = compare_runs(connection, earlier, run_id, seed=seed) if earlier else None
     verdict = summarise_verdicts(
@@ -243,6 +267,7 @@ def build_context(
         dataset_rows=_dataset_rows(examples, manifest),
         summary=[
             *_summary(examples, verdict, interventions, completeness, plausibility, failures),
+            *_sanity_sentences(sanity_rows, config),
             *([" ".join(comparison.sentences()[:4]) + "."] if comparison else []),
         ],
         details=_method_details(faithfulness, agreement),
@@ -252,6 +277,11 @@ def build_context(
         plausibility=plausibility,
         failures=failures,
         comparison=comparison,
+        sanity=sanity_rows,
+        literature=check_findings(
+            RunNumbers(metrics, storage.read_table(connection, "interventions", run_id), tuple(methods))
+        ),
+        consistency=consistency,
         faithfulness=faithfulness,
         agreement=agreement,
         completeness=completeness,
@@ -266,7 +296,7 @@ def build_context(
                 "citation": s.citation,
                 "signed": "signed" if s.signed else "non-negative",
             }
-            for s in (METHODS[m] for m in methods)
+            for s in (spec_of(m) for m in methods)
         ],
         metrics=[
             {
@@ -317,8 +347,8 @@ def _faithfulness_rows(metrics: pd.DataFrame, methods: Sequence[str], seed: int)
         rows.append(
             FaithfulnessRow(
                 method=method,
-                title=METHODS[method].title,
-                family=METHODS[method].family.value,
+                title=spec_of(method).title,
+                family=spec_of(method).family.value,
                 comprehensiveness=bootstrap_mean(comprehensiveness[method], seed=seed),
                 sufficiency=bootstrap_mean(sufficiency[method], seed=seed),
                 taucorr_loo=bootstrap_mean(tau[method], seed=seed) if method in tau else bootstrap_mean([]),
@@ -342,10 +372,10 @@ def _agreement_rows(
     agreement = metrics[metrics["metric"].isin(["kendall_tau", "spearman_rho", "top_k_overlap"])]
     predicted = examples.set_index("example_id")["predicted_name"]
     for method in methods:
-        if METHODS[method].family == MethodFamily.REFERENCE:
+        if spec_of(method).family == MethodFamily.REFERENCE:
             continue
         for reference in methods:
-            if METHODS[reference].family != MethodFamily.REFERENCE:
+            if spec_of(reference).family != MethodFamily.REFERENCE:
                 continue
             pair = agreement[(agreement["method"] == method) & (agreement["reference"] == reference)]
             if pair.empty:
@@ -355,9 +385,9 @@ def _agreement_rows(
             rows.append(
                 AgreementRow(
                     method=method,
-                    title=METHODS[method].title,
+                    title=spec_of(method).title,
                     reference=reference,
-                    reference_title=METHODS[reference].title,
+                    reference_title=spec_of(reference).title,
                     kendall_tau=bootstrap_mean(kendall, seed=seed),
                     spearman_rho=bootstrap_mean(values.loc["spearman_rho"], seed=seed),
                     top_k_overlap=bootstrap_mean(values.loc["top_k_overlap"], seed=seed),
@@ -386,7 +416,7 @@ def _coverage(metrics: pd.DataFrame, examples: pd.DataFrame, methods: Sequence[s
         )
         shown = ", ".join(lacking[:20]) + (" …" if len(lacking) > 20 else "")
         sentences.append(
-            f"{METHODS[method].title} was not computed for {len(lacking)} of {len(every)} examples ({reason}): "
+            f"{spec_of(method).title} was not computed for {len(lacking)} of {len(every)} examples ({reason}): "
             f"{shown}. Its statistics cover the others."
         )
     return sentences
@@ -446,6 +476,87 @@ def _summary(
             '"Failed examples"); running the same command again retries them.',
         )
     return sentences
+
+
+def _sanity(rows: pd.DataFrame, config: AuditConfig, seed: int) -> list[SanityRow]:
+    """Per method: similarity to the original explanation with every layer randomised, and the result."""
+    if rows.empty:
+        return []
+    last = rows[rows["stage"] == rows["stage"].max()]
+    threshold = config.sanity.similarity_max
+    out = []
+    for method, group in last.groupby("method", sort=False):
+        absolute = bootstrap_mean(group["spearman_absolute"].to_numpy(), seed=seed)
+        if math.isnan(absolute.high):
+            result = "unclear"
+        elif absolute.high < threshold:
+            result = "passes"
+        elif absolute.low > threshold:
+            result = "fails"
+        else:
+            result = "unclear"
+        spec = spec_of(method)
+        out.append(
+            SanityRow(method, spec.title, spec.family.value, absolute,
+                      bootstrap_mean(group["spearman"].to_numpy(), seed=seed), result)
+        )  # fmt: skip
+    return out
+
+
+def _sanity_chart(rows: pd.DataFrame, config: AuditConfig) -> str:
+    means = rows.groupby(["method", "stage", "randomised"], sort=False)["spearman_absolute"].mean().reset_index()
+    curves = {
+        method: [(str(row.randomised), float(row.spearman_absolute)) for row in group.sort_values("stage").itertuples()]
+        for method, group in means.groupby("method", sort=False)
+    }
+    families = {m: spec_of(m).family.value for m in curves}
+    titles = {m: spec_of(m).title for m in curves}
+    return charts.cascade(curves, families, titles, config.sanity.similarity_max)
+
+
+def _sanity_sentences(rows: Sequence[SanityRow], config: AuditConfig) -> list[str]:
+    if not rows:
+        return []
+    failing = [row for row in rows if row.result == "fails" and row.family != "baseline"]
+    passing = [row for row in rows if row.result == "passes"]
+    sentence = (
+        f"Sanity check (Adebayo et al. 2018): with every layer randomised, {len(passing)} of {len(rows)} explanations "
+        f"change enough to pass (absolute-value Spearman ρ with the original below {config.sanity.similarity_max:g})"
+    )
+    if failing:
+        sentence += "; these barely change and so cannot be explaining this model: " + ", ".join(
+            f"{row.title.lower()} (ρ {row.fully_randomised.mean:.2f})" for row in failing
+        )
+    return [sentence + "."]
+
+
+def _consistency(matrix: pd.DataFrame, config: AuditConfig) -> dict[str, str]:
+    """The references' agreement with each other, overall: the basis of the 'references disagree' rule."""
+    if matrix.empty:
+        return {}
+    references = set(config.verdict.references)
+    rows = matrix[(matrix["slice"] == "overall") & (matrix["statistic"] == "kendall_tau")
+                  & matrix["method"].isin(references) & matrix["other"].isin(references)]  # fmt: skip
+    if rows.empty:
+        return {}
+    pairs = "; ".join(
+        f"{spec_of(r.method).title.lower()} vs {spec_of(r.other).title.lower()}: "
+        f"τ {r.mean:.2f} [{r.low:.2f}, {r.high:.2f}]"
+        for r in rows.itertuples(index=False)
+    )
+    return {"pairs": pairs, "threshold": f"{config.verdict.consistency_min:g}"}
+
+
+def _matrix_chart(matrix: pd.DataFrame, methods: Sequence[str]) -> str:
+    overall = matrix[(matrix["slice"] == "overall") & (matrix["statistic"] == "kendall_tau")]
+    shown = [m for m in methods if m in set(overall["method"]) | set(overall["other"])]
+    index = {m: i for i, m in enumerate(shown)}
+    values = np.full((len(shown), len(shown)), np.nan)
+    np.fill_diagonal(values, 1.0)
+    for row in overall.itertuples(index=False):
+        if row.method in index and row.other in index:
+            values[index[row.method], index[row.other]] = values[index[row.other], index[row.method]] = row.mean
+    return charts.matrix(values, [spec_of(m).title for m in shown], "Mean Kendall τ, every method against every other")
 
 
 def _failures(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -530,7 +641,7 @@ def _method_details(faithfulness: Sequence[FaithfulnessRow], agreement: Sequence
     chance = [row.kendall_tau.mean for row in agreement if row.method == BASELINE]
     random_row = by_method.get(BASELINE)
     for row in faithfulness:
-        if row.family != MethodFamily.ATTENTION:
+        if MethodFamily(row.family) not in UNDER_TEST:
             continue
         pairs = [a for a in agreement if a.method == row.method and not math.isnan(a.kendall_tau.mean)]
         if pairs:
@@ -581,7 +692,7 @@ def _method_details(faithfulness: Sequence[FaithfulnessRow], agreement: Sequence
 
 def _example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str]) -> list[dict[str, Any]]:
     """Every example with its prediction and its verdict per attention-based explanation (HTML table)."""
-    attention = [m for m in methods if METHODS[m].family == MethodFamily.ATTENTION]
+    attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
     by_example: dict[str, dict[str, str]] = {}
     for row in verdicts.itertuples(index=False):
         by_example.setdefault(row.example_id, {})[row.method] = row.verdict
@@ -595,7 +706,7 @@ def _example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequ
                 "predicted": example.predicted_name,
                 "confidence": float(example.confidence),
                 "tokens": int(example.n_content_tokens),
-                "verdicts": [(METHODS[m].title, by_example.get(example.example_id, {}).get(m, "")) for m in attention],
+                "verdicts": [(spec_of(m).title, by_example.get(example.example_id, {}).get(m, "")) for m in attention],
             }
         )
     return rows
@@ -625,7 +736,7 @@ def _heatmaps(
     if not chosen:
         return []
     tokens, scores = storage.read_example_tokens(connection, run_id, [example_id for _, example_id in chosen])
-    shown = [m for family in HEATMAP_METHODS_ORDER for m in methods if METHODS[m].family == family]
+    shown = [m for family in HEATMAP_METHODS_ORDER for m in methods if spec_of(m).family == family]
     by_id = examples.set_index("example_id")
     heatmaps = []
     for reason, example_id in chosen:
@@ -641,8 +752,8 @@ def _heatmaps(
             values = np.array([score_at.get(p, 0.0) for p in example_tokens["position"]])
             rows.append(
                 (
-                    METHODS[method].title,
-                    METHODS[method].family.value,
+                    spec_of(method).title,
+                    spec_of(method).family.value,
                     _cells(example["text"], example_tokens, values),
                 )
             )
@@ -1046,6 +1157,14 @@ def summary_document(context: ReportContext) -> dict[str, Any]:
             for section in context.interventions.sections
         ],
         "integrated_gradients_completeness": dict(context.completeness),
+        "sanity_checks": [
+            {"method": row.method, "result": row.result, "spearman_absolute": _estimate_json(row.fully_randomised)}
+            for row in context.sanity
+        ],
+        "literature": [
+            {"id": finding.id, "citation": finding.citation, "status": finding.status, "evidence": finding.evidence}
+            for finding in context.literature
+        ],
         "compared_with": None
         if context.comparison is None
         else {

@@ -11,9 +11,10 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
-from tasks import __version__
+from tasks import __version__, external
 from tasks.config import AuditConfig, stable_hash
 from tasks.corpora import Corpus, load_corpus
 from tasks.encoding import encode_corpus, plan_batches
@@ -52,6 +53,12 @@ class RunPlan:
     labels: tuple[str, ...]
     examples: tuple[EncodedExample, ...]
     manifest: dict[str, Any]
+    configured: tuple[str, ...] = ()
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Every method of the run: the configured ones, then the imported explanations."""
+        return (*self.configured, *self.manifest.get("explanations", {}).get("methods", ()))
 
     def batches(self, done: set[str], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:
         """Length-sorted batches of the examples not in ``done``."""
@@ -71,15 +78,29 @@ def plan_run(config: AuditConfig) -> RunPlan:
     corpus = load_corpus(config.data)
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
     manifest = run_manifest(config, bundle, corpus)
-    run_id = stable_hash(
-        {
-            "identity": config.identity(),
-            "model": bundle.fingerprint,
-            "data": corpus.fingerprint,
-            "attention_audit": __version__,
+    identity = {
+        "identity": config.identity(),
+        "model": bundle.fingerprint,
+        "data": corpus.fingerprint,
+        "attention_audit": __version__,
+    }
+    if config.methods.explanations:
+        frame = external.read_explanations(Path(config.methods.explanations))
+        examples = external.attach(examples, external.align(frame, examples))
+        identity["explanations"] = external.fingerprint(Path(config.methods.explanations))
+        manifest["explanations"] = {
+            "path": str(Path(config.methods.explanations).resolve()),
+            "fingerprint": identity["explanations"],
+            "methods": sorted(set(frame["method"])),
         }
+    run_id = stable_hash(identity)
+    return RunPlan(
+        run_id=run_id,
+        labels=bundle.labels,
+        examples=tuple(examples),
+        manifest=manifest,
+        configured=config.methods.methods,
     )
-    return RunPlan(run_id=run_id, labels=bundle.labels, examples=tuple(examples), manifest=manifest)
 
 
 def check_applicable(config: AuditConfig, bundle: ModelBundle) -> None:

@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from tasks import costs, faults, gate, report, storage, verdicts
+from tasks import costs, faults, gate, report, sanity, storage, verdicts
 from tasks.audit import audit_batch
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
 from tasks.models import load_model
@@ -48,7 +48,7 @@ def measure_throughput_task(db: Path, run_id: str, model: ModelSpec, length: int
     """Measure the model's batched throughput at the run's median length and keep it with the run."""
     throughput = costs.measure_throughput(load_model(model), length)
     with storage.connect(db) as connection:
-        storage.record_throughput(connection, run_id, dataclasses.asdict(throughput))
+        storage.record_manifest(connection, run_id, "throughput", dataclasses.asdict(throughput))
     return throughput
 
 
@@ -141,6 +141,29 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
         matrix = verdicts.agreement_matrix(metrics, examples, options)
         storage.write_verdicts(connection, run_id, per_example, per_slice, matrix)
         return len(per_slice)
+
+
+@task(name="sanity-check", retries=1, cache_policy=NO_CACHE)
+def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
+    """Run the model-randomisation sanity check once per run and settings; returns the rows written."""
+    options = config.sanity
+    bundle = load_model(config.model)
+    if not options.enabled or not bundle.adapter.supports_interventions:
+        return 0
+    with storage.connect(db, read_only=True) as connection:
+        done = storage.read_run(connection, run_id)["manifest"].get("sanity")
+        stored = not storage.read_table(connection, "sanity_checks", run_id).empty
+    if stored and done == options.model_dump(mode="json"):
+        return 0
+    plan = plan_run(config)
+    chosen = sanity.sample(plan.examples, options.sample_size, options.seed)
+    rows = sanity.sanity_rows(
+        bundle, chosen, config.methods.methods, config.methods, options.seed, config.execution.token_budget
+    )
+    with storage.connect(db) as connection:
+        storage.write_sanity_checks(connection, run_id, rows)
+        storage.record_manifest(connection, run_id, "sanity", options.model_dump(mode="json"))
+    return len(rows)
 
 
 @task(name="check-gate", cache_policy=NO_CACHE)

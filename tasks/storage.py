@@ -389,7 +389,7 @@ def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dic
     with transaction(connection):
         if exists:
             previous = json.loads(row[0])
-            kept = {"throughput": previous["throughput"]} if "throughput" in previous else {}
+            kept = {key: previous[key] for key in MEASURED_MANIFEST_KEYS if key in previous}
             connection.execute(
                 "UPDATE runs SET status = 'running', updated_at = ?, config = ?, manifest = ? WHERE run_id = ?",
                 [_now(), json.dumps(config, default=str), json.dumps({**manifest, **kept}, default=str), run_id],
@@ -412,11 +412,15 @@ def write_sanity_checks(connection: duckdb.DuckDBPyConnection, run_id: str, fram
             connection.unregister("sanity_rows")
 
 
-def record_throughput(connection: duckdb.DuckDBPyConnection, run_id: str, throughput: dict[str, float]) -> None:
-    """Add the model's measured batched throughput to the run's manifest (for the cost bound)."""
+MEASURED_MANIFEST_KEYS = ("throughput", "sanity")
+"""Manifest entries recorded during a run (not by planning it): kept when the run is registered again."""
+
+
+def record_manifest(connection: duckdb.DuckDBPyConnection, run_id: str, key: str, value: object) -> None:
+    """Set one entry of the run's manifest (e.g. the measured throughput, the sanity check's settings)."""
     row = connection.execute("SELECT manifest FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    manifest = {**json.loads(row[0]), "throughput": throughput}
-    connection.execute("UPDATE runs SET manifest = ? WHERE run_id = ?", [json.dumps(manifest), run_id])
+    manifest = {**json.loads(row[0]), key: value}
+    connection.execute("UPDATE runs SET manifest = ? WHERE run_id = ?", [json.dumps(manifest, default=str), run_id])
 
 
 def finish_run(connection: duckdb.DuckDBPyConnection, run_id: str) -> str:

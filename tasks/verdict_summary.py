@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tasks.methods import METHODS
+from tasks.methods import METHODS, spec_of
 from tasks.records import MethodFamily
 from tasks.statistics import Estimate
 
@@ -79,7 +79,7 @@ def _estimate(row: pd.Series, name: str) -> Estimate:
 def _verdict_row(row: pd.Series) -> VerdictRow:
     return VerdictRow(
         method=row["method"],
-        title=METHODS[row["method"]].title if row["method"] in METHODS else row["method"],
+        title=spec_of(row["method"]).title,
         slice=row["slice"],
         slice_value=row["slice_value"],
         n=int(row["n"]),

@@ -42,6 +42,8 @@ SECTIONS = (
     "faithfulness",
     "agreement",
     "interventions",
+    "sanity",
+    "literature",
     "examples",
     "completeness",
     "manifest",
