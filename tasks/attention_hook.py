@@ -7,27 +7,36 @@ own eager attention computes (same operations, same order, so outputs are bit-id
 are applied to the values. The same name is registered with ``AttentionMaskInterface`` as the eager
 mask; without it transformers would drop the padding mask for a custom implementation.
 
-Layers are identified by the attribute ``audit_layer_index`` that ``label_layers`` sets on each
-attention module when a model is loaded (not every family's attention module knows its own index).
+Layers are identified by the order of the calls: a forward pass runs its layers first to last, each
+calling the attention function once, so inside ``editing(edit, first_layer=l)`` the ``k``-th call is
+layer ``l + k``. This holds for families that share one layer's parameters across depths (ALBERT),
+where no module could know its own index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 AUDIT_ATTENTION = "attention_audit"
-LAYER_ATTRIBUTE = "audit_layer_index"
 
 AttentionEdit = Callable[[int, torch.Tensor], torch.Tensor]
 """``edit(layer, probabilities) -> probabilities``; shapes ``[N, H, Q, K]``, rows = queries."""
 
-_active_edit: ContextVar[AttentionEdit | None] = ContextVar("attention_edit", default=None)
+
+@dataclass
+class _Editing:
+    edit: AttentionEdit
+    next_layer: int
+
+
+_active: ContextVar[_Editing | None] = ContextVar("attention_edit", default=None)
 
 
 def audit_attention(
@@ -55,9 +64,10 @@ def audit_attention(
     if attention_mask is not None:
         weights = weights + attention_mask[..., : key.shape[-2]]
     weights = nn.functional.softmax(weights, dim=-1)
-    edit = _active_edit.get()
-    if edit is not None:
-        weights = edit(getattr(module, LAYER_ATTRIBUTE), weights)
+    active = _active.get()
+    if active is not None:
+        weights = active.edit(active.next_layer, weights)
+        active.next_layer += 1
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
@@ -72,17 +82,14 @@ def register() -> None:
     AttentionMaskInterface.register(AUDIT_ATTENTION, eager_mask)
 
 
-def label_layers(attention_modules: Sequence[nn.Module]) -> None:
-    """Tell each attention module its layer index (0 = first layer)."""
-    for index, module in enumerate(attention_modules):
-        setattr(module, LAYER_ATTRIBUTE, index)
-
-
 @contextmanager
-def editing(edit: AttentionEdit) -> Iterator[None]:
-    """Apply ``edit`` to the attention probabilities of every layer run inside the block."""
-    token = _active_edit.set(edit)
+def editing(edit: AttentionEdit, first_layer: int = 0) -> Iterator[None]:
+    """Apply ``edit`` to the attention probabilities of every layer run inside the block.
+
+    The block must run one forward pass (or the top of one) starting at layer ``first_layer``.
+    """
+    token = _active.set(_Editing(edit, first_layer))
     try:
         yield
     finally:
-        _active_edit.reset(token)
+        _active.reset(token)

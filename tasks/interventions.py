@@ -38,7 +38,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from tasks.attention_hook import AttentionEdit, editing
+from tasks.attention_hook import AttentionEdit
 from tasks.config import InterventionOptions
 from tasks.passes import BatchContext
 from tasks.records import EncodedExample, InterventionValue
@@ -308,8 +308,8 @@ def adversarial(context: BatchContext, options: InterventionOptions) -> list[Int
         for _step in range(options.adversarial_steps):
             candidate = torch.softmax(logits.masked_fill(~keys[:, None, :], float("-inf")), dim=-1)
             edit = edit_classification_rows(layer, positions, lambda old, new=candidate: new.to(old.dtype))
-            with torch.enable_grad(), editing(edit):
-                output = bundle.adapter.logits_from(bundle.model, hidden, context.attention_mask, layer)
+            with torch.enable_grad():
+                output = bundle.adapter.logits_from(bundle.model, hidden, context.attention_mask, layer, edit)
                 changed = tvd(torch.softmax(output.float(), dim=-1), original)
                 divergence = jsd(attention, candidate).mean(dim=-1)
                 loss = (-divergence + ADVERSARIAL_PENALTY * (changed - options.adversarial_epsilon).clamp_min(0)).sum()

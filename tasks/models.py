@@ -108,7 +108,7 @@ def load_model(spec: ModelSpec) -> ModelBundle:
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             location,
-            attn_implementation=attention_hook.AUDIT_ATTENTION if adapter.supports_interventions else "eager",
+            attn_implementation=attention_hook.AUDIT_ATTENTION if adapter.editable else "eager",
             use_safetensors=None if spec.allow_pickle else True,
             output_loading_info=True,
             **common,
@@ -159,8 +159,6 @@ def load_model(spec: ModelSpec) -> ModelBundle:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     model.to(_device(spec))
-    if adapter.supports_interventions:
-        attention_hook.label_layers(adapter.attention_modules(model))
     _check_returns_attentions(model, tokenizer, spec)
     labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
     source["model_type"] = config.model_type
@@ -227,6 +225,13 @@ def _check_returns_attentions(model: Any, tokenizer: Any, spec: ModelSpec) -> No
         raise AuditError(
             f"{spec.name_or_path!r} returns no attention weights even with eager attention",
             "audit a model whose attention layers return their probabilities (output_attentions=True)",
+        )
+    layers = int(model.config.num_hidden_layers)
+    if len(attentions) != layers:
+        raise AuditError(
+            f"{spec.name_or_path!r} returns {len(attentions)} attention maps for its {layers} layers (an ALBERT "
+            "with several layers per group, or a family whose layers attend more than once)",
+            "audit a model with one self-attention per layer",
         )
 
 

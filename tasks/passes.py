@@ -28,7 +28,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from tasks.attention_hook import AttentionEdit, editing
+from tasks.attention_hook import AttentionEdit
 from tasks.config import RemovalOperator
 from tasks.errors import AuditError
 from tasks.models import ModelBundle
@@ -132,29 +132,31 @@ class BatchContext:
 
     @cached_property
     def model_pass(self) -> ModelPass:
-        """The forward pass (and backward pass of ``z_ŷ`` when gradients are needed), computed once."""
-        model = self.bundle.model
+        """The forward pass (and backward pass of ``z_ŷ`` when gradients are needed), computed once.
+
+        The base model runs with attentions and hidden states; the adapter's head turns the final state
+        at the classification position into logits (for every family, so a decoder's ``c`` is the last
+        real token even when the input is given as embeddings).
+        """
+        model, adapter = self.bundle.model, self.bundle.adapter
+        base = adapter.base_model(model)
         tokens = int(self.lengths.sum())
         self.counter.forward_rows += len(self.examples)
         self.counter.forward_tokens += tokens
+        outputs = {"attention_mask": self.attention_mask, **self._token_types()}
         if not self.need_gradients:
             with torch.no_grad():  # not inference_mode: adversarial attention differentiates through hidden_states
-                output = model(**self._model_inputs(self.input_ids), output_attentions=True, output_hidden_states=True)
+                output = base(input_ids=self.input_ids, **outputs, output_attentions=True, output_hidden_states=True)
+                logits = adapter.head_logits(model, output.last_hidden_state, self.classification_positions)
             return ModelPass(
-                logits=output.logits.float(),
+                logits=logits.float(),
                 attentions=tuple(a.float() for a in output.attentions),
                 hidden_states=tuple(output.hidden_states),
             )
-        embeddings = self.bundle.adapter.word_embeddings(model)(self.input_ids).detach().requires_grad_(True)
+        embeddings = adapter.word_embeddings(model)(self.input_ids).detach().requires_grad_(True)
         with torch.enable_grad():
-            output = model(
-                inputs_embeds=embeddings,
-                attention_mask=self.attention_mask,
-                **self._token_types(),
-                output_attentions=True,
-                output_hidden_states=True,
-            )
-            logits = output.logits
+            output = base(inputs_embeds=embeddings, **outputs, output_attentions=True, output_hidden_states=True)
+            logits = adapter.head_logits(model, output.last_hidden_state, self.classification_positions)
             chosen = (
                 logits.argmax(dim=1, keepdim=True)
                 if self.target_classes is None
@@ -299,9 +301,9 @@ class BatchContext:
             members = order[chunk]
             width = int(lengths[members].max())
             selected = torch.as_tensor(rows[members], device=hidden.device)
-            with editing(edit_for(members)), torch.inference_mode():
+            with torch.inference_mode():
                 logits = adapter.logits_from(
-                    model, hidden[selected, :width], self.attention_mask[selected, :width], start
+                    model, hidden[selected, :width], self.attention_mask[selected, :width], start, edit_for(members)
                 )
             probabilities[torch.as_tensor(members)] = torch.softmax(logits.double(), dim=-1).cpu()
             self.counter.forward_rows += len(members)
@@ -389,9 +391,6 @@ class BatchContext:
             inputs_embeds=inputs_embeds,
             token_type_ids=types,
         )
-
-    def _model_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"input_ids": input_ids, "attention_mask": self.attention_mask, **self._token_types()}
 
     def _token_types(self, token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``token_type_ids`` for the families that take them (BERT, ALBERT, ELECTRA, ...)."""

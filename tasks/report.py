@@ -175,6 +175,7 @@ class ReportContext:
     verdict_settings: Sequence[tuple[str, str]]
     plausibility: Sequence[PlausibilityRow]
     failures: Sequence[dict[str, Any]]
+    not_applicable: Sequence[dict[str, str]]
     comparison: Comparison | None
     sanity: Sequence[SanityRow]
     literature: Sequence[Outcome]
@@ -241,6 +242,8 @@ def build_context(
             "faithfulness: AOPC comprehensiveness gain over random",
         )
     failures = _failures(storage.read_table(connection, "failures", run_id))
+    not_applicable = storage.read_table(connection, "not_applicable", run_id)
+    skipped = [] if not_applicable.empty else not_applicable.sort_values(["kind", "name"]).to_dict("records")
     sanity_rows = _sanity(storage.read_table(connection, "sanity_checks", run_id), config, seed)
     if sanity_rows:
         context_charts["sanity"] = _sanity_chart(storage.read_table(connection, "sanity_checks", run_id), config)
@@ -267,6 +270,7 @@ def build_context(
         dataset_rows=_dataset_rows(examples, manifest),
         summary=[
             *_summary(examples, verdict, interventions, completeness, plausibility, failures),
+            *_not_applicable_sentences(skipped),
             *_sanity_sentences(sanity_rows, config),
             *([" ".join(comparison.sentences()[:4]) + "."] if comparison else []),
         ],
@@ -276,6 +280,7 @@ def build_context(
         verdict_settings=_verdict_settings(config),
         plausibility=plausibility,
         failures=failures,
+        not_applicable=skipped,
         comparison=comparison,
         sanity=sanity_rows,
         literature=check_findings(
@@ -559,6 +564,15 @@ def _matrix_chart(matrix: pd.DataFrame, methods: Sequence[str]) -> str:
     return charts.matrix(values, [spec_of(m).title for m in shown], "Mean Kendall τ, every method against every other")
 
 
+def _not_applicable_sentences(skipped: Sequence[Mapping[str, str]]) -> list[str]:
+    """One sentence naming the configured work that this model could not support, and why."""
+    if not skipped:
+        return []
+    names = ", ".join(f"{row['name']} ({row['kind']})" for row in skipped)
+    reasons = "; ".join(dict.fromkeys(row["reason"] for row in skipped))
+    return [f"Not applicable to this model, so not part of this audit: {names}. Why: {reasons}."]
+
+
 def _failures(rows: pd.DataFrame) -> list[dict[str, Any]]:
     if rows.empty:
         return []
@@ -800,22 +814,34 @@ def _representative_examples(examples: pd.DataFrame, metrics: pd.DataFrame) -> l
 
 
 def _cells(text: str, tokens: pd.DataFrame, values: np.ndarray, positive: str = "214, 96, 77") -> list[HeatCell]:
-    """Colour each token by its score relative to the row's largest magnitude (red: for ŷ, blue: against)."""
+    """Colour each token by its score relative to the row's largest magnitude (red: for ŷ, blue: against).
+
+    A token shows the text its offsets cover, never the tokenizer's piece (``##ing``, ``Ġthe``, ``▁the``):
+    a leading space inside the span (byte-level BPE, SentencePiece) becomes the gap before the cell, and
+    a token whose span the previous one already covered (the second byte of a character split by
+    byte-level BPE) shows no text.
+    """
     scale = float(np.max(np.abs(values))) if values.size else 0.0
     cells = []
-    previous_end = None
+    shown_until = 0
+    pending_gap = False  # a cell that showed only whitespace (SentencePiece's lone ``▁``) passes its gap on
     for (start, end), value in zip(tokens[["char_start", "char_end"]].itertuples(index=False), values, strict=True):
+        start = max(int(start), shown_until) if end > start else int(start)
+        piece = text[start:end] if end > start else ""
+        words = piece.lstrip()
+        gap = pending_gap or start > shown_until or len(words) < len(piece)
+        pending_gap = gap and not words
         strength = abs(value) / scale if scale > 0 else 0.0
         rgb = positive if value >= 0 else "67, 147, 195"
         cells.append(
             HeatCell(
-                text=text[start:end] if end > start else "",
-                space_before=previous_end is not None and start > previous_end,
+                text=words,
+                space_before=bool(cells) and gap and bool(words),
                 score=float(value),
                 colour=f"rgba({rgb}, {0.08 + 0.85 * strength:.2f})",
             )
         )
-        previous_end = end
+        shown_until = max(shown_until, int(end))
     return cells
 
 

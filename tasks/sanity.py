@@ -31,7 +31,6 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from tasks import attention_hook
 from tasks.config import MethodOptions
 from tasks.methods import METHODS
 from tasks.models import ModelBundle
@@ -50,11 +49,16 @@ def randomised_models(bundle: ModelBundle, seed: int) -> Iterator[tuple[int, str
         if name.split(".")[0] in HEAD_MODULES or name.endswith("pooler"):
             module.apply(initialise)
     yield 0, "classification head", replace(bundle, model=model)
-    layers = list(bundle.adapter.layer_modules(model))
-    for stage, layer in enumerate(reversed(layers), start=1):
+    layers = bundle.adapter.layer_modules(model)
+    distinct = list(dict.fromkeys(reversed(layers)))  # ALBERT runs one shared group at every depth
+    for stage, layer in enumerate(distinct, start=1):
         torch.manual_seed(seed + stage)
         layer.apply(initialise)
-        yield stage, f"head + top {stage} layer{'s' if stage > 1 else ''}", replace(bundle, model=model)
+        if len(distinct) < len(layers):
+            label = f"head + {stage} of {len(distinct)} shared layer group{'s' if len(distinct) > 1 else ''}"
+        else:
+            label = f"head + top {stage} layer{'s' if stage > 1 else ''}"
+        yield stage, label, replace(bundle, model=model)
 
 
 def sample(examples: Sequence[EncodedExample], size: int, seed: int) -> list[EncodedExample]:
@@ -96,8 +100,6 @@ def sanity_rows(
     before = {(r.example_id, r.method): r.content_scores for r in original}
     rows = []
     for stage, label, randomised in randomised_models(bundle, seed):
-        if randomised.adapter.supports_interventions:
-            attention_hook.label_layers(randomised.adapter.attention_modules(randomised.model))
         after, _ = scores_of(randomised, examples, methods, options, targets, token_budget)
         for record in after:
             first = before[(record.example_id, record.method)]

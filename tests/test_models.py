@@ -18,7 +18,7 @@ from tests.conftest import save_tiny_classifier
 
 def test_the_bundle_exposes_labels_family_and_a_weights_fingerprint(tiny_bundle, tiny_model_dir):
     assert tiny_bundle.labels == ("class_0", "class_1", "class_2")
-    assert tiny_bundle.adapter.family == "BERT encoder"
+    assert tiny_bundle.adapter.family == "BERT"
     assert (tiny_bundle.num_layers, tiny_bundle.num_heads) == (2, 4)
     assert tiny_bundle.fingerprint == weights_fingerprint(str(tiny_model_dir), ModelSpec())
     assert not tiny_bundle.model.training

@@ -106,38 +106,31 @@ def attention_grad(context: BatchContext, options: MethodOptions) -> list[TokenS
     return context.records("attention_grad", rows_at(relevance, context.classification_positions))
 
 
-def norm_weighted_vectors(
-    attention_row: torch.Tensor, hidden: torch.Tensor, value: torch.nn.Linear, output: torch.nn.Linear
-) -> torch.Tensor:
+def norm_weighted_vectors(attention_row: torch.Tensor, values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """``‖Σ_h a[h,j] · f_h(x_j)‖₂`` for every token ``j``.
 
     Args:
         attention_row: ``[B, H, W]``, each head's attention from the classification position.
-        hidden: ``[B, W, D]``, the hidden states entering the layer.
-        value: The layer's value projection (all heads; ``x W_V + b_V``).
-        output: The attention output projection ``W_O`` (its bias is added once per position, not per
-            token, so it is left out, as in Kobayashi et al.).
+        values: ``[B, W, H, d]``, each head's value vector ``x_j W_V^h + b_V^h`` of every token (for a
+            pre-norm layer, ``x_j`` is the normed state the attention reads).
+        output: ``[D, H, d]``, the attention output projection ``W_O`` split by head (its bias is added
+            once per position, not per token, so it is left out, as in Kobayashi et al.).
 
     Returns:
         ``[B, W]``.
     """
-    batch, width, _ = hidden.shape
-    heads = attention_row.shape[1]
-    values = value(hidden).view(batch, width, heads, -1)  # f_h's first step, [B, W, H, d]
-    per_head_output = output.weight.view(output.weight.shape[0], heads, -1)  # W_O split by head, [D, H, d]
-    transformed = torch.einsum("bwhd,ohd->bwho", values, per_head_output)  # f_h(x_j), [B, W, H, D]
+    transformed = torch.einsum("bwhd,ohd->bwho", values, output)  # f_h(x_j), [B, W, H, D]
     return torch.einsum("bhw,bwho->bwo", attention_row, transformed).norm(dim=-1)
 
 
 def attention_norm(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
     """Norm-based attention of the last layer (Kobayashi et al. 2020)."""
     bundle = context.bundle
-    bundle.adapter.require("attention_norm (the value and output projections)")
     last = bundle.num_layers - 1
-    value, output = bundle.adapter.value_output(bundle.model, last)
     attention = context.model_pass.attentions[last]
     batch = torch.arange(attention.shape[0], device=attention.device)
     row = attention[batch, :, context.classification_positions]  # [B, H, W]
     with torch.inference_mode():
-        scores = norm_weighted_vectors(row, context.model_pass.hidden_states[last], value, output)
+        values, output = bundle.adapter.norm_vectors(bundle.model, last, context.model_pass.hidden_states[last])
+        scores = norm_weighted_vectors(row, values.float(), output.float())
     return context.records("attention_norm", scores)

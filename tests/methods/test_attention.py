@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -139,14 +138,3 @@ def test_attention_norm_matches_a_head_by_head_computation(context: BatchContext
             total += output.attentions[-1][0, head, 0][:, None] * transformed
     expected = total.norm(dim=-1).numpy()
     np.testing.assert_allclose(attention_norm(context, OPTIONS)[3].scores, expected, rtol=1e-4, atol=1e-6)
-
-
-def test_attention_norm_is_refused_for_a_family_without_projections(tiny_bundle, examples):
-    from dataclasses import replace
-
-    from tasks.adapters import adapter_for
-    from tasks.errors import AuditError
-
-    bundle = replace(tiny_bundle, adapter=adapter_for("electra"))
-    with pytest.raises(AuditError, match="value and output projections"):
-        attention_norm(BatchContext(bundle, examples, need_gradients=False), OPTIONS)
