@@ -71,6 +71,7 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     logger = get_run_logger()
     db = config.output.db
     plan = plan_run_task(config)
+    config = plan.config  # as given, less the work this model cannot support (recorded as not applicable)
     done = register_run_task(db, plan, config)
     batches = plan.batches(done, config.execution.batch_size, config.execution.token_budget)
     pending = sum(len(batch) for batch in batches)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 RemovalOperator = Literal["delete", "mask", "pad"]
 IntegrationRule = Literal["gausslegendre", "riemann_right"]
@@ -172,6 +172,11 @@ class InterventionOptions(_Frozen):
         if len(set(names)) != len(names):
             raise ValueError("an intervention is listed twice")
         return tuple(names)
+
+    @field_serializer("interventions")
+    def _none_stays_none(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """``()`` is written ``("none",)``: read back, an empty list would mean the default interventions."""
+        return names or ("none",)
 
     @field_validator("layers")
     @classmethod

@@ -237,3 +237,18 @@ class StageCost:
     forward_tokens: int
     backward_rows: int
     backward_tokens: int
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    """Work the configuration asks for that this model cannot support; the rest of the run goes on.
+
+    Attributes:
+        kind: ``method`` or ``intervention``.
+        name: The method's or intervention's registry name.
+        reason: Why, in words a reader of the report understands.
+    """
+
+    kind: str
+    name: str
+    reason: str

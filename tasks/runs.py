@@ -20,7 +20,7 @@ from tasks.corpora import Corpus, load_corpus
 from tasks.encoding import encode_corpus, plan_batches
 from tasks.errors import AuditError
 from tasks.models import ModelBundle, load_model
-from tasks.records import EncodedExample
+from tasks.records import EncodedExample, NotApplicable
 
 TRACKED_PACKAGES = (
     "torch",
@@ -47,13 +47,21 @@ class RunPlan:
         labels: The model's class names, in index order.
         examples: Every example of the run, encoded.
         manifest: Provenance: model and data fingerprints and sources, versions, platform.
+        config: The configuration the run computes: as given, less what is not applicable.
+        not_applicable: What the given configuration asked for that this model cannot support.
     """
 
     run_id: str
     labels: tuple[str, ...]
     examples: tuple[EncodedExample, ...]
     manifest: dict[str, Any]
-    configured: tuple[str, ...] = ()
+    config: AuditConfig
+    not_applicable: tuple[NotApplicable, ...] = ()
+
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """The configured methods that run."""
+        return self.config.methods.methods
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -74,7 +82,9 @@ def plan_run(config: AuditConfig) -> RunPlan:
             not the model's classes).
     """
     bundle = load_model(config.model)
-    check_applicable(config, bundle)
+    skipped = not_applicable(config, bundle)
+    config = without(config, skipped)
+    check_layers(config, bundle)
     corpus = load_corpus(config.data)
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
     manifest = run_manifest(config, bundle, corpus)
@@ -99,30 +109,51 @@ def plan_run(config: AuditConfig) -> RunPlan:
         labels=bundle.labels,
         examples=tuple(examples),
         manifest=manifest,
-        configured=config.methods.methods,
+        config=config,
+        not_applicable=skipped,
     )
 
 
-def check_applicable(config: AuditConfig, bundle: ModelBundle) -> None:
-    """Refuse, before any work, methods and interventions this model cannot support.
+def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplicable, ...]:
+    """The configured methods and interventions this model's family cannot support, with the reason.
 
-    Raises:
-        AuditError: Interventions or norm-based attention on a family whose layer structure the adapter
-            does not describe, or an intervention layer the model does not have.
+    Interventions replace attention probabilities inside the forward pass; a family whose attention is
+    computed out of reach of transformers' attention function (DeBERTa's disentangled attention) cannot
+    have them. Every method reads only what every family exposes, so none is refused today; the kind
+    stays so that a method that needs more can say so here.
     """
     adapter = bundle.adapter
-    if config.interventions.interventions and not adapter.supports_interventions:
+    if adapter.supports_interventions:
+        return ()
+    reason = f"{adapter.family} models: {adapter.not_editable}"
+    return tuple(NotApplicable("intervention", name, reason) for name in config.interventions.interventions)
+
+
+def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
+    """``config`` less the methods and interventions in ``skipped``."""
+    if not skipped:
+        return config
+    dropped = {(item.kind, item.name) for item in skipped}
+    methods = [name for name in config.methods.methods if ("method", name) not in dropped]
+    interventions = [name for name in config.interventions.interventions if ("intervention", name) not in dropped]
+    if not methods:
         raise AuditError(
-            f"interventions on the attention need the layer structure of the model, which the {adapter.family} "
-            f"adapter does not describe ({bundle.source.get('model_type', '')})",
-            "run without them (--interventions none), or describe the family in tasks/adapters.py",
+            "none of the configured methods applies to this model: "
+            + "; ".join(f"{item.name}: {item.reason}" for item in skipped if item.kind == "method"),
+            "choose other methods with --methods",
         )
-    if "attention_norm" in config.methods.methods and not adapter.supports_interventions:
-        raise AuditError(
-            f"attention_norm needs the value and output projections, which the {adapter.family} adapter does "
-            "not describe",
-            "leave attention_norm out of --methods, or describe the family in tasks/adapters.py",
-        )
+    data = config.model_dump(mode="json")
+    data["methods"]["methods"] = methods
+    data["interventions"]["interventions"] = interventions or ["none"]
+    return AuditConfig.model_validate(data)
+
+
+def check_layers(config: AuditConfig, bundle: ModelBundle) -> None:
+    """Refuse, before any work, an intervention layer the model does not have.
+
+    Raises:
+        AuditError: ``--intervention-layers`` names a layer outside the model.
+    """
     for layer in config.interventions.layers if config.interventions.interventions else ():
         if not -bundle.num_layers <= layer < bundle.num_layers:
             raise AuditError(

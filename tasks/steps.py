@@ -40,6 +40,7 @@ def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
     """Record the run in the database; return the ids of examples already stored for it."""
     with storage.connect(db) as connection:
         storage.register_run(connection, plan.run_id, config.model_dump(mode="json"), plan.manifest)
+        storage.write_not_applicable(connection, plan.run_id, plan.not_applicable)
         return storage.finished_example_ids(connection, plan.run_id)
 
 
@@ -148,7 +149,7 @@ def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
     """Run the model-randomisation sanity check once per run and settings; returns the rows written."""
     options = config.sanity
     bundle = load_model(config.model)
-    if not options.enabled or not bundle.adapter.supports_interventions:
+    if not options.enabled:
         return 0
     with storage.connect(db, read_only=True) as connection:
         done = storage.read_run(connection, run_id)["manifest"].get("sanity")

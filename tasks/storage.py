@@ -58,9 +58,9 @@ import pandas as pd
 
 from tasks import __version__, faults
 from tasks.errors import AuditError
-from tasks.records import BatchResult
+from tasks.records import BatchResult, NotApplicable
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 DDL = (
     """
@@ -228,6 +228,14 @@ DDL = (
         spearman DOUBLE,
         spearman_absolute DOUBLE
     )""",
+    """
+    CREATE TABLE IF NOT EXISTS not_applicable (
+        run_id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        PRIMARY KEY (run_id, kind, name)
+    )""",
     "CREATE INDEX IF NOT EXISTS metrics_by_example ON metrics (run_id, example_id)",
     "CREATE INDEX IF NOT EXISTS interventions_by_example ON interventions (run_id, example_id)",
     "CREATE INDEX IF NOT EXISTS head_agreement_by_example ON head_agreement (run_id, example_id)",
@@ -247,11 +255,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             for end in ("mean", "low", "high")
         ),
     ),
+    5: tuple(statement for statement in DDL if "not_applicable" in statement),
 }
 """Statements that take a database from a version to the next."""
 RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics", "interventions", "head_agreement")
 VERDICT_TABLES = ("example_verdicts", "slice_verdicts", "agreement_matrix")
-OUR_TABLES = {"schema_info", "runs", "costs", "failures", "sanity_checks", *RESULT_TABLES, *VERDICT_TABLES}
+OUR_TABLES = {
+    "schema_info", "runs", "costs", "failures", "sanity_checks", "not_applicable", *RESULT_TABLES, *VERDICT_TABLES,
+}  # fmt: skip
 
 
 # --- connecting -----------------------------------------------------------------------------
@@ -400,6 +411,20 @@ def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dic
                 [run_id, _now(), _now(), json.dumps(config, default=str), json.dumps(manifest, default=str)],
             )
     return not exists
+
+
+def write_not_applicable(connection: duckdb.DuckDBPyConnection, run_id: str, rows: Sequence[NotApplicable]) -> None:
+    """Replace the run's record of configured work this model cannot support (``kind``, ``name``, ``reason``)."""
+    frame = pd.DataFrame(
+        [{"kind": row.kind, "name": row.name, "reason": row.reason} for row in rows],
+        columns=["kind", "name", "reason"],
+    )
+    with transaction(connection):
+        connection.execute("DELETE FROM not_applicable WHERE run_id = ?", [run_id])
+        if not frame.empty:
+            connection.register("not_applicable_rows", frame.assign(run_id=run_id))
+            connection.execute("INSERT INTO not_applicable BY NAME SELECT * FROM not_applicable_rows")
+            connection.unregister("not_applicable_rows")
 
 
 def write_sanity_checks(connection: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame) -> None:

@@ -10,7 +10,7 @@ import pytest
 from tasks.adapters import adapter_for
 from tasks.config import AuditConfig
 from tasks.errors import AuditError
-from tasks.runs import check_applicable, plan_run
+from tasks.runs import check_layers, not_applicable, plan_run, without
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "handmade-reviews.csv"
 
@@ -42,13 +42,23 @@ def test_batches_cover_only_the_examples_not_stored_yet(tiny_model_dir):
     assert all(len(batch) <= 4 for batch in batches)
 
 
-def test_structure_dependent_work_is_refused_for_a_family_the_adapter_does_not_describe(tiny_bundle, tiny_model_dir):
-    bundle = replace(tiny_bundle, adapter=adapter_for("electra"))
-    with pytest.raises(AuditError, match="interventions on the attention need the layer structure"):
-        check_applicable(config_for(tiny_model_dir), bundle)
-    without_interventions = config_for(tiny_model_dir, interventions={"interventions": ["none"]})
-    with pytest.raises(AuditError, match="attention_norm needs the value and output projections"):
-        check_applicable(without_interventions, bundle)
-    check_applicable(
-        config_for(tiny_model_dir, interventions={"interventions": ["none"]}, methods={"methods": ["rollout"]}), bundle
-    )
+def test_interventions_a_family_cannot_support_are_recorded_and_left_out(tiny_bundle, tiny_model_dir):
+    bundle = replace(tiny_bundle, adapter=adapter_for("deberta-v2"))
+    config = config_for(tiny_model_dir, interventions={"interventions": ["uniform", "head_masking"]})
+    skipped = not_applicable(config, bundle)
+    assert [(item.kind, item.name) for item in skipped] == [
+        ("intervention", "uniform"),
+        ("intervention", "head_masking"),
+    ]
+    assert all("disentangled attention" in item.reason for item in skipped)
+    effective = without(config, skipped)
+    assert effective.interventions.interventions == ()
+    assert AuditConfig.model_validate(effective.model_dump(mode="json")).interventions.interventions == ()
+    assert effective.methods.methods == config.methods.methods
+    assert not_applicable(config, tiny_bundle) == ()
+
+
+def test_an_intervention_layer_outside_the_model_is_refused(tiny_bundle, tiny_model_dir):
+    with pytest.raises(AuditError, match="names layer 7, but the model has 2 layers"):
+        check_layers(config_for(tiny_model_dir, interventions={"layers": [7]}), tiny_bundle)
+    check_layers(config_for(tiny_model_dir, interventions={"layers": [-2]}), tiny_bundle)
