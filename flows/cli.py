@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                 help=flag.help,
                 metavar=flag.flag.lstrip("-").replace("-", "_").upper(),
             )
+    run.add_argument(
+        "--preset",
+        default=None,
+        help="audit a built-in default: sets --model and --dataset to the preset (movie-snippets, bbc-news) "
+        "and its split and max length, unless given",
+    )
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="render the report of a stored run")
@@ -156,13 +162,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _preset_defaults(config_from_args(args))
+    config = _preset_defaults(config_from_args(_with_preset(args)))
     from tasks.runs import plan_run
 
     plan = plan_run(config)  # pre-flight: every input problem surfaces here, before Prefect starts
     _check_database(config.output.db)
     _check_report_folder(config.output.out_dir)
     print(f"run {plan.run_id}: {len(plan.examples)} examples of {config.data.dataset} ({config.data.split})")
+    for item in plan.not_applicable:
+        print(f"warning: {item.kind} {item.name} is not applicable to {item.reason}; the rest of the audit runs",
+              file=sys.stderr)  # fmt: skip
     from flows.audit import audit
     from tasks.gate import GateFailed
     from tasks.runners import task_runner_for
@@ -190,6 +199,22 @@ def _run(args: argparse.Namespace) -> int:
             print(f"pdf report: {outcome.report.pdf.resolve()}")
         print(f"json summary: {outcome.report.summary.resolve()}")
     return EXIT_FAILURES if outcome.failed else 0
+
+
+def _with_preset(args: argparse.Namespace) -> argparse.Namespace:
+    """``--preset NAME``: the preset's model and corpus, where ``--model`` and ``--dataset`` are not given."""
+    if args.preset is None:
+        return args
+    from tasks.errors import AuditError
+    from tasks.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        raise AuditError(f"unknown preset {args.preset!r}", f"use one of: {', '.join(PRESETS)}")
+    preset = PRESETS[args.preset]
+    for flag, value in (("--model", preset.name), ("--dataset", preset.corpus)):
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    return args
 
 
 def _preset_defaults(config: Any) -> Any:

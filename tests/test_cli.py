@@ -289,3 +289,27 @@ def test_no_interventions_round_trips_as_none() -> None:
     assert config.interventions.interventions == ()
     assert "--interventions none" in command_line(config)
     assert round_trip(config) == config
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--preset", "bbc-news"], ("bbc-news", "bbc-news", "test", 256)),
+        (["--preset", "movie-snippets"], ("movie-snippets", "movie-snippets", "test", 128)),
+        (["--preset", "bbc-news", "--max-length", "512"], ("bbc-news", "bbc-news", "test", 512)),
+        (["--preset", "bbc-news", "--dataset", "mine.csv"], ("bbc-news", "mine.csv", "test", 128)),
+    ],
+)
+def test_a_preset_names_its_model_corpus_split_and_length_unless_given(argv, expected) -> None:
+    from flows.cli import _preset_defaults, _with_preset
+
+    args = build_parser().parse_args(["run", *argv])
+    config = _preset_defaults(config_from_args(_with_preset(args)))
+    data = config.data
+    assert (config.model.name_or_path, data.dataset, data.split, data.max_length) == expected
+
+
+def test_an_unknown_preset_is_one_error_naming_the_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--preset", "imdb"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown preset 'imdb'" in error and "bbc-news" in error
