@@ -20,10 +20,12 @@ from tasks.metrics import (
     faithfulness_values,
     head_agreement_values,
     plausibility_values,
+    segment_share_values,
 )
 from tasks.models import ModelBundle
 from tasks.passes import BatchContext
 from tasks.records import BatchResult, EncodedExample, MetricValue, StageCost, TokenScores
+from tasks.units import records_in_units, unit_indices
 
 
 def audit_batch(
@@ -63,20 +65,26 @@ def audit_batch(
         for example in examples
         for name, scores in example.imported.items()
     )
+    units = unit_indices(examples, options.units)
+    ranked = records_in_units(records, units, options.units)
+    by_unit = None if options.units == "token" else units
     metrics: list[MetricValue] = []
     with measure("faithfulness"):
-        metrics.extend(faithfulness_values(records, context, options))
+        metrics.extend(faithfulness_values(ranked, context, options, by_unit))
     with measure("agreement"):
-        metrics.extend(agreement_values(records, options))
-    metrics.extend(plausibility_values(records, examples))
+        metrics.extend(agreement_values(ranked, options))
+    metrics.extend(plausibility_values(ranked, examples, by_unit))
     metrics.extend(diagnostic_values(records))
+    metrics.extend(segment_share_values(records, examples))
     if interventions.interventions:
         bundle.adapter.require("interventions on the attention")
     intervention_values = []
     for name in interventions.interventions:
         with measure(name):
             intervention_values.extend(INTERVENTIONS[name].compute(context, interventions))
-    head_agreement = head_agreement_values(records, context) if "head_masking" in interventions.interventions else []
+    head_agreement = (
+        head_agreement_values(ranked, context, by_unit) if "head_masking" in interventions.interventions else []
+    )
     return BatchResult(
         examples=tuple(examples),
         predictions=predictions,

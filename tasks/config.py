@@ -17,8 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 RemovalOperator = Literal["delete", "mask", "pad"]
+Units = Literal["token", "word"]
 IntegrationRule = Literal["gausslegendre", "riemann_right"]
 Device = Literal["cpu", "cuda", "auto"]
+Precision = Literal["float32", "float16", "bfloat16"]
 
 DEFAULT_K_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 
@@ -38,6 +40,9 @@ class ModelSpec(_Frozen):
         allow_pickle: Accept pickle-based ``.bin`` weights when no safetensors file exists. Off
             unless asked: unpickling runs arbitrary code.
         device: ``cpu`` (the tested default), ``cuda``, or ``auto``.
+        precision: The weights' floating-point type: ``float32`` (default), or half precision
+            (``float16``, ``bfloat16``) on a GPU only. Recorded in the manifest; scores computed in half
+            precision differ from float32 ones by rounding (see the README's device section).
     """
 
     name_or_path: str = "movie-snippets"
@@ -45,6 +50,7 @@ class ModelSpec(_Frozen):
     trust_remote_code: bool = False
     allow_pickle: bool = False
     device: Device = "cpu"
+    precision: Precision = "float32"
 
 
 class DataSpec(_Frozen):
@@ -55,6 +61,8 @@ class DataSpec(_Frozen):
             dataset directory, or a Hugging Face hub id.
         split: The split to read (hub datasets and built-in corpora).
         text_column: Column holding the text.
+        text_pair_column: Column holding the second text of a text pair (NLI hypothesis, paraphrase,
+            passage of a question); None for single texts. Both texts are explained.
         label_column: Column holding the gold label (class index or label name); None when unlabelled.
         id_column: Column holding a stable example id; None uses the row number.
         rationale_column: Column holding human rationales (character spans, word indices or highlighted
@@ -69,6 +77,7 @@ class DataSpec(_Frozen):
     dataset: str = "movie-snippets"
     split: str = "test"
     text_column: str = "text"
+    text_pair_column: str | None = None
     label_column: str | None = "label"
     id_column: str | None = None
     rationale_column: str | None = None
@@ -94,6 +103,8 @@ class MethodOptions(_Frozen):
         explanations: A file of explanations computed elsewhere (``tasks.external``), audited like attention.
         flow_max_tokens: Attention flow is computed only for inputs of at most this many tokens (its
             cost grows about with the fourth power of the length); longer inputs have no flow scores.
+        units: What every metric ranks: ``token`` (default) or ``word``, a whitespace-separated word
+            scored by the sum of its sub-token scores (``tasks.units``). Token scores are stored either way.
         seed: Seed of everything random in the methods (the random baseline).
     """
 
@@ -105,6 +116,7 @@ class MethodOptions(_Frozen):
     random_draws: int = Field(default=3, ge=1, le=100)
     agreement_top_k: int = Field(default=5, ge=1)
     flow_max_tokens: int = Field(default=96, ge=2)
+    units: Units = "token"
     explanations: str | None = None
     seed: int = 0
 
@@ -412,6 +424,13 @@ FLAGS: tuple[Flag, ...] = (
         choices=("cpu", "cuda", "auto"),
     ),
     Flag(
+        flag="--precision",
+        field="model.precision",
+        kind="str",
+        help="weights' type: float32, or float16 / bfloat16 on a GPU [float32]",
+        choices=("float32", "float16", "bfloat16"),
+    ),
+    Flag(
         flag="--dataset",
         field="data.dataset",
         kind="str",
@@ -419,6 +438,12 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag(flag="--split", field="data.split", kind="str", help="split to audit [test]"),
     Flag(flag="--text-column", field="data.text_column", kind="str", help="column with the text [text]"),
+    Flag(
+        flag="--text-pair-column",
+        field="data.text_pair_column",
+        kind="str",
+        help="column with the second text of a pair (NLI, paraphrase); both texts are explained [none]",
+    ),
     Flag(
         flag="--label-column",
         field="data.label_column",
@@ -461,6 +486,13 @@ FLAGS: tuple[Flag, ...] = (
         kind="str",
         help="how tokens are removed [delete]",
         choices=("delete", "mask", "pad"),
+    ),
+    Flag(
+        flag="--units",
+        field="methods.units",
+        kind="str",
+        help="what metrics rank: tokens, or words scored by the sum of their sub-tokens [token]",
+        choices=("token", "word"),
     ),
     Flag(
         flag="--k",

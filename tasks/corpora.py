@@ -72,12 +72,18 @@ class Corpus:
 
 
 def content_fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 over ``example_id``, ``text``, ``label`` (and the rationale, where given) of every row, in order."""
+    """SHA-256 over ``example_id``, ``text``, ``label``, and the rationale and second text where given.
+
+    Rows in order; a row without rationale or second text hashes as it did before either existed.
+    """
     digest = hashlib.sha256()
     rationales = frame["rationale"] if "rationale" in frame else [None] * len(frame)
-    rows = zip(frame["example_id"], frame["text"], frame["label"], rationales, strict=True)
-    for example_id, text, label, rationale in rows:
+    pairs = frame["text_pair"] if "text_pair" in frame else [None] * len(frame)
+    rows = zip(frame["example_id"], frame["text"], frame["label"], rationales, pairs, strict=True)
+    for example_id, text, label, rationale, pair in rows:
         fields = [example_id, text, label] if rationale is None else [example_id, text, label, rationale]
+        if pair is not None:
+            fields.append({"text_pair": pair})
         digest.update(json.dumps(fields, ensure_ascii=False, default=_jsonable).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
@@ -269,6 +275,12 @@ def load_corpus(spec: DataSpec) -> Corpus:
             "split_rule": "sha256(name:id) mod 100: <80 train, <90 validation, else test",
         }
         frame = raw
+        if spec.text_pair_column is not None:
+            raise AuditError(
+                f"the built-in corpus {spec.dataset!r} holds single texts, so it has no column "
+                f"{spec.text_pair_column!r} for --text-pair-column",
+                "leave out --text-pair-column, or audit a file or hub dataset with two text columns",
+            )
     else:
         if path.exists():
             raw, source = _read_local(path, spec.split)
@@ -376,16 +388,21 @@ def _standardise(raw: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
                 f"name the right column with {flag}",
             )
 
-    require(spec.text_column, "--text-column")
-    texts = raw[spec.text_column]
-    not_text = [i for i, value in enumerate(texts) if not isinstance(value, str)]
-    if not_text:
-        first = not_text[0]
-        raise AuditError(
-            f"the text column {spec.text_column!r} holds non-text values in {len(not_text)} row(s), "
-            f"first at row {first}: {texts.iloc[first]!r}",
-            "choose the column that holds the texts with --text-column, or remove rows without text",
-        )
+    def text_of(column: str, flag: str) -> pd.Series:
+        require(column, flag)
+        texts = raw[column]
+        not_text = [i for i, value in enumerate(texts) if not isinstance(value, str)]
+        if not_text:
+            first = not_text[0]
+            raise AuditError(
+                f"the text column {column!r} holds non-text values in {len(not_text)} row(s), "
+                f"first at row {first}: {texts.iloc[first]!r}",
+                f"choose the column that holds the texts with {flag}, or remove rows without text",
+            )
+        return texts
+
+    texts = text_of(spec.text_column, "--text-column")
+    pairs = None if spec.text_pair_column is None else text_of(spec.text_pair_column, "--text-pair-column")
     if spec.label_column is not None:
         require(spec.label_column, "--label-column (or --no-labels for an unlabelled corpus)")
         labels = [None if _is_missing(value) else _plain(value) for value in raw[spec.label_column]]
@@ -407,15 +424,18 @@ def _standardise(raw: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
         rationales = [None if _is_missing(value) else value for value in raw[spec.rationale_column]]
     else:
         rationales = [None] * len(raw)
-    used = {spec.text_column, spec.label_column, spec.id_column, spec.rationale_column}
+    used = {spec.text_column, spec.text_pair_column, spec.label_column, spec.id_column, spec.rationale_column}
     extra = [c for c in raw.columns if c not in used]
     metadata = [
         {str(c): _plain(v) for c, v in zip(extra, row, strict=True) if _is_scalar(v)}
         for row in raw[extra].itertuples(index=False, name=None)
     ]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {"example_id": ids, "text": list(texts), "label": labels, "metadata": metadata, "rationale": rationales}
     )
+    if pairs is not None:
+        frame.insert(2, "text_pair", list(pairs))
+    return frame
 
 
 def _is_missing(value: object) -> bool:

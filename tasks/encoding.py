@@ -1,9 +1,11 @@
 """From corpus rows to what the model reads: token ids, offsets, special-token masks, batches.
 
 Texts are tokenised once, with the tokenizer's own special tokens; a text longer than ``max_length``
-tokens is truncated (the tokenizer's strategy: the end is cut) and keeps its original length so that
-the truncation is recorded. Batches group examples of similar length (padding is the main waste on
-CPU) under a cap on examples and on tokens.
+tokens is truncated (the tokenizer's strategy: the end is cut; for a text pair, the longer text loses a
+token at a time) and keeps its original length so that the truncation is recorded. A text pair is
+encoded as the model was trained on pairs (``[CLS] a [SEP] b [SEP]``, segment ids where the family has
+them), with offsets into each text and the segment of every token. Batches group examples of similar
+length (padding is the main waste on CPU) under a cap on examples and on tokens.
 """
 
 from __future__ import annotations
@@ -53,17 +55,19 @@ def encode_corpus(frame: pd.DataFrame, tokenizer: Any, labels: Sequence[str], ma
         AuditError: A label is not one of the model's classes, or ``max_length`` leaves no room for
             content after the special tokens.
     """
-    specials = tokenizer.num_special_tokens_to_add(pair=False)
-    if max_length <= specials:
+    pairs = [str(text) for text in frame["text_pair"]] if "text_pair" in frame else None
+    specials = tokenizer.num_special_tokens_to_add(pair=pairs is not None)
+    if max_length <= specials + (pairs is not None):
         raise AuditError(
             f"--max-length {max_length} leaves no room for text after the model's {specials} special tokens",
-            f"use --max-length of at least {specials + 1}",
+            f"use --max-length of at least {specials + 1 + (pairs is not None)}",
         )
     texts = [str(text) for text in frame["text"]]
-    full_lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    arguments = (texts,) if pairs is None else (texts, pairs)
+    full_lengths = [len(ids) for ids in tokenizer(*arguments, add_special_tokens=True)["input_ids"]]
     encoded = tokenizer(
-        texts,
-        truncation=True,
+        *arguments,
+        truncation=True if pairs is None else "longest_first",
         max_length=max_length,
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
@@ -77,7 +81,11 @@ def encode_corpus(frame: pd.DataFrame, tokenizer: Any, labels: Sequence[str], ma
         token_types = encoded.get("token_type_ids")
         offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
         special = np.asarray(encoded["special_tokens_mask"][i], dtype=bool)
+        segments = None if pairs is None else segment_ids(encoded.sequence_ids(i))
         spans = rationale_spans(raw_rationale, text, str(example_id))
+        rationale = None if spans is None else token_mask(spans, offsets, special)
+        if rationale is not None and segments is not None:
+            rationale &= segments == 0  # a rationale marks spans of the first text
         examples.append(
             EncodedExample(
                 example_id=str(example_id),
@@ -92,10 +100,26 @@ def encode_corpus(frame: pd.DataFrame, tokenizer: Any, labels: Sequence[str], ma
                 special_mask=special,
                 n_original_tokens=full_lengths[i],
                 metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
-                rationale=None if spans is None else token_mask(spans, offsets, special),
+                rationale=rationale,
+                text_pair=None if pairs is None else pairs[i],
+                segments=segments,
             )
         )
     return examples
+
+
+def segment_ids(sequence_ids: Sequence[int | None]) -> np.ndarray:
+    """Which text each token of a pair belongs to: 0 or 1, a special token taking the text before it.
+
+    ``sequence_ids`` is the fast tokenizer's answer (None at special tokens); ``[CLS]`` at the start
+    takes 0, and a separator the text it closes.
+    """
+    segments = np.zeros(len(sequence_ids), dtype=np.int64)
+    current = 0
+    for position, sequence in enumerate(sequence_ids):
+        current = current if sequence is None else int(sequence)
+        segments[position] = current
+    return segments
 
 
 def plan_batches(examples: Sequence[EncodedExample], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:

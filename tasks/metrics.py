@@ -9,7 +9,7 @@ asking the batch for all perturbed inputs at once so that each distinct input is
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +29,7 @@ from tasks.methods import METHODS, spec_of
 from tasks.passes import BatchContext
 from tasks.plausibility import auprc, token_f1, token_iou
 from tasks.records import EncodedExample, HeadAgreement, MethodFamily, MetricValue, TokenScores
+from tasks.units import aggregate, token_mask
 
 MetricKind = Literal["faithfulness", "agreement", "plausibility", "diagnostic"]
 
@@ -180,6 +181,14 @@ METRICS: dict[str, MetricSpec] = {
             "Sundararajan et al. 2017",
         ),
         MetricSpec(
+            "second_text_share",
+            "diagnostic",
+            None,
+            "Share on the second text",
+            "Σ_{j ∈ b} |s_j| / Σ_j |s_j| over content tokens, for a text pair (a, b)",
+            "attention-audit (segment attribution, as in the NLI analyses of Jain & Wallace 2019)",
+        ),
+        MetricSpec(
             "completeness_holds",
             "diagnostic",
             True,
@@ -192,11 +201,16 @@ METRICS: dict[str, MetricSpec] = {
 
 
 def faithfulness_values(
-    records: Sequence[TokenScores], context: BatchContext, options: MethodOptions
+    records: Sequence[TokenScores],
+    context: BatchContext,
+    options: MethodOptions,
+    units: Mapping[str, np.ndarray] | None = None,
 ) -> list[MetricValue]:
     """Comprehensiveness and sufficiency at every ``k``, their AOPC, and τ with leave-one-out.
 
-    Examples without content tokens get NaN (there is nothing to remove).
+    ``records`` are in the run's units (``tasks.units``); ``units`` maps each example to ``unit[t]``, so
+    that removing a unit removes all its tokens (token level when None). Examples without content
+    units get NaN (there is nothing to remove).
     """
     row_of = {example.example_id: row for row, example in enumerate(context.examples)}
     requests: list[tuple[int, np.ndarray]] = []
@@ -204,11 +218,14 @@ def faithfulness_values(
     for record in records:
         if not record.content_mask.any():
             continue
+        unit = None if units is None else units[record.example_id]
         for k in options.k_fractions:
-            plan.append((record, "comprehensiveness", k))
-            requests.append((row_of[record.example_id], comprehensiveness_input(record, k)))
-            plan.append((record, "sufficiency", k))
-            requests.append((row_of[record.example_id], sufficiency_input(record, k)))
+            for metric, keep in (
+                ("comprehensiveness", comprehensiveness_input(record, k)),
+                ("sufficiency", sufficiency_input(record, k)),
+            ):
+                plan.append((record, metric, k))
+                requests.append((row_of[record.example_id], keep if unit is None else token_mask(keep, unit)))
     probabilities = context.perturbed_probabilities(requests)
 
     per_k: dict[tuple[str, str, int, str], list[float]] = defaultdict(list)
@@ -297,6 +314,26 @@ def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> 
     return values
 
 
+def segment_share_values(records: Sequence[TokenScores], examples: Sequence[EncodedExample]) -> list[MetricValue]:
+    """For text pairs: the share of each explanation's mass on the second text.
+
+    ``share = Σ_{j ∈ b} |s_j| / Σ_j |s_j|`` over the content tokens of the pair ``(a, b)``, on token
+    scores whatever the units (a word's sum can cancel signed pieces). The first text's share is
+    ``1 − share``; NaN when the explanation puts no mass anywhere.
+    """
+    segments = {e.example_id: e.segments for e in examples if e.segments is not None}
+    values = []
+    for record in records:
+        segment = segments.get(record.example_id)
+        if segment is None:
+            continue
+        mass = np.abs(record.scores) * record.content_mask
+        total = float(mass.sum())
+        share = float(mass[segment == 1].sum()) / total if total > 0 else float("nan")
+        values.append(MetricValue(record.example_id, record.method, "second_text_share", share, record.draw))
+    return values
+
+
 def diagnostic_values(records: Sequence[TokenScores]) -> list[MetricValue]:
     """The methods' own per-example diagnostics (e.g. IG completeness) as metric values."""
     return [
@@ -306,11 +343,14 @@ def diagnostic_values(records: Sequence[TokenScores]) -> list[MetricValue]:
     ]
 
 
-def head_agreement_values(records: Sequence[TokenScores], context: BatchContext) -> list[HeadAgreement]:
+def head_agreement_values(
+    records: Sequence[TokenScores], context: BatchContext, units: Mapping[str, np.ndarray] | None = None
+) -> list[HeadAgreement]:
     """Kendall τ-b of every head's classification row ``A[l,h][c,:]`` with every reference, per example.
 
     Relates a head's importance (``head_masking``) to whether its attention ranks tokens as the
-    references do. Content tokens only; signed references by magnitude.
+    references do. Content units only (a head's attention to a word is summed over its tokens);
+    signed references by magnitude.
     """
     attentions = context.model_pass.attentions
     positions = context.classification_positions
@@ -324,9 +364,11 @@ def head_agreement_values(records: Sequence[TokenScores], context: BatchContext)
         row = row_of[reference.example_id]
         other = magnitudes(reference)
         content = reference.content_mask
+        unit = None if units is None else units[reference.example_id]
         for layer in range(heads.shape[1]):
             for head in range(heads.shape[2]):
-                scores = heads[row, layer, head, : content.shape[0]][content]
+                row_scores = heads[row, layer, head, : context.examples[row].length]
+                scores = (row_scores if unit is None else aggregate(row_scores, unit))[content]
                 values.append(
                     HeadAgreement(
                         reference.example_id, layer, head, reference.method, "kendall_tau", kendall_tau(scores, other)
@@ -335,9 +377,20 @@ def head_agreement_values(records: Sequence[TokenScores], context: BatchContext)
     return values
 
 
-def plausibility_values(records: Sequence[TokenScores], examples: Sequence[EncodedExample]) -> list[MetricValue]:
-    """Token F1, token IOU and AUPRC of every record against its example's human rationale, if it has one."""
-    rationale = {e.example_id: e.rationale for e in examples if e.rationale is not None}
+def plausibility_values(
+    records: Sequence[TokenScores],
+    examples: Sequence[EncodedExample],
+    units: Mapping[str, np.ndarray] | None = None,
+) -> list[MetricValue]:
+    """Token F1, token IOU and AUPRC of every record against its example's human rationale, if it has one.
+
+    In word units a word is in the rationale when any of its tokens is.
+    """
+    rationale = {
+        e.example_id: e.rationale if units is None else aggregate(e.rationale, units[e.example_id], first=False) > 0
+        for e in examples
+        if e.rationale is not None
+    }
     values = []
     for record in records:
         human = rationale.get(record.example_id)

@@ -158,7 +158,14 @@ def load_model(spec: ModelSpec) -> ModelBundle:
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
-    model.to(_device(spec))
+    device = _device(spec)
+    if spec.precision != "float32" and device.type != "cuda":
+        raise AuditError(
+            f"--precision {spec.precision} needs a GPU: half precision on CPU is slow and some of its "
+            "operations are missing there",
+            "use --precision float32 on CPU, or --device cuda on a machine with a GPU",
+        )
+    model.to(device=device, dtype=getattr(torch, spec.precision))
     _check_returns_attentions(model, tokenizer, spec)
     labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
     source["model_type"] = config.model_type

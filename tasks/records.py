@@ -50,6 +50,9 @@ class EncodedExample:
         metadata: Extra corpus columns kept for slicing (e.g. the human rating's spread).
         rationale: Tokens inside the human rationale, shape ``[T]``; None when the example has none.
         imported: Explanations computed elsewhere, by name, one score per token (``tasks.external``).
+        text_pair: The second text of a text pair (NLI, paraphrase), or None for single texts.
+        segments: Which text each token belongs to, 0 (``text``) or 1 (``text_pair``), shape ``[T]``;
+            ``offsets`` are character spans in that text. None for single texts (all 0).
     """
 
     example_id: str
@@ -64,6 +67,8 @@ class EncodedExample:
     metadata: Mapping[str, object] = field(default_factory=dict)
     rationale: np.ndarray | None = None
     imported: Mapping[str, np.ndarray] = field(default_factory=dict)
+    text_pair: str | None = None
+    segments: np.ndarray | None = None
 
     @property
     def length(self) -> int:

@@ -152,7 +152,8 @@ class HeatmapExample:
     predicted: str
     confidence: float
     truncated: bool
-    rows: Sequence[tuple[str, str, Sequence[HeatCell]]]  # (method title, family, cells)
+    rows: Sequence[tuple[str, str, Sequence[Sequence[HeatCell]]]]  # (method title, family, cells per text)
+    pair: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class ReportContext:
     plausibility: Sequence[PlausibilityRow]
     failures: Sequence[dict[str, Any]]
     not_applicable: Sequence[dict[str, str]]
+    segments: Sequence[tuple[str, Estimate]]
     comparison: Comparison | None
     sanity: Sequence[SanityRow]
     literature: Sequence[Outcome]
@@ -281,6 +283,7 @@ def build_context(
         plausibility=plausibility,
         failures=failures,
         not_applicable=skipped,
+        segments=_segment_shares(metrics, methods, seed),
         comparison=comparison,
         sanity=sanity_rows,
         literature=check_findings(
@@ -564,6 +567,12 @@ def _matrix_chart(matrix: pd.DataFrame, methods: Sequence[str]) -> str:
     return charts.matrix(values, [spec_of(m).title for m in shown], "Mean Kendall τ, every method against every other")
 
 
+def _segment_shares(metrics: pd.DataFrame, methods: Sequence[str], seed: int) -> list[tuple[str, Estimate]]:
+    """For text pairs: each method's mean share of its mass on the second text (empty for single texts)."""
+    shares = per_example(metrics, "second_text_share")
+    return [(spec_of(m).title, bootstrap_mean(shares[m], seed=seed)) for m in methods if m in shares]
+
+
 def _not_applicable_sentences(skipped: Sequence[Mapping[str, str]]) -> list[str]:
     """One sentence naming the configured work that this model could not support, and why."""
     if not skipped:
@@ -756,20 +765,18 @@ def _heatmaps(
     for reason, example_id in chosen:
         example = by_id.loc[example_id]
         example_tokens = tokens[(tokens["example_id"] == example_id) & ~tokens["is_special"]]
+        pair = "text_pair" in example and isinstance(example["text_pair"], str)
+        texts = (example["text"], example["text_pair"]) if pair else (example["text"],)
         rows = []
         if "in_rationale" in example_tokens and example_tokens["in_rationale"].notna().any():
             marked = example_tokens["in_rationale"].fillna(False).astype(float).to_numpy()
-            rows.append(("Human rationale", "human", _cells(example["text"], example_tokens, marked, "106, 61, 154")))
+            rows.append(("Human rationale", "human", _cells_per_text(texts, example_tokens, marked, "106, 61, 154")))
         for method in shown:
             method_scores = scores[(scores["example_id"] == example_id) & (scores["method"] == method)]
             score_at = dict(zip(method_scores["position"], method_scores["score"], strict=True))
             values = np.array([score_at.get(p, 0.0) for p in example_tokens["position"]])
             rows.append(
-                (
-                    spec_of(method).title,
-                    spec_of(method).family.value,
-                    _cells(example["text"], example_tokens, values),
-                )
+                (spec_of(method).title, spec_of(method).family.value, _cells_per_text(texts, example_tokens, values))
             )
         heatmaps.append(
             HeatmapExample(
@@ -780,6 +787,7 @@ def _heatmaps(
                 confidence=float(example["confidence"]),
                 truncated=bool(example["truncated"]),
                 rows=rows,
+                pair=pair,
             )
         )
     return heatmaps
@@ -813,7 +821,22 @@ def _representative_examples(examples: pd.DataFrame, metrics: pd.DataFrame) -> l
     return chosen
 
 
-def _cells(text: str, tokens: pd.DataFrame, values: np.ndarray, positive: str = "214, 96, 77") -> list[HeatCell]:
+def _cells_per_text(
+    texts: Sequence[str], tokens: pd.DataFrame, values: np.ndarray, positive: str = "214, 96, 77"
+) -> list[list[HeatCell]]:
+    """One list of cells per text of the example (two for a pair), on the row's one colour scale."""
+    segment = tokens["segment"].to_numpy() if "segment" in tokens else np.zeros(len(tokens), dtype=int)
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    return [_cells(text, tokens[segment == i], values[segment == i], positive, scale) for i, text in enumerate(texts)]
+
+
+def _cells(
+    text: str,
+    tokens: pd.DataFrame,
+    values: np.ndarray,
+    positive: str = "214, 96, 77",
+    scale: float | None = None,
+) -> list[HeatCell]:
     """Colour each token by its score relative to the row's largest magnitude (red: for ŷ, blue: against).
 
     A token shows the text its offsets cover, never the tokenizer's piece (``##ing``, ``Ġthe``, ``▁the``):
@@ -821,7 +844,8 @@ def _cells(text: str, tokens: pd.DataFrame, values: np.ndarray, positive: str = 
     a token whose span the previous one already covered (the second byte of a character split by
     byte-level BPE) shows no text.
     """
-    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    if scale is None:
+        scale = float(np.max(np.abs(values))) if values.size else 0.0
     cells = []
     shown_until = 0
     pending_gap = False  # a cell that showed only whitespace (SentencePiece's lone ``▁``) passes its gap on
@@ -927,6 +951,10 @@ def _manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Weights SHA-256", str(model.get("fingerprint", ""))),
         ("Labels", ", ".join(model.get("labels", []))),
     ]
+    if "device" in model:
+        rows.append(("Device and precision", f"{model['device']}, {model.get('precision', 'float32')}"))
+    if "family" in model:
+        rows.append(("Adapter", str(model["family"])))
     build = model.get("source", {}).get("build_manifest")
     if build:
         rows.append(
@@ -980,6 +1008,13 @@ def _settings(config: AuditConfig) -> list[tuple[str, str]]:
     return [
         ("Methods", ", ".join(options.methods)),
         ("Removal operator", options.removal),
+        (
+            "Units ranked by every metric",
+            "words (whitespace-separated; a word scores the sum of its sub-token scores, the random baseline "
+            "its first draw)"
+            if options.units == "word"
+            else "tokens",
+        ),
         ("Rationale sizes k", ", ".join(f"{100 * k:g} %" for k in options.k_fractions)),
         ("Integrated gradients", f"m = {options.ig_steps} steps, {options.ig_rule} rule, [PAD] baseline"),
         ("Random baseline", f"{options.random_draws} draws, seed {options.seed}"),

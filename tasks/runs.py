@@ -174,6 +174,8 @@ def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> di
             "layers": bundle.num_layers,
             "heads": bundle.num_heads,
             "family": bundle.adapter.family,
+            "device": str(bundle.device),
+            "precision": str(next(bundle.model.parameters()).dtype).removeprefix("torch."),
         },
         "data": {
             "name": corpus.name,

@@ -94,6 +94,7 @@ DDL = (
         n_original_tokens INTEGER NOT NULL,
         truncated BOOLEAN NOT NULL,
         metadata JSON NOT NULL,
+        text_pair VARCHAR,
         PRIMARY KEY (run_id, example_id)
     )""",
     """
@@ -107,6 +108,7 @@ DDL = (
         char_start INTEGER NOT NULL,
         char_end INTEGER NOT NULL,
         in_rationale BOOLEAN,
+        segment INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (run_id, example_id, position)
     )""",
     """
@@ -255,7 +257,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             for end in ("mean", "low", "high")
         ),
     ),
-    5: tuple(statement for statement in DDL if "not_applicable" in statement),
+    5: (
+        *(statement for statement in DDL if "not_applicable" in statement),
+        "ALTER TABLE examples ADD COLUMN IF NOT EXISTS text_pair VARCHAR",
+        "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS segment INTEGER DEFAULT 0",
+    ),
 }
 """Statements that take a database from a version to the next."""
 RESULT_TABLES = ("examples", "tokens", "token_scores", "metrics", "interventions", "head_agreement")
@@ -560,6 +566,7 @@ def batch_frames(run_id: str, result: BatchResult, labels: Sequence[str]) -> dic
                 "n_original_tokens": e.n_original_tokens,
                 "truncated": e.truncated,
                 "metadata": json.dumps(dict(e.metadata), default=str, ensure_ascii=False),
+                "text_pair": e.text_pair,
             }
             for e in result.examples
         ]
@@ -574,6 +581,9 @@ def batch_frames(run_id: str, result: BatchResult, labels: Sequence[str]) -> dic
             "is_special": np.concatenate([e.special_mask for e in result.examples]),
             "char_start": np.concatenate([e.offsets[:, 0] for e in result.examples]),
             "char_end": np.concatenate([e.offsets[:, 1] for e in result.examples]),
+            "segment": np.concatenate(
+                [e.segments if e.segments is not None else np.zeros(e.length, np.int64) for e in result.examples]
+            ),
             "in_rationale": pd.array(
                 [
                     None if e.rationale is None else bool(flag)

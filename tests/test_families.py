@@ -286,3 +286,14 @@ def test_a_deberta_run_leaves_out_the_interventions_records_why_and_the_report_s
     assert [row["name"] for row in context.not_applicable] == sorted(config.interventions.interventions)
     sentence = next(s for s in context.summary if s.startswith("Not applicable to this model"))
     assert "uniform (intervention)" in sentence and "disentangled attention" in sentence
+
+
+def test_the_sanity_cascade_randomises_every_family_from_the_head_down(bundle, examples):
+    from tasks.sanity import sanity_rows
+
+    rows = sanity_rows(bundle, examples[:2], ["attention_last", "saliency"], OPTIONS, 0, 4096)
+    shared = bundle.model.config.model_type == "albert"  # one layer group shared by every depth
+    stages = 1 + (1 if shared else bundle.model.config.num_hidden_layers)
+    assert sorted(rows["stage"].unique()) == list(range(stages))  # stage 0: the head alone
+    assert rows.loc[rows["stage"] == 0, "randomised"].unique().tolist() == ["classification head"]
+    assert rows["spearman"].between(-1, 1).all()

@@ -96,3 +96,31 @@ def test_a_model_that_returns_no_attention_weights_is_refused(tiny_bundle):
 
     with pytest.raises(AuditError, match="returns no attention weights"):
         _check_returns_attentions(Silent(), tiny_bundle.tokenizer, ModelSpec(name_or_path="silent"))
+
+
+def test_half_precision_on_cpu_is_refused_with_the_fix(tiny_model_dir):
+    with pytest.raises(AuditError, match="--precision float16 needs a GPU") as error:
+        load_model(ModelSpec(name_or_path=str(tiny_model_dir), precision="float16"))
+    assert "--device cuda" in error.value.fix
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_the_gpu_ranks_tokens_as_the_cpu_does(tiny_model_dir, precision):
+    """Each method's rankings on the GPU against the CPU's: mean Kendall τ ≥ 0.99 in float32, ≥ 0.9 in float16."""
+    from tasks.agreement import kendall_tau
+    from tasks.config import MethodOptions
+    from tasks.methods import METHODS
+    from tasks.passes import BatchContext
+    from tests.conftest import TEXTS, encode
+
+    cpu = load_model(ModelSpec(name_or_path=str(tiny_model_dir)))
+    gpu = load_model(ModelSpec(name_or_path=str(tiny_model_dir), device="cuda", precision=precision))
+    examples = encode(cpu, TEXTS)
+    floor = 0.99 if precision == "float32" else 0.9
+    for name in ("attention_last", "rollout", "saliency", "integrated_gradients", "leave_one_out"):
+        ours = [METHODS[name].compute(BatchContext(b, examples, need_gradients=True), MethodOptions())
+                for b in (cpu, gpu)]  # fmt: skip
+        taus = [kendall_tau(a.content_scores, b.content_scores) for a, b in zip(*ours, strict=True)]
+        assert sum(taus) / len(taus) >= floor, (name, taus)
