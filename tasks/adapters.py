@@ -447,29 +447,26 @@ class ModelAdapter:
         return {"position_embeddings": _attribute(base, self.rotary)(hidden, position_ids=positions)}
 
 
+def _bert_style(
+    family: str, model_types: tuple[str, ...], base: str, head: Head, project: str | None = None
+) -> ModelAdapter:
+    """An adapter for BERT's layer layout (``encoder.layer[i].attention.self`` / ``.output.dense``)."""
+    return ModelAdapter(
+        family=family,
+        model_types=model_types,
+        base=base,
+        layers="encoder.layer",
+        attention="attention.self",
+        head=head,
+        embed=_encoder_embed(project=project),
+        norm_inputs=_linear_norm_inputs("attention.self.value", "attention.output.dense", "num_attention_heads"),
+        last_layer=_bert_last_layer,
+    )
+
+
 ADAPTERS: tuple[ModelAdapter, ...] = (
-    ModelAdapter(
-        family="BERT",
-        model_types=("bert",),
-        base="bert",
-        layers="encoder.layer",
-        attention="attention.self",
-        head=_pooled_head("bert.pooler"),
-        embed=_encoder_embed(),
-        norm_inputs=_linear_norm_inputs("attention.self.value", "attention.output.dense", "num_attention_heads"),
-        last_layer=_bert_last_layer,
-    ),
-    ModelAdapter(
-        family="RoBERTa",
-        model_types=("roberta", "xlm-roberta", "camembert"),
-        base="roberta",
-        layers="encoder.layer",
-        attention="attention.self",
-        head=_sequence_head,
-        embed=_encoder_embed(),
-        norm_inputs=_linear_norm_inputs("attention.self.value", "attention.output.dense", "num_attention_heads"),
-        last_layer=_bert_last_layer,
-    ),
+    _bert_style("BERT", ("bert",), "bert", _pooled_head("bert.pooler")),
+    _bert_style("RoBERTa", ("roberta", "xlm-roberta", "camembert"), "roberta", _sequence_head),
     ModelAdapter(
         family="DistilBERT",
         model_types=("distilbert",),
@@ -492,17 +489,7 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
         norm_inputs=_linear_norm_inputs("attention.value", "attention.dense", "num_attention_heads"),
         last_layer=_albert_last_layer,
     ),
-    ModelAdapter(
-        family="ELECTRA",
-        model_types=("electra",),
-        base="electra",
-        layers="encoder.layer",
-        attention="attention.self",
-        head=_sequence_head,
-        embed=_encoder_embed(project="embeddings_project"),
-        norm_inputs=_linear_norm_inputs("attention.self.value", "attention.output.dense", "num_attention_heads"),
-        last_layer=_bert_last_layer,
-    ),
+    _bert_style("ELECTRA", ("electra",), "electra", _sequence_head, project="embeddings_project"),
     ModelAdapter(
         family="DeBERTa-v2/v3",
         model_types=("deberta-v2",),
