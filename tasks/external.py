@@ -11,7 +11,8 @@ writes:
 | ``token_index`` | integer | position among the model's tokens, special tokens included; or |
 | ``char_start``, ``char_end`` | integers | a character span of the text (end exclusive) |
 
-A row gives either ``token_index`` or the character span. Character spans are aligned to the model's
+A row gives either ``token_index`` or the character span; for a text pair, character spans index the
+first text, and token indices reach both. Character spans are aligned to the model's
 tokens with the tokenizer's offset mapping: a token's score is the sum of the scores of the spans it
 overlaps (a word-level score lands on each of the word's pieces). Token-index explanations must cover
 every content token of the example. Imported explanations are audited like attention (agreement with
@@ -128,7 +129,8 @@ def _scores(example: EncodedExample, method: str, rows: pd.DataFrame) -> np.ndar
                 f"text of {len(example.text)} characters",
                 "give spans as char_start < char_end within the text (end exclusive)",
             )
-        overlap = (example.offsets[:, 0] < end) & (start < example.offsets[:, 1]) & example.content_mask
+        first_text = example.segments is None or example.segments == 0  # spans index the first text of a pair
+        overlap = (example.offsets[:, 0] < end) & (start < example.offsets[:, 1]) & example.content_mask & first_text
         scores[overlap] += float(row.score)
     return np.where(example.content_mask, scores, 0.0)
 

@@ -158,3 +158,15 @@ def _write(folder: Path) -> Path:
     path = folder / "pairs.csv"
     PAIRS.to_csv(path, index=False)
     return path
+
+
+def test_imported_character_spans_of_a_pair_land_on_the_first_text(tiny_bundle, tmp_path):
+    from tasks.external import align
+
+    frame = load_corpus(spec(_write(tmp_path), text_pair_column="hypothesis")).frame
+    example = encode_corpus(frame, tiny_bundle.tokenizer, tiny_bundle.labels, 64)[0]
+    spans = pd.DataFrame({"example_id": [example.example_id], "method": ["shap"], "score": [1.0],
+                          "char_start": [0], "char_end": [len(example.text_pair)]})  # fmt: skip
+    scores = align(spans, [example])[example.example_id]["shap"]
+    assert scores[(example.segments == 0) & example.content_mask].any()
+    assert not scores[example.segments == 1].any()

