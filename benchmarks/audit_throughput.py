@@ -40,30 +40,13 @@ LENGTH_BUCKETS = ((0, 16), (16, 32), (32, 64), (64, 10_000))
 
 
 def measure_throughput(model: str, length: int) -> tuple[float, float]:
-    """Batched tokens/s of the default model: forward only, and forward plus backward (batch 64)."""
-    import torch
-
+    """Batched tokens/s of the model (``tasks.costs.measure_throughput``, batch 64, best of 3)."""
     from tasks.config import ModelSpec
+    from tasks.costs import measure_throughput as measure
     from tasks.models import load_model
 
-    bundle = load_model(ModelSpec(name_or_path=model))
-    ids = torch.randint(1000, 20000, (64, length))
-    mask = torch.ones_like(ids)
-    rates = []
-    for backward in (False, True):
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter()
-            if backward:
-                embeddings = bundle.model.get_input_embeddings()(ids).detach().requires_grad_(True)
-                logits = bundle.model(inputs_embeds=embeddings, attention_mask=mask).logits
-                torch.autograd.grad(logits[:, 0].sum(), [embeddings])
-            else:
-                with torch.inference_mode():
-                    bundle.model(input_ids=ids, attention_mask=mask)
-            best = min(best, time.perf_counter() - started)
-        rates.append(ids.numel() / best)
-    return rates[0], rates[1]
+    rates = measure(load_model(ModelSpec(name_or_path=model)), length, rows=64, repeats=3)
+    return rates.forward, rates.forward_backward
 
 
 def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: int) -> tuple[float, float]:

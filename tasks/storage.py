@@ -425,22 +425,22 @@ def write_not_applicable(connection: duckdb.DuckDBPyConnection, run_id: str, row
         [{"kind": row.kind, "name": row.name, "reason": row.reason} for row in rows],
         columns=["kind", "name", "reason"],
     )
-    with transaction(connection):
-        connection.execute("DELETE FROM not_applicable WHERE run_id = ?", [run_id])
-        if not frame.empty:
-            connection.register("not_applicable_rows", frame.assign(run_id=run_id))
-            connection.execute("INSERT INTO not_applicable BY NAME SELECT * FROM not_applicable_rows")
-            connection.unregister("not_applicable_rows")
+    _replace_run_rows(connection, "not_applicable", run_id, frame)
 
 
 def write_sanity_checks(connection: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame) -> None:
     """Replace a run's sanity-check rows in one transaction."""
+    _replace_run_rows(connection, "sanity_checks", run_id, frame)
+
+
+def _replace_run_rows(connection: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pd.DataFrame) -> None:
+    """Replace every row of ``table`` for ``run_id`` by ``frame`` (without ``run_id``), in one transaction."""
     with transaction(connection):
-        connection.execute("DELETE FROM sanity_checks WHERE run_id = ?", [run_id])
+        connection.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         if not frame.empty:
-            connection.register("sanity_rows", frame.assign(run_id=run_id))
-            connection.execute("INSERT INTO sanity_checks BY NAME SELECT * FROM sanity_rows")
-            connection.unregister("sanity_rows")
+            connection.register("replacement_rows", frame.assign(run_id=run_id))
+            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
+            connection.unregister("replacement_rows")
 
 
 MEASURED_MANIFEST_KEYS = ("throughput", "sanity")
