@@ -40,10 +40,10 @@ LENGTH_BUCKETS = ((0, 16), (16, 32), (32, 64), (64, 10_000))
 
 
 def measure_throughput(model: str, length: int) -> tuple[float, float]:
-    """Batched tokens/s of the model (``tasks.costs.measure_throughput``, batch 64, best of 3)."""
+    """Batched tokens/s of the model (``tasks.evaluate.costs.measure_throughput``, batch 64, best of 3)."""
     from tasks.config import ModelSpec
-    from tasks.costs import measure_throughput as measure
-    from tasks.models import load_model
+    from tasks.evaluate.costs import measure_throughput as measure
+    from tasks.model.loading import load_model
 
     rates = measure(load_model(ModelSpec(name_or_path=model)), length, rows=64, repeats=3)
     return rates.forward, rates.forward_backward
@@ -72,8 +72,8 @@ def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: in
 
 def run_one(n: int, model: str, report: bool) -> dict:
     """One audit of ``n`` examples in this process; returns its figures."""
-    from flows.audit import audit
-    from tasks import storage
+    from flows.audit_flow import audit
+    from tasks import store
     from tasks.config import AuditConfig
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -85,16 +85,16 @@ def run_one(n: int, model: str, report: bool) -> dict:
                 "output": {"db": str(Path(scratch) / "bench.duckdb"), "out_dir": scratch},
             }
         )
-        from tasks.models import load_model
+        from tasks.model.loading import load_model
 
         load_model(config.model)  # build or load outside the timed region
         started = time.perf_counter()
         outcome = audit(config, render_report=report)
         wall = time.perf_counter() - started
-        with storage.connect(config.output.db, read_only=True) as connection:
-            costs = storage.read_table(connection, "costs", outcome.run_id)
-            examples = storage.read_table(connection, "examples", outcome.run_id)
-            manifest = storage.read_run(connection, outcome.run_id)["manifest"]
+        with store.connect(config.output.db, read_only=True) as connection:
+            costs = store.read_table(connection, "costs", outcome.run_id)
+            examples = store.read_table(connection, "examples", outcome.run_id)
+            manifest = store.read_run(connection, outcome.run_id)["manifest"]
     stages = costs.groupby("stage", sort=False)[
         ["seconds", "forward_rows", "backward_rows", "forward_tokens", "backward_tokens"]
     ].sum()
@@ -137,7 +137,7 @@ def main() -> None:
     import torch
 
     from tasks.config import ModelSpec
-    from tasks.models import load_model
+    from tasks.model.loading import load_model
 
     load_model(ModelSpec(name_or_path=args.model))  # make sure it is built before timing anything
     results = []

@@ -1,7 +1,7 @@
 """Cost of attention flow per example as a function of sequence length (the basis of --flow-max-tokens).
 
 Builds the residual attention of the default model on real texts cut to each length and times
-``tasks.methods.flow.attention_flow`` (one max-flow per token over an (L+1)·T-node graph).
+``tasks.explain.flow.attention_flow`` (one max-flow per token over an (L+1)·T-node graph).
 
 Usage:
     python benchmarks/flow_cost.py [--model PATH] [--lengths 16,32,64,96,128,192,256] [--repeats 3]
@@ -27,12 +27,12 @@ def main() -> None:
     import pandas as pd
 
     from tasks.config import ModelSpec
-    from tasks.corpora import BUILTIN_CORPORA
-    from tasks.encoding import encode_corpus
-    from tasks.methods.attention import residual_attention
-    from tasks.methods.flow import attention_flow
-    from tasks.models import load_model
-    from tasks.passes import BatchContext
+    from tasks.data.corpora import BUILTIN_CORPORA
+    from tasks.data.encoding import encode_corpus
+    from tasks.explain.attention import residual_attention
+    from tasks.explain.flow import attention_flow
+    from tasks.explain.passes import BatchContext
+    from tasks.model.loading import load_model
 
     bundle = load_model(ModelSpec(name_or_path=args.model))
     long_text = " ".join(BUILTIN_CORPORA["movie-snippets"].read("test")["text"].head(40))

@@ -46,7 +46,7 @@ CHECK_K = (0.2, 0.5)
 
 def balanced_sample(n: int, seed: int = 0) -> list[dict]:
     """``n`` test examples, half of each class, in seeded hash order."""
-    from tasks.corpora import BUILTIN_CORPORA
+    from tasks.data.corpora import BUILTIN_CORPORA
 
     frame = BUILTIN_CORPORA["movie-snippets"].read("test")
     frame = frame.assign(order=[hashlib.sha256(f"{seed}:{i}".encode()).hexdigest() for i in frame["example_id"]])
@@ -66,11 +66,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from flows.audit import audit
-    from tasks import storage
+    from flows.audit_flow import audit
+    from tasks import store
     from tasks.config import AuditConfig, ModelSpec
-    from tasks.costs import measure_throughput
-    from tasks.models import load_model, resolve_location
+    from tasks.evaluate.costs import measure_throughput
+    from tasks.model.loading import load_model, resolve_location
 
     bundle = load_model(ModelSpec())
     model_path, _ = resolve_location(ModelSpec())
@@ -110,11 +110,11 @@ def main() -> None:
         outcome = audit(config, render_report=False)
         ours_wall = time.perf_counter() - started
         ours_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with storage.connect(config.output.db, read_only=True) as connection:
-            costs = storage.read_table(connection, "costs", outcome.run_id)
-            scores = storage.read_table(connection, "token_scores", outcome.run_id)
-            metrics = storage.read_table(connection, "metrics", outcome.run_id)
-            stored = storage.read_table(connection, "examples", outcome.run_id)
+        with store.connect(config.output.db, read_only=True) as connection:
+            costs = store.read_table(connection, "costs", outcome.run_id)
+            scores = store.read_table(connection, "token_scores", outcome.run_id)
+            metrics = store.read_table(connection, "metrics", outcome.run_id)
+            stored = store.read_table(connection, "examples", outcome.run_id)
 
     n = len(examples)
     # --- same numbers where the definitions match -------------------------------------------------

@@ -163,7 +163,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     config = _preset_defaults(config_from_args(_with_preset(args)))
-    from tasks.runs import plan_run
+    from tasks.pipeline.plan import plan_run
 
     plan = plan_run(config)  # pre-flight: every input problem surfaces here, before Prefect starts
     _check_database(config.output.db)
@@ -172,9 +172,9 @@ def _run(args: argparse.Namespace) -> int:
     for item in plan.not_applicable:
         print(f"warning: {item.kind} {item.name} is not applicable to {item.reason}; the rest of the audit runs",
               file=sys.stderr)  # fmt: skip
-    from flows.audit import audit
-    from tasks.gate import GateFailed
-    from tasks.runners import task_runner_for
+    from flows.audit_flow import audit
+    from tasks.pipeline.runners import task_runner_for
+    from tasks.verdict.gate import GateFailed
 
     task_runner_for(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
     try:
@@ -206,7 +206,7 @@ def _with_preset(args: argparse.Namespace) -> argparse.Namespace:
     if args.preset is None:
         return args
     from tasks.errors import AuditError
-    from tasks.presets import PRESETS
+    from tasks.model.presets import PRESETS
 
     if args.preset not in PRESETS:
         raise AuditError(f"unknown preset {args.preset!r}", f"use one of: {', '.join(PRESETS)}")
@@ -219,7 +219,7 @@ def _with_preset(args: argparse.Namespace) -> argparse.Namespace:
 
 def _preset_defaults(config: Any) -> Any:
     """Apply a preset's audit defaults (split, max length) where the user left them unset."""
-    from tasks.presets import PRESETS
+    from tasks.model.presets import PRESETS
 
     preset = PRESETS.get(config.model.name_or_path)
     if preset is None or config.data.dataset != preset.corpus:
@@ -241,13 +241,13 @@ def _check_database(db: Path, run_id: str | None = None, *, read_only: bool = Fa
     Raises:
         AuditError: The database cannot be opened or written, or has no such run with stored examples.
     """
-    from tasks import storage
+    from tasks import store
     from tasks.errors import AuditError
 
-    with storage.connect(db, read_only=read_only) as connection:
+    with store.connect(db, read_only=read_only) as connection:
         if read_only:
-            run = storage.read_run(connection, run_id)
-            if not storage.finished_example_ids(connection, run["run_id"]):
+            run = store.read_run(connection, run_id)
+            if not store.finished_example_ids(connection, run["run_id"]):
                 raise AuditError(
                     f"the run {run['run_id']} has no stored examples yet", "run (or resume) the audit first"
                 )
@@ -272,7 +272,7 @@ def _check_report_folder(folder: Path) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from flows.report import report
+    from flows.report_flow import report
 
     _check_database(args.db, args.run, read_only=True)
     _check_report_folder(args.out)
@@ -285,10 +285,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from tasks import storage
+    from tasks import store
 
-    with storage.connect(args.db, read_only=True) as connection:
-        runs = storage.read_runs(connection)
+    with store.connect(args.db, read_only=True) as connection:
+        runs = store.read_runs(connection)
     if runs.empty:
         print("no runs")
         return 0
@@ -298,10 +298,10 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from tasks import storage
-    from tasks.compare import EVIDENCE, compare_runs
+    from tasks import store
+    from tasks.report.comparison import EVIDENCE, compare_runs
 
-    with storage.connect(args.db, read_only=True) as connection:
+    with store.connect(args.db, read_only=True) as connection:
         comparison = compare_runs(connection, args.before, args.after)
     print("\n".join(comparison.sentences()))
     print(f"\n{'explanation':22} {'evidence':40} {'before':>8} {'after':>8}  difference [95 % interval]")
@@ -317,24 +317,25 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from tasks import external, storage
+    from tasks import store
+    from tasks.explain import imported
 
-    with storage.connect(args.db, read_only=True) as connection:
-        run_id = storage.read_run(connection, args.run)["run_id"]
-        tokens = storage.read_table(connection, "tokens", run_id)
-        scores = storage.read_table(connection, "token_scores", run_id)
-        metrics = storage.read_table(connection, "metrics", run_id) if args.metrics else None
-    path = external.write_rows(external.export_rows(tokens, scores), args.out)
+    with store.connect(args.db, read_only=True) as connection:
+        run_id = store.read_run(connection, args.run)["run_id"]
+        tokens = store.read_table(connection, "tokens", run_id)
+        scores = store.read_table(connection, "token_scores", run_id)
+        metrics = store.read_table(connection, "metrics", run_id) if args.metrics else None
+    path = imported.write_rows(imported.export_rows(tokens, scores), args.out)
     print(f"token scores of run {run_id}: {path.resolve()}")
     if metrics is not None:
-        written = external.write_rows(metrics.drop(columns=["run_id"]), args.metrics)
+        written = imported.write_rows(metrics.drop(columns=["run_id"]), args.metrics)
         print(f"metrics of run {run_id}: {written.resolve()}")
     return 0
 
 
 def _build_default(args: argparse.Namespace) -> int:
     from tasks.errors import AuditError
-    from tasks.presets import PRESETS, ensure_model, preset_with_training, read_manifest
+    from tasks.model.presets import PRESETS, ensure_model, preset_with_training, read_manifest
 
     if args.preset not in PRESETS:
         raise AuditError(f"unknown preset {args.preset!r}", f"use one of: {', '.join(PRESETS)}")
@@ -352,7 +353,7 @@ def _build_default(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from tasks.methods import METHODS
+    from tasks.explain.registry import METHODS
 
     for spec in METHODS.values():
         print(f"{spec.name:22} {spec.family.value:10} {spec.formula}  ({spec.citation})")

@@ -1,8 +1,9 @@
 """attention-audit: is a transformer classifier's attention a faithful explanation of its predictions?
 
-The package is split by concept (see STYLE.md): ``records`` holds the shared record types, ``methods``
-the explanation methods (one signature, one record), ``faithfulness`` and ``agreement`` the pure metrics,
-``storage`` the DuckDB schema, ``report`` the HTML/PDF rendering, and ``steps`` the Prefect tasks.
+One package per stage of the pipeline, each importing only the packages below it (``make lint`` checks
+it): ``pipeline`` (run plan, one batch, the Prefect tasks) > ``report`` > ``verdict`` > ``evaluate`` >
+``interventions`` > ``explain`` > ``model`` > ``data`` > ``store``; at the bottom ``config``, ``records``,
+``errors`` and ``faults`` import nothing of the project. The README's architecture section maps them.
 """
 
 __version__ = "0.1.0"

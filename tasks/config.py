@@ -66,7 +66,7 @@ class DataSpec(_Frozen):
         label_column: Column holding the gold label (class index or label name); None when unlabelled.
         id_column: Column holding a stable example id; None uses the row number.
         rationale_column: Column holding human rationales (character spans, word indices or highlighted
-            words; see ``tasks.rationales``) for the plausibility metrics; None when there are none.
+            words; see ``tasks.data.rationales``) for the plausibility metrics; None when there are none.
         limit: Audit at most this many examples, taken in seeded hash order (a random sample that is
             nested: the first 100 of a seed are also in its first 200). None audits the whole split.
         sample_seed: Seed of that hash order.
@@ -87,10 +87,10 @@ class DataSpec(_Frozen):
 
 
 class MethodOptions(_Frozen):
-    """Which explanations to compute and how (definitions in METHODS.md).
+    """Which explanations to compute and how (definitions in docs/methodology.md).
 
     Attributes:
-        methods: Method ids to compute, from ``tasks.methods.METHODS``.
+        methods: Method ids to compute, from ``tasks.explain.registry.METHODS``.
         ig_steps: Integration steps ``m`` of integrated gradients.
         ig_rule: ``gausslegendre`` nodes and weights (default, as Captum) or the right Riemann sum.
         removal: How a token is removed in leave-one-out, comprehensiveness and sufficiency:
@@ -100,11 +100,11 @@ class MethodOptions(_Frozen):
             content tokens; AOPC is their mean.
         random_draws: Number of random rankings in the random baseline.
         agreement_top_k: ``k`` of the top-k overlap agreement statistic (capped at the token count).
-        explanations: A file of explanations computed elsewhere (``tasks.external``), audited like attention.
+        explanations: A file of explanations computed elsewhere (``tasks.explain.imported``), audited like attention.
         flow_max_tokens: Attention flow is computed only for inputs of at most this many tokens (its
             cost grows about with the fourth power of the length); longer inputs have no flow scores.
         units: What every metric ranks: ``token`` (default) or ``word``, a whitespace-separated word
-            scored by the sum of its sub-token scores (``tasks.units``). Token scores are stored either way.
+            scored by the sum of its sub-token scores (``tasks.data.units``). Token scores are stored either way.
         seed: Seed of everything random in the methods (the random baseline).
     """
 
@@ -123,7 +123,7 @@ class MethodOptions(_Frozen):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
-        from tasks.methods import METHODS, default_methods
+        from tasks.explain.registry import METHODS, default_methods
 
         if not methods:
             return default_methods()
@@ -143,10 +143,10 @@ class MethodOptions(_Frozen):
 
 
 class InterventionOptions(_Frozen):
-    """Which interventions on the attention to run and how (definitions in METHODS.md).
+    """Which interventions on the attention to run and how (definitions in docs/methodology.md).
 
     Attributes:
-        interventions: Intervention ids to run, from ``tasks.interventions.INTERVENTIONS``; empty runs
+        interventions: Intervention ids to run, from ``tasks.interventions.registry.INTERVENTIONS``; empty runs
             the default set.
         layers: Layers intervened on by ``permutation``, ``top_vs_random_erasure`` and ``adversarial``
             (0 = first; negative counts from the top: -1 is the last layer).
@@ -170,7 +170,7 @@ class InterventionOptions(_Frozen):
     @field_validator("interventions")
     @classmethod
     def _known_interventions(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from tasks.interventions import INTERVENTIONS, default_interventions
+        from tasks.interventions.registry import INTERVENTIONS, default_interventions
 
         if not names:
             return default_interventions()
@@ -199,7 +199,7 @@ class InterventionOptions(_Frozen):
 
 
 class VerdictOptions(_Frozen):
-    """How per-example evidence becomes a verdict, and how examples are sliced (see ``tasks.verdicts``).
+    """How per-example evidence becomes a verdict, and how examples are sliced (see ``tasks.verdict.rules``).
 
     Verdicts are recomputed from the stored per-example numbers at the end of every run, so changing
     these settings never recomputes a method.
@@ -234,7 +234,7 @@ class VerdictOptions(_Frozen):
     @field_validator("references")
     @classmethod
     def _known_references(cls, references: tuple[str, ...]) -> tuple[str, ...]:
-        from tasks.methods import METHODS
+        from tasks.explain.registry import METHODS
         from tasks.records import MethodFamily
 
         known = [name for name, spec in METHODS.items() if spec.family == MethodFamily.REFERENCE]
@@ -259,7 +259,7 @@ class VerdictOptions(_Frozen):
 
 
 class SanityOptions(_Frozen):
-    """The model-randomisation sanity check (``tasks.sanity``; Adebayo et al. 2018).
+    """The model-randomisation sanity check (``tasks.evaluate.sanity``; Adebayo et al. 2018).
 
     Not part of the run's identity: the check runs once per run and these settings; changing them reruns
     the check alone.
@@ -343,7 +343,7 @@ class AuditConfig(_Frozen):
     @field_validator("gate")
     @classmethod
     def _gate_checks(cls, checks: tuple[str, ...]) -> tuple[str, ...]:
-        from tasks.gate import parse_check
+        from tasks.verdict.gate import parse_check
 
         for check in checks:
             parse_check(check)

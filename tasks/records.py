@@ -49,7 +49,7 @@ class EncodedExample:
         n_original_tokens: Token count before truncation (specials included).
         metadata: Extra corpus columns kept for slicing (e.g. the human rating's spread).
         rationale: Tokens inside the human rationale, shape ``[T]``; None when the example has none.
-        imported: Explanations computed elsewhere, by name, one score per token (``tasks.external``).
+        imported: Explanations computed elsewhere, by name, one score per token (``tasks.explain.imported``).
         text_pair: The second text of a text pair (NLI, paraphrase), or None for single texts.
         segments: Which text each token belongs to, 0 (``text``) or 1 (``text_pair``), shape ``[T]``;
             ``offsets`` are character spans in that text. None for single texts (all 0).
@@ -150,7 +150,7 @@ class MetricValue:
     Attributes:
         example_id: The example's id.
         method: The method whose scores were measured.
-        metric: The metric's stable id (see ``tasks.faithfulness.METRICS``).
+        metric: The metric's stable id (see ``tasks.evaluate.faithfulness.METRICS``).
         value: The number; NaN where the metric is undefined (documented per metric).
         draw: The method's draw (random baseline); 0 otherwise.
         reference: For pairwise metrics (agreement), the method compared against; else None.
@@ -172,7 +172,7 @@ class InterventionValue:
 
     Attributes:
         example_id: The example's id.
-        intervention: The intervention's stable id (see ``tasks.interventions.INTERVENTIONS``).
+        intervention: The intervention's stable id (see ``tasks.interventions.registry.INTERVENTIONS``).
         statistic: What was measured, e.g. ``median_tvd``, ``flip_rate``, ``jsd``.
         value: The number (NaN where undefined, e.g. erasure of an input with one content token).
         layer: The layer intervened on (0 = first); None when every layer was changed at once.

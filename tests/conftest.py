@@ -22,11 +22,16 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tasks.config import ModelSpec  # noqa: E402
-from tasks.encoding import encode_corpus  # noqa: E402
-from tasks.models import ModelBundle, load_model  # noqa: E402
-from tasks.passes import BatchContext  # noqa: E402
-from tasks.presets import encoder_path  # noqa: E402
+from tasks.data.encoding import encode_corpus  # noqa: E402
+from tasks.explain.passes import BatchContext  # noqa: E402
+from tasks.model.loading import ModelBundle, load_model  # noqa: E402
+from tasks.model.presets import encoder_path  # noqa: E402
 from tasks.records import EncodedExample  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root."""
+SAMPLES = ROOT / "data" / "samples"
+"""The hand-made corpora that ship with the repository."""
 
 TEXTS = (
     "a great movie",

@@ -24,10 +24,10 @@ import torch
 from safetensors.torch import load_file
 
 from flows.cli import main
-from tasks import storage
-from tasks.audit import audit_batch
+from tasks import store
 from tasks.config import AuditConfig
-from tasks.runs import plan_run
+from tasks.pipeline.batch import audit_batch
+from tasks.pipeline.plan import plan_run
 from tests.conftest import save_tiny_classifier
 
 GOOD = "text,label\na great movie,class_0\nterrible and far too long,class_1\nunwatchable,2\n"
@@ -102,7 +102,7 @@ def corrupt_database(w: Workspace) -> list[str]:
 
 def newer_database(w: Workspace) -> list[str]:
     path = w.folder / "newer.duckdb"
-    with storage.connect(path) as connection:
+    with store.connect(path) as connection:
         connection.execute("UPDATE schema_info SET value = '99' WHERE key = 'schema_version'")
     return ["runs", "--db", str(path)]
 
@@ -250,25 +250,25 @@ def test_unusual_but_valid_input_is_audited_and_recorded(case: Handled, model, t
         }
     )
     plan = plan_run(config)
-    from tasks.models import load_model
+    from tasks.model.loading import load_model
 
     result = audit_batch(
         load_model(config.model), list(plan.examples), config.methods, config.interventions, config.execution
     )
     db = tmp_path / "audit.duckdb"
-    with storage.connect(db) as connection:
-        storage.register_run(connection, plan.run_id, config.model_dump(mode="json"), plan.manifest)
-        storage.write_batch(connection, plan.run_id, result, plan.labels)
-        examples = storage.read_table(connection, "examples", plan.run_id).set_index("example_id")
-        metrics = storage.read_table(connection, "metrics", plan.run_id)
+    with store.connect(db) as connection:
+        store.register_run(connection, plan.run_id, config.model_dump(mode="json"), plan.manifest)
+        store.write_batch(connection, plan.run_id, result, plan.labels)
+        examples = store.read_table(connection, "examples", plan.run_id).set_index("example_id")
+        metrics = store.read_table(connection, "metrics", plan.run_id)
     case.check(examples.loc["0"], metrics[metrics["example_id"] == "0"])
     from datetime import UTC, datetime
 
     from tasks import report
-    from tasks.steps import judge_run_task
+    from tasks.pipeline.steps import judge_run_task
 
     judge_run_task.fn(db, plan.run_id, config.methods.methods, config.verdict)
-    with storage.connect(db, read_only=True) as connection:
+    with store.connect(db, read_only=True) as connection:
         context = report.build_context(connection, None, generated_at=datetime(2026, 1, 1, tzinfo=UTC))
     report.render_pdf(report.render_html(context), tmp_path / "report.pdf")
     assert (tmp_path / "report.pdf").stat().st_size > 10_000

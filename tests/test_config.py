@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.config import AuditConfig, MethodOptions, command_line
-from tasks.methods import METHODS, default_methods
+from tasks.explain.registry import METHODS, default_methods
 
 
 def test_no_methods_named_means_every_default_method():

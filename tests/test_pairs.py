@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import storage
-from tasks.audit import audit_batch
+from tasks import store
 from tasks.config import AuditConfig, DataSpec, ModelSpec
-from tasks.corpora import load_corpus
-from tasks.encoding import encode_corpus, segment_ids
+from tasks.data.corpora import load_corpus
+from tasks.data.encoding import encode_corpus, segment_ids
+from tasks.data.units import word_index
 from tasks.errors import AuditError
-from tasks.metrics import segment_share_values
-from tasks.models import load_model
+from tasks.evaluate.metrics import segment_share_values
+from tasks.model.loading import load_model
+from tasks.pipeline.batch import audit_batch
 from tasks.records import TokenScores
 from tasks.report import build_context, render_html
-from tasks.units import word_index
 from tests.tiny_families import FAMILIES, save_tiny
 
 PAIRS = pd.DataFrame(
@@ -134,12 +134,12 @@ def test_a_pair_audit_is_stored_and_reported_side_by_side(tiny_bundle, tiny_mode
     assert len(shares) == len(examples) * (3 + config.methods.random_draws)
     assert all(0 <= m.value <= 1 for m in shares)
     db = tmp_path / "audit.duckdb"
-    with storage.connect(db) as connection:
-        storage.register_run(connection, "pairs", config.model_dump(mode="json"), {"model": {"layers": 2}})
-        storage.write_batch(connection, "pairs", result, tiny_bundle.labels)
-        tokens = storage.read_table(connection, "tokens", "pairs")
+    with store.connect(db) as connection:
+        store.register_run(connection, "pairs", config.model_dump(mode="json"), {"model": {"layers": 2}})
+        store.write_batch(connection, "pairs", result, tiny_bundle.labels)
+        tokens = store.read_table(connection, "tokens", "pairs")
         assert sorted(tokens["segment"].unique()) == [0, 1]
-        stored = storage.read_table(connection, "examples", "pairs")
+        stored = store.read_table(connection, "examples", "pairs")
         assert sorted(stored["text_pair"]) == sorted(PAIRS["hypothesis"])
         context = build_context(connection, "pairs", generated_at=datetime(2026, 1, 1))
     assert {title for title, _ in context.segments} == {"Last-layer attention", "Integrated gradients",
@@ -161,7 +161,7 @@ def _write(folder: Path) -> Path:
 
 
 def test_imported_character_spans_of_a_pair_land_on_the_first_text(tiny_bundle, tmp_path):
-    from tasks.external import align
+    from tasks.explain.imported import align
 
     frame = load_corpus(spec(_write(tmp_path), text_pair_column="hypothesis")).frame
     example = encode_corpus(frame, tiny_bundle.tokenizer, tiny_bundle.labels, 64)[0]

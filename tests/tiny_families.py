@@ -94,7 +94,7 @@ SPECIALS = {
 
 @functools.cache
 def _training_texts() -> tuple[str, ...]:
-    from tasks.corpora import BUILTIN_CORPORA
+    from tasks.data.corpora import BUILTIN_CORPORA
 
     return tuple(BUILTIN_CORPORA["movie-snippets"].read("train")["text"].head(1500))
 
@@ -127,7 +127,7 @@ def tokenizer_for(family: Family) -> Any:
     from tokenizers import Tokenizer, processors
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from tasks.presets import encoder_path
+    from tasks.model.presets import encoder_path
 
     if family.tokenizer == "wordpiece":
         return AutoTokenizer.from_pretrained(encoder_path())

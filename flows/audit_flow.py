@@ -1,0 +1,162 @@
+"""The ``audit`` flow: plan the run, map the batches over workers, store each batch, judge, report.
+
+``audit`` orchestrates; the batches are computed by the subflow ``audit-batches``, whose task runner the
+configuration chooses (threads on this machine, or a Dask cluster). Workers only compute and return
+their batch's results; the flow, on one machine, writes each batch to DuckDB as it arrives (DuckDB takes
+one writer), so no two processes ever write the file at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture
+from pydantic import BaseModel
+from tqdm.auto import tqdm
+
+from flows.report_flow import ReportPaths, report
+from tasks.config import AuditConfig
+from tasks.pipeline.runners import task_runner_for
+from tasks.pipeline.steps import (
+    audit_batch_task,
+    check_gate_task,
+    finish_run_task,
+    judge_run_task,
+    measure_throughput_task,
+    plan_run_task,
+    record_failure_task,
+    register_run_task,
+    sanity_check_task,
+    store_batch_task,
+)
+from tasks.records import BatchResult
+from tasks.verdict.gate import GateFailed
+
+
+class BatchesOutcome(BaseModel):
+    """What the batch subflow did."""
+
+    run_id: str
+    methods: tuple[str, ...]
+    examples: int
+    pending: int
+    failed: int
+
+
+class AuditOutcome(BaseModel):
+    """What an audit produced and where it is."""
+
+    run_id: str
+    db: Path
+    status: str
+    examples: int
+    computed: int
+    reused: int
+    failed: int
+    report: ReportPaths | None
+    gate_failures: list[str] = []
+
+
+@flow(name="audit-batches")
+def audit_batches(config: AuditConfig) -> BatchesOutcome:
+    """Compute and store every example of the run that is not stored yet.
+
+    At most ``concurrency`` batches are in flight: each is written to DuckDB as soon as it is done, so
+    memory does not grow with the corpus. A batch that still fails after ``batch_retries`` retries is
+    recorded per example in the ``failures`` table and the others go on.
+    """
+    logger = get_run_logger()
+    db = config.output.db
+    plan = plan_run_task(config)
+    config = plan.config  # as given, less the work this model cannot support (recorded as not applicable)
+    done = register_run_task(db, plan, config)
+    batches = plan.batches(done, config.execution.batch_size, config.execution.token_budget)
+    pending = sum(len(batch) for batch in batches)
+    if pending:
+        median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]
+        measure_throughput_task(db, plan.run_id, config.model, median)
+    logger.info(
+        "run %s: %d examples, %d already stored, %d to compute in %d batches",
+        plan.run_id,
+        len(plan.examples),
+        len(plan.examples) - pending,
+        pending,
+        len(batches),
+    )
+    started, finished, failed = time.perf_counter(), 0, 0
+    in_flight: deque[tuple[list[str], PrefectFuture[BatchResult]]] = deque()
+    compute = audit_batch_task.with_options(
+        retries=config.execution.batch_retries, timeout_seconds=config.execution.batch_timeout
+    )
+    progress = tqdm(total=pending, desc="audit", unit="example", disable=None)
+
+    def store_oldest() -> None:
+        nonlocal finished, failed
+        example_ids, future = in_flight.popleft()
+        future.wait()
+        if future.state.is_completed():
+            result = future.result()
+            store_batch_task(db, plan.run_id, result, plan.labels)
+            finished += len(result.examples)
+        else:
+            error = future.state.result(raise_on_failure=False)
+            if not isinstance(error, BaseException):
+                error = RuntimeError(str(future.state.message))
+            record_failure_task(db, plan.run_id, example_ids, error, config.execution.batch_retries + 1)
+            failed += len(example_ids)
+            logger.error("a batch of %d examples failed: %s: %s", len(example_ids), type(error).__name__, error)
+        progress.update(len(example_ids))
+        elapsed = time.perf_counter() - started
+        logger.info("%d/%d examples stored, %d failed (%.2f examples/s)", finished, pending, failed, finished / elapsed)
+
+    for index, batch in enumerate(batches):
+        future = compute.submit(
+            index, plan.run_id, config.model, batch, config.methods, config.interventions, config.execution
+        )
+        in_flight.append(([example.example_id for example in batch], future))
+        if len(in_flight) >= config.execution.concurrency:
+            store_oldest()
+    while in_flight:
+        store_oldest()
+    progress.close()
+    return BatchesOutcome(
+        run_id=plan.run_id, methods=plan.methods, examples=len(plan.examples), pending=pending, failed=failed
+    )
+
+
+@flow(name="audit")
+def audit(config: AuditConfig | None = None, render_report: bool = True) -> AuditOutcome:
+    """Audit the configured model on the configured corpus and write the results and the report.
+
+    Batches already stored for this run are reused, so a re-run of the same configuration (or of a
+    killed run) computes only what is missing, and a batch computed before for the same model, data and
+    methods comes from Prefect's cache. After the batches: verdicts, the run's status, the report (with
+    Prefect artifacts), and the configured gate, which fails the flow run when a required check fails.
+
+    Raises:
+        GateFailed: A check of ``config.gate`` failed (after the report was written).
+    """
+    config = config or AuditConfig()
+    db = config.output.db
+    batches = audit_batches.with_options(task_runner=task_runner_for(config.execution))(config)
+    sanity_check_task(db, batches.run_id, config)
+    judge_run_task(db, batches.run_id, batches.methods, config.verdict)
+    status = finish_run_task(db, batches.run_id)
+    paths = report(db, batches.run_id, config.output.out_dir, config.output.pdf) if render_report else None
+    outcome = AuditOutcome(
+        run_id=batches.run_id,
+        db=db,
+        status=status,
+        examples=batches.examples,
+        computed=batches.pending - batches.failed,
+        reused=batches.examples - batches.pending,
+        failed=batches.failed,
+        report=paths,
+    )
+    failures = check_gate_task(db, batches.run_id, config.gate)
+    if failures:
+        raise GateFailed(failures, outcome.model_dump(mode="json"))
+    return outcome

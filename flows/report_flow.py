@@ -1,0 +1,42 @@
+"""The ``report`` flow: render a stored run as self-contained HTML and as PDF."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from tasks.pipeline.steps import (
+    build_report_context_task,
+    publish_artifacts_task,
+    render_html_task,
+    render_pdf_task,
+    write_summary_task,
+)
+
+
+class ReportPaths(BaseModel):
+    """Where the rendered report went."""
+
+    run_id: str
+    html: Path
+    pdf: Path | None
+    summary: Path
+
+
+@flow(name="report")
+def report(db: Path, run_id: str | None = None, out_dir: Path = Path("audit-output"), pdf: bool = True) -> ReportPaths:
+    """Render one run of the database (the most recent one when ``run_id`` is None)."""
+    logger = get_run_logger()
+    context = build_report_context_task(Path(db), run_id, datetime.now(UTC))
+    html = render_html_task(context, Path(out_dir))
+    logger.info("HTML report: %s", html)
+    summary = write_summary_task(context, Path(out_dir))
+    logger.info("JSON summary: %s", summary)
+    pdf_path = render_pdf_task(html) if pdf else None
+    if pdf_path is not None:
+        logger.info("PDF report: %s", pdf_path)
+    publish_artifacts_task(context, html, pdf_path, summary)
+    return ReportPaths(run_id=context.run_id, html=html, pdf=pdf_path, summary=summary)

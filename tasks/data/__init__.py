@@ -1,0 +1,1 @@
+"""Load -> the corpus, encoded: corpora, encoding, human rationales and the units metrics rank."""

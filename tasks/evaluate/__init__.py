@@ -1,0 +1,1 @@
+"""Pure metrics over explanation records: faithfulness, agreement, plausibility, statistics, sanity, costs."""

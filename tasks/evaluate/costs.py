@@ -1,0 +1,94 @@
+"""What an audit costs against what it would cost done naively: the pass-count bound.
+
+Every pass the audit needs, counted as if it were a full forward (or forward-and-backward) pass of a fresh
+input, times the input's tokens, divided by the model's batched throughput on this machine, gives the
+**naive bound** in seconds. The audit comes in under it by not doing passes: shared model passes,
+de-duplicated perturbed inputs, interventions that start from cached hidden states, and a last layer
+computed at the classification position only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from tasks.config import AuditConfig
+from tasks.model.loading import ModelBundle
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Batched tokens per second of the model on this machine.
+
+    Attributes:
+        forward: Forward passes (inference mode).
+        forward_backward: Forward and backward passes (gradient with respect to the input embeddings).
+        length: Sequence length it was measured at.
+    """
+
+    forward: float
+    forward_backward: float
+    length: int
+
+
+def measure_throughput(bundle: ModelBundle, length: int, rows: int = 32, repeats: int = 2) -> Throughput:
+    """Best-of-``repeats`` batched throughput at ``rows`` x ``length`` tokens of random ids."""
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = bundle.model.get_input_embeddings().num_embeddings
+    ids = torch.randint(5, vocabulary, (rows, max(length, 2)), generator=generator).to(bundle.device)
+    mask = torch.ones_like(ids)
+    rates = []
+    for backward in (False, True):
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            if backward:
+                embeddings = bundle.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+                logits = bundle.model(inputs_embeds=embeddings, attention_mask=mask).logits
+                torch.autograd.grad(logits[:, 0].sum(), [embeddings])
+            else:
+                with torch.inference_mode():
+                    bundle.model(input_ids=ids, attention_mask=mask)
+            best = min(best, time.perf_counter() - started)
+        rates.append(ids.numel() / best)
+    return Throughput(forward=rates[0], forward_backward=rates[1], length=int(ids.shape[1]))
+
+
+def naive_passes(config: AuditConfig, content_tokens: int, layers: int, heads: int) -> tuple[int, int]:
+    """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass."""
+    methods, interventions = config.methods, config.interventions
+    chosen = set(interventions.interventions)
+    records = (
+        len(methods.methods) - ("random" in methods.methods) + methods.random_draws * ("random" in methods.methods)
+    )
+    forward = 0 if "leave_one_out" not in methods.methods else content_tokens
+    forward += records * 2 * len(methods.k_fractions)  # comprehensiveness and sufficiency
+    forward += 1 if "integrated_gradients" in methods.methods else 0  # the baseline's logit
+    layers_run = len(interventions.layers)
+    forward += interventions.permutation_draws * layers_run if "permutation" in chosen else 0
+    forward += layers + 1 if "uniform" in chosen else 0
+    forward += (1 + interventions.erasure_draws) * layers_run if "top_vs_random_erasure" in chosen else 0
+    forward += layers * heads if "head_masking" in chosen else 0
+    backward = 1  # the model pass
+    backward += methods.ig_steps if "integrated_gradients" in methods.methods else 0
+    backward += interventions.adversarial_steps * layers_run if "adversarial" in chosen else 0
+    return forward, backward
+
+
+def naive_bound(
+    config: AuditConfig,
+    tokens: Sequence[int],
+    content_tokens: Sequence[int],
+    layers: int,
+    heads: int,
+    throughput: Throughput,
+) -> float:
+    """Seconds the naive pass count would take for these examples at the measured throughput."""
+    seconds = 0.0
+    for length, content in zip(tokens, content_tokens, strict=True):
+        forward, backward = naive_passes(config, content, layers, heads)
+        seconds += forward * length / throughput.forward + backward * length / throughput.forward_backward
+    return seconds

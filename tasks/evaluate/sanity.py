@@ -1,0 +1,127 @@
+"""Sanity checks (Adebayo et al. 2018): does an explanation change when the model is destroyed?
+
+Model-parameter randomisation, cascading: stage 0 re-initialises the classification head (with the
+model's own initialiser, seeded), stage ``s`` also the top ``s`` transformer layers, down to every layer
+(the embeddings are kept, as in Adebayo et al.'s cascade over the network's layers). At every stage every
+built-in explanation is recomputed on a seeded sample of the run's examples, explaining the class the
+original model predicted, and compared with its original scores by Spearman's ρ over the content tokens,
+on the signed scores and on their absolute values (as Adebayo et al. do).
+
+An explanation that barely changes when the model it explains is destroyed cannot be explaining that
+model: it **fails** when, with every layer randomised, the interval of the mean absolute-value ρ lies
+above ``similarity_max``; it **passes** when the interval lies below; otherwise the check is unclear.
+A ranking that ignores the model (the random baseline, or token position) fails by construction.
+Label randomisation (retraining on shuffled labels) is out of scope: it needs a retrained model per check.
+Imported explanations cannot be recomputed on a randomised model, so they have no sanity check.
+
+References:
+    Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim (2018), "Sanity Checks for Saliency Maps", NeurIPS.
+    https://arxiv.org/abs/1810.03292
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from tasks.config import MethodOptions
+from tasks.explain.passes import BatchContext
+from tasks.explain.registry import METHODS
+from tasks.model.loading import ModelBundle
+from tasks.records import EncodedExample, TokenScores
+
+HEAD_MODULES = ("classifier", "pre_classifier", "score", "classification_head")
+
+
+def randomised_models(bundle: ModelBundle, seed: int) -> Iterator[tuple[int, str, ModelBundle]]:
+    """``(stage, what is randomised, bundle)`` for the head, then cumulatively each layer from the top."""
+    model = copy.deepcopy(bundle.model)
+    initialise = model._init_weights  # noqa: SLF001 - the model's own initialiser, as at training start
+    torch.manual_seed(seed)
+    for name, module in model.named_modules():
+        if name.split(".")[0] in HEAD_MODULES or name.endswith("pooler"):
+            module.apply(initialise)
+    yield 0, "classification head", replace(bundle, model=model)
+    layers = bundle.adapter.layer_modules(model)
+    distinct = list(dict.fromkeys(reversed(layers)))  # ALBERT runs one shared group at every depth
+    for stage, layer in enumerate(distinct, start=1):
+        torch.manual_seed(seed + stage)
+        layer.apply(initialise)
+        if len(distinct) < len(layers):
+            label = f"head + {stage} of {len(distinct)} shared layer group{'s' if len(distinct) > 1 else ''}"
+        else:
+            label = f"head + top {stage} layer{'s' if stage > 1 else ''}"
+        yield stage, label, replace(bundle, model=model)
+
+
+def sample(examples: Sequence[EncodedExample], size: int, seed: int) -> list[EncodedExample]:
+    """The first ``size`` examples in the order of ``sha256(f"{seed}:{id}")`` (independent of the batches)."""
+    key = {e.example_id: hashlib.sha256(f"{seed}:{e.example_id}".encode()).hexdigest() for e in examples}
+    return sorted(examples, key=lambda e: key[e.example_id])[:size]
+
+
+def scores_of(
+    bundle: ModelBundle, examples: Sequence[EncodedExample], methods: Sequence[str], options: MethodOptions,
+    targets: Sequence[int] | None, token_budget: int,
+) -> tuple[list[TokenScores], list[int]]:  # fmt: skip
+    """Every method's scores on ``examples``, explaining ``targets`` (the model's predictions when None)."""
+    specs = [METHODS[name] for name in methods]
+    context = BatchContext(
+        bundle,
+        examples,
+        token_budget=token_budget,
+        removal=options.removal,
+        need_gradients=any(spec.needs_gradients for spec in specs),
+        need_attention_grads=any(spec.needs_attention_grads for spec in specs),
+        target_classes=targets,
+    )
+    records = [record for spec in specs for record in spec.compute(context, options) if record.draw == 0]
+    return records, [int(t) for t in context.targets]
+
+
+def sanity_rows(
+    bundle: ModelBundle,
+    examples: Sequence[EncodedExample],
+    methods: Sequence[str],
+    options: MethodOptions,
+    seed: int,
+    token_budget: int,
+) -> pd.DataFrame:
+    """Spearman ρ (signed and absolute) between original and randomised scores, per example, method, stage."""
+    methods = [m for m in methods if m in METHODS]
+    original, targets = scores_of(bundle, examples, methods, options, None, token_budget)
+    before = {(r.example_id, r.method): r.content_scores for r in original}
+    rows = []
+    for stage, label, randomised in randomised_models(bundle, seed):
+        after, _ = scores_of(randomised, examples, methods, options, targets, token_budget)
+        for record in after:
+            first = before[(record.example_id, record.method)]
+            rows.append(
+                {
+                    "example_id": record.example_id,
+                    "method": record.method,
+                    "stage": stage,
+                    "randomised": label,
+                    "spearman": _spearman(first, record.content_scores),
+                    "spearman_absolute": _spearman(np.abs(first), np.abs(record.content_scores)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ; 1 for identical vectors (even constant ones: nothing changed), NaN when undefined."""
+    if a.shape[0] < 2:
+        return float("nan")
+    if np.array_equal(a, b):
+        return 1.0
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)

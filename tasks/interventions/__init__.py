@@ -1,0 +1,1 @@
+"""Interventions on the attention probabilities inside the model, and their registry."""

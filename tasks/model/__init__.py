@@ -1,0 +1,1 @@
+"""The classifier: loading, per-family adapters, the attention hook and the embedded presets."""

@@ -1,0 +1,118 @@
+"""Audit one batch: the shared passes, every method, every metric. No Prefect, no DuckDB.
+
+``audit_batch`` is the unit of work the flow maps over; it is a pure function of the model, the
+examples and the method options (given the same floating-point arithmetic), and it reports what each
+stage cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
+from tasks.data.units import records_in_units, unit_indices
+from tasks.evaluate.metrics import (
+    agreement_values,
+    diagnostic_values,
+    faithfulness_values,
+    head_agreement_values,
+    plausibility_values,
+    segment_share_values,
+)
+from tasks.explain.passes import BatchContext
+from tasks.explain.registry import METHODS, methods_of
+from tasks.interventions.registry import INTERVENTIONS
+from tasks.model.loading import ModelBundle
+from tasks.records import BatchResult, EncodedExample, MethodFamily, MetricValue, StageCost, TokenScores
+
+
+def audit_batch(
+    bundle: ModelBundle,
+    examples: Sequence[EncodedExample],
+    options: MethodOptions,
+    interventions: InterventionOptions,
+    execution: ExecutionSettings,
+) -> BatchResult:
+    """Compute every requested method, metric and intervention for one batch of examples.
+
+    The model pass runs first and once; methods then read it (and the shared perturbation cache)
+    in registry order; faithfulness and agreement metrics follow; the interventions on the attention
+    start from the model pass's hidden states. Each head's agreement with the references is measured
+    when heads are masked, to relate a head's importance to its agreement.
+    """
+    specs = [METHODS[name] for name in options.methods]
+    context = BatchContext(
+        bundle,
+        examples,
+        token_budget=execution.token_budget,
+        gradient_token_budget=execution.gradient_token_budget,
+        removal=options.removal,
+        need_gradients=any(spec.needs_gradients for spec in specs),
+        need_attention_grads=any(spec.needs_attention_grads for spec in specs),
+    )
+    costs: list[StageCost] = []
+    measure = _stage_meter(context, costs)
+    with measure("model_pass"):
+        predictions = context.predictions()
+    records: list[TokenScores] = []
+    for spec in specs:
+        with measure(spec.name):
+            records.extend(spec.compute(context, options))
+    records.extend(
+        TokenScores(example.example_id, name, scores, example.content_mask)
+        for example in examples
+        for name, scores in example.imported.items()
+    )
+    units = unit_indices(examples, options.units)
+    ranked = records_in_units(records, units, options.units, methods_of(MethodFamily.BASELINE))
+    by_unit = None if options.units == "token" else units
+    metrics: list[MetricValue] = []
+    with measure("faithfulness"):
+        metrics.extend(faithfulness_values(ranked, context, options, by_unit))
+    with measure("agreement"):
+        metrics.extend(agreement_values(ranked, options))
+    metrics.extend(plausibility_values(ranked, examples, by_unit))
+    metrics.extend(diagnostic_values(records))
+    metrics.extend(segment_share_values(records, examples))
+    if interventions.interventions:
+        bundle.adapter.require("interventions on the attention")
+    intervention_values = []
+    for name in interventions.interventions:
+        with measure(name):
+            intervention_values.extend(INTERVENTIONS[name].compute(context, interventions))
+    head_agreement = (
+        head_agreement_values(ranked, context, by_unit) if "head_masking" in interventions.interventions else []
+    )
+    return BatchResult(
+        examples=tuple(examples),
+        predictions=predictions,
+        scores=tuple(records),
+        metrics=tuple(metrics),
+        costs=tuple(costs),
+        interventions=tuple(intervention_values),
+        head_agreement=tuple(head_agreement),
+    )
+
+
+def _stage_meter(context: BatchContext, costs: list[StageCost]) -> Callable[[str], contextmanager]:
+    @contextmanager
+    def measure(stage: str) -> Iterator[None]:
+        before = context.counter.snapshot()
+        started = time.perf_counter()
+        yield
+        work = context.counter.minus(before)
+        costs.append(
+            StageCost(
+                stage=stage,
+                examples=len(context.examples),
+                seconds=time.perf_counter() - started,
+                forward_rows=work.forward_rows,
+                forward_tokens=work.forward_tokens,
+                backward_rows=work.backward_rows,
+                backward_tokens=work.backward_tokens,
+            )
+        )
+
+    return measure

@@ -1,0 +1,199 @@
+"""What a run is: its identity, its manifest, and the plan of batches still to compute.
+
+A run's id is a hash of everything that decides its numbers: the model, data and method parts of the
+configuration, the weights' fingerprint, the data's fingerprint and the tool's version. Running the
+same configuration again therefore finds its run in the database and computes only the examples that
+are not stored yet.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from tasks import __version__
+from tasks.config import AuditConfig, stable_hash
+from tasks.data.corpora import Corpus, load_corpus
+from tasks.data.encoding import encode_corpus, plan_batches
+from tasks.errors import AuditError
+from tasks.explain import imported
+from tasks.model.loading import ModelBundle, load_model
+from tasks.records import EncodedExample, NotApplicable
+
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "prefect",
+    "duckdb",
+    "numpy",
+    "scipy",
+    "pandas",
+    "weasyprint",
+    "jinja2",
+    "matplotlib",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class RunPlan:
+    """A run ready to compute.
+
+    Attributes:
+        run_id: The run's identity (see module docstring).
+        labels: The model's class names, in index order.
+        examples: Every example of the run, encoded.
+        manifest: Provenance: model and data fingerprints and sources, versions, platform.
+        config: The configuration the run computes: as given, less what is not applicable.
+        not_applicable: What the given configuration asked for that this model cannot support.
+    """
+
+    run_id: str
+    labels: tuple[str, ...]
+    examples: tuple[EncodedExample, ...]
+    manifest: dict[str, Any]
+    config: AuditConfig
+    not_applicable: tuple[NotApplicable, ...] = ()
+
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """The configured methods that run."""
+        return self.config.methods.methods
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Every method of the run: the configured ones, then the imported explanations."""
+        return (*self.configured, *self.manifest.get("explanations", {}).get("methods", ()))
+
+    def batches(self, done: set[str], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:
+        """Length-sorted batches of the examples not in ``done``."""
+        pending = [example for example in self.examples if example.example_id not in done]
+        return plan_batches(pending, batch_size, token_budget)
+
+
+def plan_run(config: AuditConfig) -> RunPlan:
+    """Load the model and corpus, encode the corpus and derive the run's identity.
+
+    Raises:
+        AuditError: Any problem with the model, the corpus or their combination (e.g. labels that are
+            not the model's classes).
+    """
+    bundle = load_model(config.model)
+    skipped = not_applicable(config, bundle)
+    config = without(config, skipped)
+    check_layers(config, bundle)
+    corpus = load_corpus(config.data)
+    examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
+    manifest = run_manifest(config, bundle, corpus)
+    identity = {
+        "identity": config.identity(),
+        "model": bundle.fingerprint,
+        "data": corpus.fingerprint,
+        "attention_audit": __version__,
+    }
+    if config.methods.explanations:
+        frame = imported.read_explanations(Path(config.methods.explanations))
+        examples = imported.attach(examples, imported.align(frame, examples))
+        identity["explanations"] = imported.fingerprint(Path(config.methods.explanations))
+        manifest["explanations"] = {
+            "path": str(Path(config.methods.explanations).resolve()),
+            "fingerprint": identity["explanations"],
+            "methods": sorted(set(frame["method"])),
+        }
+    run_id = stable_hash(identity)
+    return RunPlan(
+        run_id=run_id,
+        labels=bundle.labels,
+        examples=tuple(examples),
+        manifest=manifest,
+        config=config,
+        not_applicable=skipped,
+    )
+
+
+def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplicable, ...]:
+    """The configured methods and interventions this model's family cannot support, with the reason.
+
+    Interventions replace attention probabilities inside the forward pass; a family whose attention is
+    computed out of reach of transformers' attention function (DeBERTa's disentangled attention) cannot
+    have them. Every method reads only what every family exposes, so none is refused today; the kind
+    stays so that a method that needs more can say so here.
+    """
+    adapter = bundle.adapter
+    if adapter.supports_interventions:
+        return ()
+    reason = f"{adapter.family} models: {adapter.not_editable}"
+    return tuple(NotApplicable("intervention", name, reason) for name in config.interventions.interventions)
+
+
+def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
+    """``config`` less the methods and interventions in ``skipped``."""
+    if not skipped:
+        return config
+    dropped = {(item.kind, item.name) for item in skipped}
+    methods = [name for name in config.methods.methods if ("method", name) not in dropped]
+    interventions = [name for name in config.interventions.interventions if ("intervention", name) not in dropped]
+    if not methods:
+        raise AuditError(
+            "none of the configured methods applies to this model: "
+            + "; ".join(f"{item.name}: {item.reason}" for item in skipped if item.kind == "method"),
+            "choose other methods with --methods",
+        )
+    data = config.model_dump(mode="json")
+    data["methods"]["methods"] = methods
+    data["interventions"]["interventions"] = interventions or ["none"]
+    return AuditConfig.model_validate(data)
+
+
+def check_layers(config: AuditConfig, bundle: ModelBundle) -> None:
+    """Refuse, before any work, an intervention layer the model does not have.
+
+    Raises:
+        AuditError: ``--intervention-layers`` names a layer outside the model.
+    """
+    for layer in config.interventions.layers if config.interventions.interventions else ():
+        if not -bundle.num_layers <= layer < bundle.num_layers:
+            raise AuditError(
+                f"--intervention-layers names layer {layer}, but the model has {bundle.num_layers} layers",
+                f"use layers from 0 to {bundle.num_layers - 1}, or -1 to -{bundle.num_layers} counted from the top",
+            )
+
+
+def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> dict[str, Any]:
+    """Everything a reviewer needs to trace the run: what was audited, with what, where."""
+    return {
+        "model": {
+            "name_or_path": config.model.name_or_path,
+            "revision": config.model.revision,
+            "fingerprint": bundle.fingerprint,
+            "source": bundle.source,
+            "labels": list(bundle.labels),
+            "layers": bundle.num_layers,
+            "heads": bundle.num_heads,
+            "family": bundle.adapter.family,
+            "device": str(bundle.device),
+            "precision": str(next(bundle.model.parameters()).dtype).removeprefix("torch."),
+        },
+        "data": {
+            "name": corpus.name,
+            "split": corpus.split,
+            "fingerprint": corpus.fingerprint,
+            "rows_in_split": corpus.rows_in_split,
+            "examples": len(corpus),
+            "source": corpus.source,
+        },
+        "versions": {"attention-audit": __version__, **{name: _version(name) for name in TRACKED_PACKAGES}},
+        "platform": f"{platform.platform()}, Python {platform.python_version()}, {platform.machine()}",
+        "device": str(bundle.device),
+    }
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"

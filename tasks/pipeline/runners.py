@@ -1,0 +1,44 @@
+"""Where batches run: threads on this machine, or a Dask cluster (prefect-dask).
+
+With Dask, every worker process loads the model once (``tasks.model.loading.load_model`` is cached per process)
+and returns its batches' results to the flow, which alone writes DuckDB. Dask workers report their task
+runs to the Prefect API, so a Dask run needs a Prefect server (``PREFECT_API_URL``): with Prefect's
+ephemeral mode each worker process would start a server of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tasks.config import ExecutionSettings
+from tasks.errors import AuditError
+
+
+def task_runner_for(execution: ExecutionSettings) -> Any:
+    """The Prefect task runner the execution settings ask for.
+
+    Raises:
+        AuditError: Dask was asked for without ``prefect-dask`` installed or without a Prefect server.
+    """
+    if execution.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=execution.concurrency)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as error:
+        raise AuditError(
+            "--task-runner dask needs the prefect-dask package, which is not installed",
+            "pip install prefect-dask (it brings dask.distributed)",
+        ) from error
+    if not os.environ.get("PREFECT_API_URL"):
+        raise AuditError(
+            "--task-runner dask needs a Prefect server: without one, every Dask worker would start its own",
+            "start one (prefect server start) and set PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
+    if execution.dask_address:
+        return DaskTaskRunner(address=execution.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": execution.dask_workers, "threads_per_worker": 1, "processes": True}
+    )

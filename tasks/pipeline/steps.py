@@ -1,0 +1,254 @@
+"""The Prefect tasks: thin wrappers over the pure modules, and the only ``@task`` definitions.
+
+Tasks receive references (the model spec, the database path), never live models or connections, so
+the same flow can run on threads, processes or a cluster. The model is loaded once per worker by the
+cached ``load_model``. Retries are declared for I/O (database writes, report files), not for the
+deterministic numerics, which would fail the same way again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from tasks import faults, report, store
+from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
+from tasks.evaluate import costs, sanity
+from tasks.model.loading import load_model
+from tasks.pipeline.batch import audit_batch
+from tasks.pipeline.plan import RunPlan, plan_run
+from tasks.records import BatchResult, EncodedExample
+from tasks.verdict import gate, rules
+
+
+@task(name="plan-run", cache_policy=NO_CACHE)
+def plan_run_task(config: AuditConfig) -> RunPlan:
+    """Load the model and corpus, encode it, and derive the run id."""
+    return plan_run(config)
+
+
+@task(name="register-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
+    """Record the run in the database; return the ids of examples already stored for it."""
+    with store.connect(db) as connection:
+        store.register_run(connection, plan.run_id, config.model_dump(mode="json"), plan.manifest)
+        store.write_not_applicable(connection, plan.run_id, plan.not_applicable)
+        return store.finished_example_ids(connection, plan.run_id)
+
+
+@task(name="measure-throughput", cache_policy=NO_CACHE)
+def measure_throughput_task(db: Path, run_id: str, model: ModelSpec, length: int) -> costs.Throughput:
+    """Measure the model's batched throughput at the run's median length and keep it with the run."""
+    throughput = costs.measure_throughput(load_model(model), length)
+    with store.connect(db) as connection:
+        store.record_manifest(connection, run_id, "throughput", dataclasses.asdict(throughput))
+    return throughput
+
+
+def _code_fingerprint() -> str:
+    """SHA-256 of the ``tasks`` package's source: a cached result never outlives a change of the code that made it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+CODE_FINGERPRINT = _code_fingerprint()
+
+
+def batch_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """``<run id>-<batch id>-<code>``: the run id covers the model and data fingerprints and the options."""
+    if not parameters["execution"].cache_batches:
+        return None
+    batch = store.batch_id([example.example_id for example in parameters["examples"]])
+    return f"audit-batch-{parameters['run_id']}-{batch}-{CODE_FINGERPRINT}"
+
+
+@task(
+    name="audit-batch",
+    task_run_name="audit-batch-{index}",
+    cache_key_fn=batch_cache_key,
+    persist_result=True,
+)
+def audit_batch_task(
+    index: int,
+    run_id: str,
+    model: ModelSpec,
+    examples: list[EncodedExample],
+    options: MethodOptions,
+    interventions: InterventionOptions,
+    execution: ExecutionSettings,
+) -> BatchResult:
+    """Compute every method, metric and intervention for one batch (the model is loaded once per worker).
+
+    Cached by ``batch_cache_key`` (unless ``execution.cache_batches`` is off); the timeout and retries
+    are set by the flow from the execution settings.
+    """
+    previous = torch.get_num_threads()
+    if execution.threads is not None:
+        torch.set_num_threads(execution.threads)
+    try:
+        return audit_batch(load_model(model), examples, options, interventions, execution)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@task(name="store-batch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def store_batch_task(db: Path, run_id: str, result: BatchResult, labels: tuple[str, ...]) -> int:
+    """Write one batch's results in one transaction; returns the rows written."""
+    with store.connect(db) as connection:
+        return store.write_batch(connection, run_id, result, labels)
+
+
+@task(name="record-failure", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def record_failure_task(db: Path, run_id: str, example_ids: list[str], error: BaseException, attempts: int) -> None:
+    """Record the examples of a batch that failed after its retries, with the error."""
+    with store.connect(db) as connection:
+        store.record_failure(connection, run_id, example_ids, error, attempts)
+
+
+@task(name="finish-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def finish_run_task(db: Path, run_id: str) -> str:
+    """Mark the run finished (or finished with failures); returns the status."""
+    with store.connect(db) as connection:
+        return store.finish_run(connection, run_id)
+
+
+@task(name="judge-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: VerdictOptions) -> int:
+    """Compute and store the run's verdicts per example and per slice; returns the slice verdicts written."""
+    with store.connect(db) as connection:
+        examples = store.read_table(connection, "examples", run_id)
+        metrics = store.read_table(connection, "metrics", run_id)
+        interventions = store.read_table(connection, "interventions", run_id)
+        heads = store.read_table(connection, "head_agreement", run_id)
+        evidence = rules.example_evidence(metrics, interventions, methods, options)
+        per_example = rules.example_verdicts(evidence, examples, options)
+        per_slice = pd.concat(
+            [
+                rules.slice_verdicts(evidence, examples, options),
+                rules.head_verdicts(heads, interventions, options),
+            ],
+            ignore_index=True,
+        )
+        matrix = rules.agreement_matrix(metrics, examples, options)
+        store.write_verdicts(connection, run_id, per_example, per_slice, matrix)
+        return len(per_slice)
+
+
+@task(name="sanity-check", retries=1, cache_policy=NO_CACHE)
+def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
+    """Run the model-randomisation sanity check once per run and settings; returns the rows written."""
+    options = config.sanity
+    bundle = load_model(config.model)
+    if not options.enabled:
+        return 0
+    with store.connect(db, read_only=True) as connection:
+        done = store.read_run(connection, run_id)["manifest"].get("sanity")
+        stored = not store.read_table(connection, "sanity_checks", run_id).empty
+    if stored and done == options.model_dump(mode="json"):
+        return 0
+    plan = plan_run(config)
+    chosen = sanity.sample(plan.examples, options.sample_size, options.seed)
+    rows = sanity.sanity_rows(
+        bundle, chosen, config.methods.methods, config.methods, options.seed, config.execution.token_budget
+    )
+    with store.connect(db) as connection:
+        store.write_sanity_checks(connection, run_id, rows)
+        store.record_manifest(connection, run_id, "sanity", options.model_dump(mode="json"))
+    return len(rows)
+
+
+@task(name="check-gate", cache_policy=NO_CACHE)
+def check_gate_task(db: Path, run_id: str, checks: tuple[str, ...]) -> list[str]:
+    """The gate checks that fail on the stored verdicts (empty when all pass or none are configured)."""
+    if not checks:
+        return []
+    with store.connect(db, read_only=True) as connection:
+        return gate.failed_checks(checks, store.read_table(connection, "slice_verdicts", run_id))
+
+
+@task(name="publish-artifacts", cache_policy=NO_CACHE)
+def publish_artifacts_task(context: report.ReportContext, html: Path, pdf: Path | None, summary: Path) -> None:
+    """Show the outcome in the Prefect UI: a table of verdicts and headline metrics, and the report's paths."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    key = f"audit-{context.run_id}"
+    create_table_artifact(
+        key=key,
+        table=[
+            {
+                "explanation": row.title,
+                "verdict": row.verdict,
+                "AOPC gain over random": f"{row.comprehensiveness:+.3f}",
+                "Kendall τ with references": f"{row.agreement:.2f}",
+            }
+            for row in context.verdict.overall
+        ],
+        description=f"Verdicts of audit run {context.run_id}",
+    )
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown="\n\n".join(context.summary),
+        description=f"Executive summary of audit run {context.run_id}",
+    )
+    for path in (p for p in (html, pdf, summary) if p is not None):
+        create_link_artifact(
+            key=f"{key}-{path.suffix.lstrip('.')}",
+            link=path.resolve().as_uri(),
+            link_text=path.name,
+            description=f"The {path.suffix.lstrip('.').upper()} of the audit",
+        )
+
+
+@task(name="build-report-context", cache_policy=NO_CACHE)
+def build_report_context_task(db: Path, run_id: str | None, generated_at: datetime) -> report.ReportContext:
+    """Read the run from the database and compute every number the report shows."""
+    with store.connect(db, read_only=True) as connection:
+        return report.build_context(connection, run_id, generated_at=generated_at)
+
+
+@task(name="render-html", retries=1, cache_policy=NO_CACHE)
+def render_html_task(context: report.ReportContext, out_dir: Path) -> Path:
+    """Write ``report-<run>.html`` (atomically: a killed render leaves the previous file intact)."""
+    path = out_dir / f"report-{context.run_id}.html"
+    _write_atomically(path, report.render_html(context).encode("utf-8"), "report-html")
+    return path
+
+
+@task(name="write-summary-json", retries=1, cache_policy=NO_CACHE)
+def write_summary_task(context: report.ReportContext, out_dir: Path) -> Path:
+    """Write ``summary-<run>.json``: the verdicts and headline metrics, machine-readable (atomically)."""
+    path = out_dir / f"summary-{context.run_id}.json"
+    _write_atomically(path, json.dumps(report.summary_document(context), indent=2, ensure_ascii=False).encode("utf-8"))
+    return path
+
+
+@task(name="render-pdf", retries=1, cache_policy=NO_CACHE)
+def render_pdf_task(html_path: Path) -> Path:
+    """Render the HTML report to ``report-<run>.pdf`` with WeasyPrint (atomically)."""
+    path = html_path.with_suffix(".pdf")
+    staging = path.with_name(f".{path.name}.partial")
+    report.render_pdf(html_path.read_text(encoding="utf-8"), staging)
+    faults.checkpoint("report-pdf")
+    staging.replace(path)
+    return path
+
+
+def _write_atomically(path: Path, content: bytes, point: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_bytes(content)
+    if point is not None:
+        faults.checkpoint(point)
+    staging.replace(path)

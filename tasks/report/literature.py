@@ -1,0 +1,165 @@
+"""Published findings beside this audit's numbers: does each one reproduce on this model and data?
+
+The findings, their sources and their checks live in ``data/literature.json`` (not in the templates), so
+a reviewer can see what was compared. Each check reads this run's numbers and says *reproduces*, *does
+not reproduce*, or *not measured* (with the reason: a method or intervention the run did not include, or
+a finding no single audit can test). The statements are directional; a match is never claimed without
+the measurement behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.explain.registry import METHODS
+from tasks.records import MethodFamily
+
+FINDINGS = Path(__file__).resolve().parents[2] / "data" / "literature.json"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One finding checked against this run."""
+
+    id: str
+    statement: str
+    citation: str
+    status: str  # "reproduces", "does not reproduce", "not measured"
+    evidence: str
+
+
+@dataclass(frozen=True)
+class RunNumbers:
+    """The per-example numbers of one run that the checks read."""
+
+    metrics: pd.DataFrame
+    interventions: pd.DataFrame
+    methods: tuple[str, ...]
+
+    def mean_agreement(self, method: str, reference: str, statistic: str) -> float:
+        """Mean over examples of an agreement statistic between two methods (either orientation)."""
+        rows = self.metrics[(self.metrics["metric"] == statistic)]
+        pair = rows[((rows["method"] == method) & (rows["reference"] == reference))
+                    | ((rows["method"] == reference) & (rows["reference"] == method))]  # fmt: skip
+        return float(pair.groupby("example_id")["value"].mean().mean()) if not pair.empty else math.nan
+
+    def mean_metric(self, method: str, metric: str) -> float:
+        """Mean over examples of one method's metric (random draws averaged per example first)."""
+        rows = self.metrics[(self.metrics["metric"] == metric) & (self.metrics["method"] == method)]
+        return float(rows.groupby("example_id")["value"].mean().mean()) if not rows.empty else math.nan
+
+
+def load_findings(path: Path = FINDINGS) -> list[dict[str, Any]]:
+    """The findings of ``data/literature.json``."""
+    return list(json.loads(path.read_text(encoding="utf-8"))["findings"])
+
+
+def check_findings(numbers: RunNumbers, findings: list[dict[str, Any]] | None = None) -> list[Outcome]:
+    """Every finding, checked against this run."""
+    outcomes = []
+    for finding in findings if findings is not None else load_findings():
+        check = finding["check"]
+        status, evidence = CHECKS[check["kind"]](numbers, check)
+        outcomes.append(Outcome(finding["id"], finding["statement"], finding["citation"], status, evidence))
+    return outcomes
+
+
+def _missing(numbers: RunNumbers, needed: list[str]) -> str | None:
+    absent = [m for m in needed if m not in numbers.methods]
+    return f"the run did not compute {', '.join(absent)}" if absent else None
+
+
+def _weak_correlation(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    absent = _missing(numbers, [*check["methods"], *check["references"]])
+    if absent:
+        return "not measured", absent
+    values = {(m, r): numbers.mean_agreement(m, r, check["statistic"])
+              for m in check["methods"] for r in check["references"]}  # fmt: skip
+    words = ", ".join(f"{m} vs {r} {v:.2f}" for (m, r), v in values.items())
+    weak = all(abs(v) < check["weak_below"] for v in values.values() if not math.isnan(v))
+    status = "reproduces" if weak else "does not reproduce"
+    return status, f"mean Spearman ρ here: {words} (weak means below {check['weak_below']:g})"
+
+
+def _better_agreement(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    absent = _missing(numbers, [check["better"], check["worse"]])
+    references = [r for r in check["references"] if r in numbers.methods]
+    if absent or not references:
+        return "not measured", absent or f"the run computed none of {', '.join(check['references'])}"
+    better = np.nanmean([numbers.mean_agreement(check["better"], r, check["statistic"]) for r in references])
+    worse = np.nanmean([numbers.mean_agreement(check["worse"], r, check["statistic"]) for r in references])
+    status = "reproduces" if better > worse else "does not reproduce"
+    return status, (f"mean Spearman ρ with {', '.join(references)}: {check['better']} {better:.2f}, "
+                    f"{check['worse']} {worse:.2f}")  # fmt: skip
+
+
+def _gradients_more_comprehensive(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    gradients = [m for m in check["gradients"] if m in numbers.methods]
+    attention = [m for m in numbers.methods if m in ATTENTION_METHODS]
+    if not gradients or not attention or "random" not in numbers.methods:
+        return "not measured", "the run lacks gradient methods, attention methods or the random ranking"
+    aopc = {m: numbers.mean_metric(m, "aopc_comprehensiveness") for m in numbers.methods}
+    best_gradient = max(gradients, key=lambda m: aopc[m])
+    best_attention = max(attention, key=lambda m: aopc[m])
+    beaten = [m for m in numbers.methods if m != "random" and not aopc[m] > aopc["random"]]
+    reproduces = aopc[best_gradient] > aopc[best_attention] and not beaten
+    evidence = (
+        f"AOPC comprehensiveness: best gradient method {best_gradient} {aopc[best_gradient]:.3f}, best attention "
+        f"method {best_attention} {aopc[best_attention]:.3f}, random {aopc['random']:.3f}"
+    )
+    if beaten:
+        evidence += f"; not above random: {', '.join(beaten)}"
+    return ("reproduces" if reproduces else "does not reproduce"), evidence
+
+
+def _prunable_heads(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    rows = numbers.interventions
+    rows = rows[(rows["intervention"] == "head_masking") & (rows["statistic"] == "tvd")] if not rows.empty else rows
+    if rows.empty:
+        return "not measured", "the run did not mask heads"
+    per_head = rows.groupby(["layer", "head"])["value"].mean()
+    share = float((per_head < check["small_change"]).mean())
+    status = "reproduces" if share >= check["share_at_least"] else "does not reproduce"
+    return status, (f"{100 * share:.0f} % of the {len(per_head)} heads change the output by a mean TVD below "
+                    f"{check['small_change']:g} when masked")  # fmt: skip
+
+
+def _erasure_flips(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    rows = numbers.interventions
+    rows = rows[rows["intervention"] == "top_vs_random_erasure"] if not rows.empty else rows
+    if rows.empty:
+        return "not measured", "the run did not erase attention keys"
+    top = float(rows[rows["statistic"] == "top_flip"]["value"].mean())
+    random = float(rows[rows["statistic"] == "random_flip"]["value"].mean())
+    reproduces = top < check["rarely_below"] and top - random < check["slightly_below"]
+    return ("reproduces" if reproduces else "does not reproduce"), (
+        f"erasing the most-attended token flips {100 * top:.1f} % of decisions, a random token {100 * random:.1f} %"
+    )
+
+
+def _not_measurable(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    references = [m for m in numbers.methods if m in REFERENCE_METHODS]
+    pairs = [numbers.mean_agreement(a, b, "kendall_tau") for i, a in enumerate(references) for b in references[i + 1 :]]
+    context = f"; here the references agree with each other at mean Kendall τ {np.nanmean(pairs):.2f}" if pairs else ""
+    return "not measured", check["reason"] + context
+
+
+CHECKS: dict[str, Callable[[RunNumbers, Mapping[str, Any]], tuple[str, str]]] = {
+    "weak_correlation": _weak_correlation,
+    "better_agreement": _better_agreement,
+    "gradients_more_comprehensive": _gradients_more_comprehensive,
+    "prunable_heads": _prunable_heads,
+    "erasure_flips": _erasure_flips,
+    "not_measurable": _not_measurable,
+}
+
+ATTENTION_METHODS = tuple(name for name, spec in METHODS.items() if spec.family == MethodFamily.ATTENTION)
+REFERENCE_METHODS = tuple(name for name, spec in METHODS.items() if spec.family == MethodFamily.REFERENCE)

@@ -1,0 +1,231 @@
+"""The verdict in words: what the report's summary says, from the stored slice verdicts.
+
+Pure functions of the ``slice_verdicts`` table (as a DataFrame): per attention method its overall verdict
+with the evidence, the slices where attention is most and least faithful, and which explanation to show
+users of the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from tasks.evaluate.statistics import Estimate
+from tasks.explain.registry import METHODS, spec_of
+from tasks.records import MethodFamily
+
+SLICE_ORDER = ("overall", "predicted class", "true class", "correctness", "confidence", "length")
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """One attention method on one slice."""
+
+    method: str
+    title: str
+    slice: str
+    slice_value: str
+    n: int
+    verdict: str
+    reason: str
+    agreement: Estimate
+    comprehensiveness: Estimate
+    sufficiency: Estimate
+    erasure: Estimate
+    sensitivity: Estimate
+    evidence: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HeadRow:
+    """A layer or a head: does its attention agree with the references, and does it matter?"""
+
+    slice: str
+    label: str
+    n: int
+    verdict: str
+    reason: str
+    agreement: Estimate
+    importance: Estimate
+
+
+@dataclass(frozen=True)
+class VerdictReport:
+    """Everything the report says about the verdict."""
+
+    overall: Sequence[VerdictRow]
+    slices: Sequence[tuple[str, str, int, Sequence[VerdictRow]]]  # (slice, value, n, one row per method)
+    layers: Sequence[HeadRow]
+    recommended: str | None
+    sentences: Sequence[str]
+
+
+def _estimate(row: pd.Series, name: str) -> Estimate:
+    mean = row.get(f"{name}_mean", float("nan"))
+    low = row.get(f"{name}_low", float("nan"))
+    high = row.get(f"{name}_high", float("nan"))
+    mean = float("nan") if pd.isna(mean) else float(mean)
+    return Estimate(
+        mean,
+        float("nan") if pd.isna(low) else float(low),
+        float("nan") if pd.isna(high) else float(high),
+        0 if math.isnan(mean) else int(row["n"]),
+    )
+
+
+def _verdict_row(row: pd.Series) -> VerdictRow:
+    return VerdictRow(
+        method=row["method"],
+        title=spec_of(row["method"]).title,
+        slice=row["slice"],
+        slice_value=row["slice_value"],
+        n=int(row["n"]),
+        verdict=row["verdict"],
+        reason=row["reason"],
+        agreement=_estimate(row, "agreement"),
+        comprehensiveness=_estimate(row, "comprehensiveness"),
+        sufficiency=_estimate(row, "sufficiency"),
+        erasure=_estimate(row, "erasure"),
+        sensitivity=_estimate(row, "sensitivity"),
+        evidence={
+            "agreement": row["agreement"],
+            "faithfulness": row["faithfulness"],
+            "interventions": row["interventions"],
+        },
+    )
+
+
+def summarise_verdicts(
+    slice_verdicts: pd.DataFrame, faithfulness_by_method: Mapping[str, float], min_examples: int
+) -> VerdictReport:
+    """Overall verdicts, the slice grid, layer verdicts, the recommendation and the sentences.
+
+    Args:
+        slice_verdicts: The stored ``slice_verdicts`` rows of one run.
+        faithfulness_by_method: AOPC comprehensiveness of every method (references included), for
+            recommending a reference when no attention-based explanation is faithful.
+        min_examples: Slices smaller than this are inconclusive by construction and not named.
+    """
+    if slice_verdicts.empty:
+        return VerdictReport((), (), (), None, ())
+    methods_rows = slice_verdicts[slice_verdicts["method"] != "attention heads"]
+    rows = [_verdict_row(row) for _, row in methods_rows.iterrows()]
+    overall = [row for row in rows if row.slice == "overall"]
+    grid = []
+    for kind in SLICE_ORDER:
+        for value in dict.fromkeys(row.slice_value for row in rows if row.slice == kind):
+            members = [row for row in rows if row.slice == kind and row.slice_value == value]
+            grid.append((kind, value, members[0].n, members))
+    heads = slice_verdicts[slice_verdicts["method"] == "attention heads"]
+    layers = [
+        HeadRow(
+            row["slice"],
+            row["slice_value"],
+            int(row["n"]),
+            row["verdict"],
+            row["reason"],
+            _estimate(row, "agreement"),
+            _estimate(row, "importance"),
+        )
+        for _, row in heads[heads["slice"] == "layer"].iterrows()
+    ]
+    recommended, sentences = _recommendation(overall, rows, faithfulness_by_method, min_examples)
+    return VerdictReport(overall, grid, layers, recommended, sentences)
+
+
+def _recommendation(
+    overall: Sequence[VerdictRow],
+    rows: Sequence[VerdictRow],
+    faithfulness_by_method: Mapping[str, float],
+    min_examples: int,
+) -> tuple[str | None, list[str]]:
+    sentences = []
+    by_verdict: dict[str, list[str]] = {}
+    for row in overall:
+        by_verdict.setdefault(row.verdict, []).append(row.title.lower())
+    sentences.append(
+        "Verdict over all examples: "
+        + "; ".join(
+            f"{verdict}: {', '.join(titles)}"
+            for verdict in ("faithful", "inconclusive", "not faithful")
+            if (titles := by_verdict.get(verdict))
+        )
+        + "."
+    )
+    judged = [
+        r for r in rows if r.slice != "overall" and r.n >= min_examples and not math.isnan(r.comprehensiveness.mean)
+    ]
+    faithful_slices = [r for r in judged if r.verdict == "faithful"]
+    if faithful_slices:
+        best = max(faithful_slices, key=lambda r: r.comprehensiveness.mean)
+        sentences.append(
+            f"Attention is most faithful on {_slice_words(best)}: {best.title.lower()} beats random removal by "
+            f"{best.comprehensiveness.mean:+.3f} AOPC and agrees with the references at τ {best.agreement.mean:.2f} "
+            f"({best.n} examples)."
+        )
+    if judged:
+        worst = min(judged, key=lambda r: (r.verdict != "not faithful", r.comprehensiveness.mean))
+        sentences.append(
+            f"It is least faithful on {_slice_words(worst)}: {worst.title.lower()} is {worst.verdict} there "
+            f"(AOPC gain over random {worst.comprehensiveness.mean:+.3f}, τ with the references "
+            f"{worst.agreement.mean:.2f}, {worst.n} examples)."
+        )
+    faithful = [row for row in overall if row.verdict == "faithful"]
+    if faithful:
+        chosen = max(faithful, key=lambda r: (r.comprehensiveness.mean, r.agreement.mean))
+        recommendation = (
+            f"Recommendation: show {chosen.title.lower()} to users of this model (faithful overall: AOPC gain over "
+            f"random {chosen.comprehensiveness:+.3f}, τ with the references {chosen.agreement:.2f})"
+        )
+        weak = [r for r in judged if r.method == chosen.method and r.verdict != "faithful"]
+        if weak:
+            recommendation += "; it is not shown faithful on " + ", ".join(_slice_words(r) for r in weak[:4])
+            if len(weak) > 4:
+                recommendation += f" and {len(weak) - 4} more slice(s)"
+        sentences.append(recommendation + ".")
+        alternatives = [
+            r
+            for r in judged
+            if r.method != chosen.method
+            and r.verdict == "faithful"
+            and any(w.slice == r.slice and w.slice_value == r.slice_value for w in weak)
+        ]
+        for other in alternatives[:2]:
+            sentences.append(
+                f"On {_slice_words(other)}, {other.title.lower()} is faithful where {chosen.title.lower()} is not "
+                f"(AOPC gain {other.comprehensiveness.mean:+.3f}, τ {other.agreement.mean:.2f})."
+            )
+        return chosen.method, sentences
+    references = {
+        m: v
+        for m, v in faithfulness_by_method.items()
+        if m in METHODS and METHODS[m].family == MethodFamily.REFERENCE and not math.isnan(v)
+    }
+    if references:
+        best_reference = max(references, key=lambda m: references[m])
+        title, value = METHODS[best_reference].title.lower(), references[best_reference]
+        sentences.append(
+            "Recommendation: no attention-based explanation is shown to be faithful for this model; show "
+            f"{title} instead (AOPC comprehensiveness {value:.3f}), and present attention, if at all, as a clue "
+            "that was not validated."
+        )
+        return best_reference, sentences
+    sentences.append("Recommendation: no explanation is shown to be faithful for this model on this data.")
+    return None, sentences
+
+
+def _slice_words(row: VerdictRow) -> str:
+    if row.slice == "predicted class":
+        return f"examples predicted {row.slice_value}"
+    if row.slice == "true class":
+        return f"examples whose gold label is {row.slice_value}"
+    if row.slice == "correctness":
+        return "correctly classified examples" if row.slice_value == "correct" else "misclassified examples"
+    if row.slice == "confidence":
+        return f"predictions with confidence {row.slice_value.removeprefix('p ')}"
+    if row.slice == "length":
+        return f"inputs of {row.slice_value.replace('tokens', 'content tokens')}"
+    return row.slice_value

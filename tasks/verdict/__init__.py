@@ -1,0 +1,1 @@
+"""Judge: evidence per example, verdicts per slice, and the gate."""

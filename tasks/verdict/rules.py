@@ -1,0 +1,444 @@
+"""The verdict: is attention a faithful explanation, per example and per slice, and why.
+
+Three kinds of evidence (docs/methodology.md, "The verdict"), each measured per example and averaged over a
+slice with a 95 % bootstrap interval:
+
+- **Agreement** with the references: Kendall τ-b of the explanation with each verdict reference (default
+  leave-one-out and integrated gradients), averaged over the references. It *supports* faithfulness when
+  the interval's lower end reaches ``agreement_min`` and *contradicts* it when the upper end stays below.
+- **Faithfulness against random**: the paired differences of AOPC comprehensiveness and sufficiency with
+  the random ranking (DeYoung et al. 2020). *Supports* when removing the explanation's top tokens hurts
+  more than removing random ones and keeping them alone hurts less (both intervals exclude 0 in that
+  direction); *contradicts* when the comprehensiveness gain's upper end is below ``equivalence_margin``
+  (no better than random).
+- **Sensitivity to interventions** on the attention (the same for every attention-based explanation of
+  the model): erasing the most-attended key versus a random key (Serrano & Smith 2019), and the median
+  output change under permuted attention (Jain & Wallace 2019). *Supports* when the top key matters more
+  than a random key and permutations move the output by at least ``sensitivity_min``; *contradicts* when
+  the top key matters no more than a random one or the output stays below ``sensitivity_min``.
+
+Before attention is judged against the references, the references are judged against each other (Neely
+et al. 2021 find explainers disagree far more on transformers): when the interval of their mutual
+Kendall τ stays below ``consistency_min``, the verdict is *inconclusive: references disagree*.
+
+Each evidence is ``supports``, ``contradicts`` or ``unclear`` (the interval straddles the threshold, or
+the evidence was not measured). The verdict:
+
+- **faithful**: faithfulness against random supports, agreement supports, interventions do not contradict;
+- **not faithful**: faithfulness against random contradicts, or agreement and interventions both contradict;
+- **inconclusive** otherwise, and always for slices with fewer than ``min_examples`` examples; the reason
+  names the evidence that was unclear or in conflict.
+
+Per example the same rules apply to the example's own numbers (intervals of one value). Attention heads
+(layer and head slices) have no faithfulness-against-random evidence: a head's attention *agrees* when
+its agreement supports, and matters when masking it changes the output by at least ``importance_min``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from tasks.config import VerdictOptions
+from tasks.evaluate.statistics import Estimate, bootstrap_mean
+from tasks.explain.registry import spec_of
+from tasks.records import UNDER_TEST
+
+Evidence = Literal["supports", "contradicts", "unclear"]
+Verdict = Literal["faithful", "not faithful", "inconclusive"]
+EVIDENCE_COLUMNS = ("agreement", "comprehensiveness", "sufficiency", "erasure", "sensitivity", "consistency")
+"""Per-example evidence: mean τ with the references; AOPC comprehensiveness and sufficiency minus the
+random ranking's; top-key minus random-key erasure TVD; median TVD under permuted attention; and the
+references' own agreement with each other (mean τ over their pairs)."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A verdict with the evidence behind it."""
+
+    verdict: Verdict
+    reason: str
+    agreement: Evidence
+    faithfulness: Evidence
+    interventions: Evidence
+
+
+# --- per-example evidence ---------------------------------------------------------------------
+
+
+def example_evidence(
+    metrics: pd.DataFrame, interventions: pd.DataFrame, methods: Sequence[str], options: VerdictOptions
+) -> pd.DataFrame:
+    """The five evidence columns per (example, attention method), from the stored metrics.
+
+    Returns:
+        A frame indexed by ``(example_id, method)`` with the columns of ``EVIDENCE_COLUMNS``.
+    """
+    attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
+    tau = metrics[
+        (metrics["metric"] == "kendall_tau")
+        & metrics["method"].isin(attention)
+        & metrics["reference"].isin(options.references)
+    ]
+    agreement = tau.groupby(["example_id", "method"])["value"].mean().rename("agreement")
+
+    def versus_random(metric: str) -> pd.Series:
+        rows = metrics[metrics["metric"] == metric]
+        per_method = rows.groupby(["example_id", "method"])["value"].mean()
+        random = per_method.xs("random", level="method") if "random" in per_method.index.get_level_values(1) else None
+        per_method = per_method[per_method.index.get_level_values("method").isin(attention)]
+        if random is None:
+            return per_method * np.nan
+        return per_method - random.reindex(per_method.index.get_level_values("example_id")).to_numpy()
+
+    frame = pd.concat(
+        [
+            agreement,
+            versus_random("aopc_comprehensiveness").rename("comprehensiveness"),
+            versus_random("aopc_sufficiency").rename("sufficiency"),
+        ],
+        axis=1,
+    )
+    frame.index = frame.index.set_names(["example_id", "method"])
+    erasure, sensitivity = intervention_evidence(interventions)
+    example_ids = frame.index.get_level_values("example_id")
+    frame["erasure"] = erasure.reindex(example_ids).to_numpy()
+    frame["sensitivity"] = sensitivity.reindex(example_ids).to_numpy()
+    between = metrics[
+        (metrics["metric"] == "kendall_tau")
+        & metrics["method"].isin(options.references)
+        & metrics["reference"].isin(options.references)
+    ]
+    consistency = between.groupby("example_id")["value"].mean()
+    frame["consistency"] = consistency.reindex(example_ids).to_numpy() if not consistency.empty else np.nan
+    return frame[list(EVIDENCE_COLUMNS)]
+
+
+def intervention_evidence(interventions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per example: top-minus-random erasure TVD and median TVD under permutation (the last layer run)."""
+    empty = pd.Series(dtype=float)
+    if interventions.empty:
+        return empty, empty
+
+    def last_layer(intervention: str, statistic: str) -> pd.Series:
+        rows = interventions[
+            (interventions["intervention"] == intervention) & (interventions["statistic"] == statistic)
+        ]
+        if rows.empty:
+            return empty
+        top = rows["layer"].max()
+        return rows[rows["layer"] == top].set_index("example_id")["value"]
+
+    top, random = last_layer("top_vs_random_erasure", "top_tvd"), last_layer("top_vs_random_erasure", "random_tvd")
+    erasure = (top - random.reindex(top.index)) if not top.empty else empty
+    return erasure, last_layer("permutation", "median_tvd")
+
+
+# --- classifying evidence ---------------------------------------------------------------------
+
+
+def classify_agreement(agreement: Estimate, options: VerdictOptions) -> Evidence:
+    """Supports when the interval reaches ``agreement_min``; contradicts when it stays below."""
+    if agreement.n == 0 or math.isnan(agreement.low):
+        return "unclear"
+    if agreement.low >= options.agreement_min:
+        return "supports"
+    if agreement.high < options.agreement_min:
+        return "contradicts"
+    return "unclear"
+
+
+def classify_faithfulness(comprehensiveness: Estimate, sufficiency: Estimate, options: VerdictOptions) -> Evidence:
+    """Supports when both AOPC differences with random favour the method.
+
+    Contradicts when the comprehensiveness gain is below ``equivalence_margin`` (no better than random).
+    """
+    if comprehensiveness.n == 0 or math.isnan(comprehensiveness.low):
+        return "unclear"
+    if comprehensiveness.high < options.equivalence_margin:
+        return "contradicts"
+    if comprehensiveness.low > 0 and not math.isnan(sufficiency.high) and sufficiency.high < 0:
+        return "supports"
+    return "unclear"
+
+
+def classify_interventions(erasure: Estimate, sensitivity: Estimate, options: VerdictOptions) -> Evidence:
+    """Supports when the top key matters more than a random one and permutations move the output enough.
+
+    "Enough" is at least ``sensitivity_min``; contradicts when either fails clearly.
+    """
+    measured = [e for e in (erasure, sensitivity) if e.n > 0 and not math.isnan(e.low)]
+    if not measured:
+        return "unclear"
+    erasure_known = erasure.n > 0 and not math.isnan(erasure.low)
+    sensitivity_known = sensitivity.n > 0 and not math.isnan(sensitivity.low)
+    if (erasure_known and erasure.high <= 0) or (sensitivity_known and sensitivity.high < options.sensitivity_min):
+        return "contradicts"
+    if erasure_known and sensitivity_known and erasure.low > 0 and sensitivity.low >= options.sensitivity_min:
+        return "supports"
+    return "unclear"
+
+
+def judge(estimates: Mapping[str, Estimate], options: VerdictOptions, n: int | None = None) -> Judgement:
+    """The verdict from the five evidence estimates (``EVIDENCE_COLUMNS``), with its reason."""
+    agreement = classify_agreement(estimates["agreement"], options)
+    faithfulness = classify_faithfulness(estimates["comprehensiveness"], estimates["sufficiency"], options)
+    interventions = classify_interventions(estimates["erasure"], estimates["sensitivity"], options)
+    words = _evidence_words(estimates, agreement, faithfulness, interventions, options)
+    if n is not None and n < options.min_examples:
+        return Judgement(
+            "inconclusive",
+            f"too few examples ({n}; at least {options.min_examples} needed); {words}",
+            agreement,
+            faithfulness,
+            interventions,
+        )
+    consistency = estimates.get("consistency")
+    if consistency is not None and consistency.n and not math.isnan(consistency.high):
+        if consistency.high < options.consistency_min:
+            return Judgement(
+                "inconclusive",
+                f"references disagree: their mutual Kendall τ is {consistency:.2f}, below "
+                f"{options.consistency_min:g}, so agreement with them says little; {words}",
+                agreement,
+                faithfulness,
+                interventions,
+            )
+    if faithfulness == "supports" and agreement == "supports" and interventions != "contradicts":
+        verdict: Verdict = "faithful"
+    elif faithfulness == "contradicts" or (agreement == "contradicts" and interventions == "contradicts"):
+        verdict = "not faithful"
+    else:
+        verdict = "inconclusive"
+    return Judgement(verdict, words, agreement, faithfulness, interventions)
+
+
+def _evidence_words(
+    estimates: Mapping[str, Estimate],
+    agreement: Evidence,
+    faithfulness: Evidence,
+    interventions: Evidence,
+    options: VerdictOptions,
+) -> str:
+    status = {"supports": "supports", "contradicts": "contradicts", "unclear": "is unclear"}
+    parts = [
+        f"agreement with {' and '.join(r.replace('_', ' ') for r in options.references)} "
+        f"(τ {estimates['agreement']:.2f}, threshold {options.agreement_min:g}) {status[agreement]}",
+        f"removal against random (AOPC comprehensiveness {estimates['comprehensiveness']:+.3f}, "
+        f"sufficiency {estimates['sufficiency']:+.3f}) {status[faithfulness]}",
+    ]
+    if estimates["erasure"].n or estimates["sensitivity"].n:
+        parts.append(
+            f"interventions (top minus random key erased {estimates['erasure']:+.3f}, permuted attention "
+            f"{estimates['sensitivity']:.3f}) {status[interventions]}"
+        )
+    else:
+        parts.append("interventions were not run")
+    return "; ".join(parts)
+
+
+# --- slices -----------------------------------------------------------------------------------
+
+
+def slices(examples: pd.DataFrame, options: VerdictOptions) -> dict[tuple[str, str], pd.Index]:
+    """Example ids per slice: overall, predicted class, true class, correctness, confidence and length bins."""
+    frame = examples.set_index("example_id")
+    out: dict[tuple[str, str], pd.Index] = {("overall", "all examples"): frame.index}
+    for name, group in frame.groupby("predicted_name"):
+        out[("predicted class", str(name))] = group.index
+    labelled = frame[frame["label"].notna()]
+    for name, group in labelled.groupby("label_name"):
+        out[("true class", str(name))] = group.index
+    if not labelled.empty:
+        correct = labelled["label"] == labelled["predicted"]
+        out[("correctness", "correct")] = labelled.index[correct]
+        out[("correctness", "misclassified")] = labelled.index[~correct]
+    for label, members in _bins(frame["confidence"], options.confidence_bins, "confidence").items():
+        out[("confidence", label)] = members
+    for label, members in _bins(frame["n_content_tokens"], options.length_bins, "tokens").items():
+        out[("length", label)] = members
+    return {key: members for key, members in out.items() if len(members)}
+
+
+def _bins(values: pd.Series, edges: Sequence[float], unit: str) -> dict[str, pd.Index]:
+    """Members of each bin ``[edge_i, edge_i+1)``, labelled in words ("below 0.6", "10 to 19 tokens")."""
+    bounds = [-math.inf, *edges, math.inf]
+    out = {}
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        members = values.index[(values >= low) & (values < high)]
+        out[_bin_label(low, high, unit)] = members
+    return out
+
+
+def _bin_label(low: float, high: float, unit: str) -> str:
+    if unit == "tokens":  # whole numbers: name the last count inside the bin
+        if math.isinf(low):
+            return f"fewer than {high:g} tokens"
+        if math.isinf(high):
+            return f"{low:g} tokens or more"
+        return f"{low:g} to {high - 1:g} tokens"
+    if math.isinf(low):
+        return f"p below {high:g}"
+    if math.isinf(high):
+        return f"p {low:g} or above"
+    return f"p {low:g} to {high:g}"
+
+
+# --- verdict tables -----------------------------------------------------------------------------
+
+
+def example_verdicts(evidence: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions) -> pd.DataFrame:
+    """One verdict per (example, attention method), from the example's own numbers."""
+    content = examples.set_index("example_id")["n_content_tokens"]
+    rows = []
+    for (example_id, method), values in evidence.iterrows():
+        estimates = {column: _point(values[column]) for column in EVIDENCE_COLUMNS}
+        if content.get(example_id, 0) < 2:
+            judgement = Judgement(
+                "inconclusive", "fewer than two content tokens: nothing to rank", "unclear", "unclear", "unclear"
+            )
+        else:
+            judgement = judge(estimates, options)
+        rows.append(
+            {
+                "example_id": example_id,
+                "method": method,
+                "verdict": judgement.verdict,
+                "reason": judgement.reason,
+                **{column: float(values[column]) for column in EVIDENCE_COLUMNS},
+            }
+        )
+    return pd.DataFrame(rows, columns=["example_id", "method", "verdict", "reason", *EVIDENCE_COLUMNS])
+
+
+def slice_verdicts(
+    evidence: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions, seed: int = 0
+) -> pd.DataFrame:
+    """One verdict per (attention method, slice), each evidence with its bootstrap interval."""
+    rows = []
+    methods = list(dict.fromkeys(evidence.index.get_level_values("method")))
+    for (kind, value), members in slices(examples, options).items():
+        for method in methods:
+            part = evidence.xs(method, level="method").reindex(members)
+            estimates = {column: bootstrap_mean(part[column].to_numpy(), seed=seed) for column in EVIDENCE_COLUMNS}
+            judgement = judge(estimates, options, n=len(members))
+            rows.append(_slice_row(method, kind, value, len(members), judgement, estimates))
+    return pd.DataFrame(rows)
+
+
+def head_verdicts(
+    head_agreement: pd.DataFrame, interventions: pd.DataFrame, options: VerdictOptions, seed: int = 0
+) -> pd.DataFrame:
+    """Per layer and per head: does the head's attention agree with the references, and does it matter?"""
+    if head_agreement.empty:
+        return pd.DataFrame()
+    agreement = head_agreement[head_agreement["reference"].isin(options.references)]
+    agreement = agreement.groupby(["example_id", "layer", "head"])["value"].mean().rename("agreement").reset_index()
+    masking = interventions[(interventions["intervention"] == "head_masking") & (interventions["statistic"] == "tvd")]
+    masking = masking[["example_id", "layer", "head", "value"]].rename(columns={"value": "importance"})
+    joined = agreement.merge(masking, on=["example_id", "layer", "head"], how="left")
+    rows = []
+    for kind, keys in (("layer", ["layer"]), ("head", ["layer", "head"])):
+        for key, group in joined.groupby(keys):
+            key = key if isinstance(key, tuple) else (key,)
+            value = f"layer {int(key[0]) + 1}" if kind == "layer" else f"layer {int(key[0]) + 1} head {int(key[1]) + 1}"
+            per_example = group.groupby("example_id")[["agreement", "importance"]].mean()
+            agreement_estimate = bootstrap_mean(per_example["agreement"].to_numpy(), seed=seed)
+            importance = bootstrap_mean(per_example["importance"].to_numpy(), seed=seed)
+            evidence = classify_agreement(agreement_estimate, options)
+            matters = not math.isnan(importance.low) and importance.low >= options.importance_min
+            if len(per_example) < options.min_examples:
+                verdict, reason = "inconclusive", f"too few examples ({len(per_example)})"
+            elif evidence == "supports":
+                verdict, reason = "faithful", "its attention ranks tokens like the references"
+            elif evidence == "contradicts":
+                verdict, reason = "not faithful", "its attention does not rank tokens like the references"
+            else:
+                verdict, reason = "inconclusive", "its agreement with the references straddles the threshold"
+            reason += "; masking it " + ("changes the output" if matters else "hardly changes the output")
+            rows.append(
+                {
+                    "method": "attention heads",
+                    "slice": kind,
+                    "slice_value": value,
+                    "n": len(per_example),
+                    "verdict": verdict,
+                    "reason": f"{reason} (τ {agreement_estimate:.2f}, masked TVD {importance:.3f})",
+                    "agreement": evidence,
+                    "faithfulness": "unclear",
+                    "interventions": "supports" if matters else "unclear",
+                    **_estimate_columns({"agreement": agreement_estimate, "importance": importance}),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _point(value: float) -> Estimate:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    return Estimate(float(value), float(value), float(value), 1)
+
+
+def _slice_row(
+    method: str, kind: str, value: str, n: int, judgement: Judgement, estimates: Mapping[str, Estimate]
+) -> dict[str, object]:
+    return {
+        "method": method,
+        "slice": kind,
+        "slice_value": value,
+        "n": n,
+        "verdict": judgement.verdict,
+        "reason": judgement.reason,
+        "agreement": judgement.agreement,
+        "faithfulness": judgement.faithfulness,
+        "interventions": judgement.interventions,
+        **_estimate_columns(estimates),
+    }
+
+
+def _estimate_columns(estimates: Mapping[str, Estimate]) -> dict[str, float]:
+    columns: dict[str, float] = {}
+    for name, estimate in estimates.items():
+        columns[f"{name}_mean"] = estimate.mean
+        columns[f"{name}_low"] = estimate.low
+        columns[f"{name}_high"] = estimate.high
+    return columns
+
+
+def agreement_matrix(
+    metrics: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions, seed: int = 0, resamples: int = 500
+) -> pd.DataFrame:
+    """Mean Kendall τ and top-k overlap of every method with every other, overall and per slice.
+
+    Each pair appears once (in its stored orientation); the random baseline's draws are averaged per
+    example first. Intervals are percentile bootstrap 95 % intervals (``resamples`` resamples).
+    """
+    pairs = metrics[metrics["metric"].isin(["kendall_tau", "top_k_overlap"]) & metrics["reference"].notna()]
+    if pairs.empty:
+        return pd.DataFrame()
+    per_example = pairs.groupby(["metric", "method", "reference", "example_id"])["value"].mean()
+    rows = []
+    for (kind, value), members in slices(examples, options).items():
+        members_set = set(members)
+        for (metric, method, other), values in per_example.groupby(level=["metric", "method", "reference"]):
+            chosen = values[values.index.get_level_values("example_id").isin(members_set)]
+            estimate = bootstrap_mean(chosen.to_numpy(), seed=seed, resamples=resamples)
+            rows.append(
+                {
+                    "slice": kind,
+                    "slice_value": value,
+                    "method": method,
+                    "other": other,
+                    "statistic": metric,
+                    "n": estimate.n,
+                    "mean": estimate.mean,
+                    "low": estimate.low,
+                    "high": estimate.high,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,57 @@
+"""Bootstrap intervals and paired comparisons."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.evaluate.statistics import Estimate, bootstrap_mean, correlation_strength, paired_comparison
+
+
+def test_the_interval_brackets_the_mean_and_is_reproducible():
+    values = np.random.default_rng(0).normal(1.0, 1.0, 200)
+    estimate = bootstrap_mean(values, seed=3)
+    assert estimate.low < estimate.mean < estimate.high
+    assert estimate.mean == pytest.approx(values.mean())
+    assert bootstrap_mean(values, seed=3) == estimate
+    assert estimate.high - estimate.low == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)
+
+
+def test_nan_values_are_left_out_and_counted():
+    estimate = bootstrap_mean([1.0, float("nan"), 3.0, float("nan")])
+    assert (estimate.mean, estimate.n, estimate.undefined) == (2.0, 2, 2)
+
+
+def test_degenerate_samples_have_degenerate_or_undefined_intervals():
+    assert math.isnan(bootstrap_mean([]).mean)
+    single = bootstrap_mean([0.4])
+    assert single.mean == 0.4 and math.isnan(single.low)
+    constant = bootstrap_mean([0.2, 0.2, 0.2])
+    assert constant.low == constant.high == pytest.approx(0.2)
+
+
+def test_a_paired_comparison_detects_a_consistent_improvement():
+    rng = np.random.default_rng(1)
+    baseline = rng.uniform(0, 1, 100)
+    comparison = paired_comparison(baseline + 0.1 + rng.normal(0, 0.01, 100), baseline)
+    assert comparison.difference.excludes_zero and comparison.difference.low > 0
+    assert comparison.p_value < 1e-6
+
+
+def test_identical_methods_do_not_differ():
+    values = np.linspace(0, 1, 10)
+    comparison = paired_comparison(values, values)
+    assert comparison.difference.mean == 0 and not comparison.difference.excludes_zero
+    assert math.isnan(comparison.p_value)
+
+
+def test_estimates_format_with_their_interval():
+    assert f"{Estimate(0.5, 0.4, 0.6, 10):.2f}" == "0.50 [0.40, 0.60]"
+    assert f"{Estimate(float('nan'), float('nan'), float('nan'), 0)}" == "n/a"
+
+
+@pytest.mark.parametrize(("value", "word"), [(0.05, "negligible"), (-0.2, "weak"), (0.4, "moderate"), (0.9, "strong")])
+def test_correlation_strength_words(value, word):
+    assert correlation_strength(value) == word

@@ -1,0 +1,114 @@
+"""Gradient references: saliency, grad x input, integrated gradients (checked against Captum)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+
+from tasks.config import MethodOptions
+from tasks.explain.gradients import (
+    baseline_embeddings,
+    completeness_holds,
+    grad_x_input,
+    integrated_gradients,
+    integration_nodes,
+    saliency,
+)
+from tasks.explain.passes import BatchContext
+
+OPTIONS = MethodOptions()
+
+
+def single_example_gradient(bundle, example, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``e`` and ``∂z_target/∂e`` for one unpadded example, computed directly."""
+    ids = torch.from_numpy(example.input_ids)[None]
+    embeddings = bundle.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    logits = bundle.model(inputs_embeds=embeddings).logits
+    (grad,) = torch.autograd.grad(logits[0, target], [embeddings])
+    return embeddings.detach()[0], grad[0]
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_right"])
+def test_integration_weights_sum_to_one_on_the_unit_interval(rule):
+    nodes, weights = integration_nodes(50, rule)
+    assert np.all((nodes > 0) & (nodes <= 1))
+    np.testing.assert_allclose(weights.sum(), 1.0)
+
+
+def test_gauss_legendre_integrates_a_polynomial_exactly():
+    nodes, weights = integration_nodes(5, "gausslegendre")
+    np.testing.assert_allclose((weights * nodes**7).sum(), 1 / 8)
+
+
+def test_saliency_is_the_norm_of_the_logit_gradient(context: BatchContext, tiny_bundle):
+    records = saliency(context, OPTIONS)
+    for row, example in enumerate(context.examples):
+        _, grad = single_example_gradient(tiny_bundle, example, int(context.targets[row]))
+        np.testing.assert_allclose(records[row].scores, grad.norm(dim=-1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_grad_x_input_is_the_gradient_dot_the_embedding(context: BatchContext, tiny_bundle):
+    records = grad_x_input(context, OPTIONS)
+    for row, example in enumerate(context.examples):
+        embeddings, grad = single_example_gradient(tiny_bundle, example, int(context.targets[row]))
+        np.testing.assert_allclose(records[row].scores, (grad * embeddings).sum(-1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_integrated_gradients_match_captum(context: BatchContext, tiny_bundle):
+    ours = integrated_gradients(context, OPTIONS)
+    baselines = baseline_embeddings(context)
+    for row, example in enumerate(context.examples):
+        length = example.length
+        target = int(context.targets[row])
+
+        def forward(embeddings: torch.Tensor) -> torch.Tensor:
+            return tiny_bundle.model(inputs_embeds=embeddings).logits
+
+        captum = IntegratedGradients(forward).attribute(
+            context.model_pass.embeddings[row : row + 1, :length],
+            baselines=baselines[row : row + 1, :length],
+            target=target,
+            n_steps=50,
+            method="gausslegendre",
+        )
+        expected = captum[0].sum(dim=-1).detach().double().numpy()
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(ours[row].scores, expected, atol=1e-4 * scale + 1e-7)
+
+
+def test_integrated_gradients_are_complete(context: BatchContext):
+    for record in integrated_gradients(context, OPTIONS):
+        gap = record.diagnostics["logit_gap"]
+        np.testing.assert_allclose(record.scores.sum() - gap, record.diagnostics["completeness_error"], atol=1e-9)
+        assert completeness_holds(record.diagnostics["completeness_error"], gap)
+        assert record.diagnostics["completeness_holds"] == 1.0
+
+
+def test_completeness_error_shrinks_as_the_riemann_sum_gets_finer(tiny_bundle, examples):
+    def total_error(steps: int) -> float:
+        context = BatchContext(tiny_bundle, examples, need_gradients=True)
+        options = MethodOptions(ig_steps=steps, ig_rule="riemann_right")
+        return sum(abs(r.diagnostics["completeness_error"]) for r in integrated_gradients(context, options))
+
+    assert total_error(64) < total_error(4)
+
+
+def test_integrated_gradients_are_zero_at_special_tokens(context: BatchContext):
+    for record in integrated_gradients(context, OPTIONS):
+        assert np.all(record.scores[~record.content_mask] == 0)
+
+
+def test_integrated_gradients_do_not_depend_on_batching_or_token_budget(tiny_bundle, examples):
+    together = integrated_gradients(BatchContext(tiny_bundle, examples, gradient_token_budget=4096), OPTIONS)
+    for row, example in enumerate(examples):
+        alone = integrated_gradients(BatchContext(tiny_bundle, [example], gradient_token_budget=64), OPTIONS)[0]
+        np.testing.assert_allclose(together[row].scores, alone.scores, rtol=1e-4, atol=1e-6)
+
+
+def test_completeness_tolerance_follows_methods_md():
+    assert completeness_holds(0.009, 0.0)
+    assert not completeness_holds(0.011, 0.1)
+    assert completeness_holds(0.04, 1.0)
+    assert not completeness_holds(0.06, 1.0)

