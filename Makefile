@@ -13,9 +13,13 @@ audit: install
 test: install lint
 	$(BIN)/pytest
 
+# ruff (style), import-linter (the layers: each stage imports only the stages below it; see the README's
+# architecture section) and pyright (types, configured in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/pyright --pythonpath $(BIN)/python
 
 bench: install
 	$(BIN)/python benchmarks/audit_throughput.py
