@@ -186,7 +186,7 @@ METRICS: dict[str, MetricSpec] = {
             None,
             "Share on the second text",
             "Σ_{j ∈ b} |s_j| / Σ_j |s_j| over content tokens, for a text pair (a, b)",
-            "attention-audit (segment attribution, as in the NLI analyses of Jain & Wallace 2019)",
+            "this audit (segment attribution, as in the NLI analyses of Jain & Wallace 2019)",
         ),
         MetricSpec(
             "completeness_holds",
@@ -194,7 +194,7 @@ METRICS: dict[str, MetricSpec] = {
             True,
             "IG completeness holds",
             "1 when |error| ≤ max(0.05·|Δz|, 0.01), else 0",
-            "docs/methodology.md",
+            "Sundararajan et al. 2017 (completeness); the tolerance is this audit's own rule",
         ),
     )
 }
