@@ -8,6 +8,7 @@ one writer), so no two processes ever write the file at once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from pathlib import Path
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from flows.report_flow import ReportPaths, report
 from tasks.config import AuditConfig
+from tasks.pipeline.plan import RunPlan
 from tasks.pipeline.runners import task_runner_for
 from tasks.pipeline.steps import (
     audit_batch_task,
@@ -96,18 +98,8 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     def store_oldest() -> None:
         nonlocal finished, failed
         example_ids, future = in_flight.popleft()
-        future.wait()
-        if future.state.is_completed():
-            result = future.result()
-            store_batch_task(db, plan.run_id, result, plan.labels)
-            finished += len(result.examples)
-        else:
-            error = future.state.result(raise_on_failure=False)
-            if not isinstance(error, BaseException):
-                error = RuntimeError(str(future.state.message))
-            record_failure_task(db, plan.run_id, example_ids, error, config.execution.batch_retries + 1)
-            failed += len(example_ids)
-            logger.error("a batch of %d examples failed: %s: %s", len(example_ids), type(error).__name__, error)
+        stored, lost = _store_or_record(db, plan, example_ids, future, config.execution.batch_retries + 1, logger)
+        finished, failed = finished + stored, failed + lost
         progress.update(len(example_ids))
         elapsed = time.perf_counter() - started
         logger.info("%d/%d examples stored, %d failed (%.2f examples/s)", finished, pending, failed, finished / elapsed)
@@ -125,6 +117,32 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     return BatchesOutcome(
         run_id=plan.run_id, methods=plan.methods, examples=len(plan.examples), pending=pending, failed=failed
     )
+
+
+def _store_or_record(
+    db: Path,
+    plan: RunPlan,
+    example_ids: list[str],
+    future: PrefectFuture[BatchResult],
+    attempts: int,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> tuple[int, int]:
+    """Wait for one batch; store its results, or record its examples as failed after ``attempts`` tries.
+
+    Returns:
+        The examples stored and the examples failed.
+    """
+    future.wait()
+    if future.state.is_completed():
+        result = future.result()
+        store_batch_task(db, plan.run_id, result, plan.labels)
+        return len(result.examples), 0
+    error = future.state.result(raise_on_failure=False)
+    if not isinstance(error, BaseException):
+        error = RuntimeError(str(future.state.message))
+    record_failure_task(db, plan.run_id, example_ids, error, attempts)
+    logger.error("a batch of %d examples failed: %s: %s", len(example_ids), type(error).__name__, error)
+    return 0, len(example_ids)
 
 
 @flow(name="audit")

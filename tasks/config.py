@@ -199,7 +199,7 @@ class InterventionOptions(_Frozen):
 
 
 class VerdictOptions(_Frozen):
-    """How per-example evidence becomes a verdict, and how examples are sliced (see ``tasks.verdict.rules``).
+    """How per-example evidence becomes a verdict, and how examples are sliced (``tasks.verdict``).
 
     Verdicts are recomputed from the stored per-example numbers at the end of every run, so changing
     these settings never recomputes a method.

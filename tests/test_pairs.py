@@ -15,7 +15,7 @@ from tasks.data.corpora import load_corpus
 from tasks.data.encoding import encode_corpus, segment_ids
 from tasks.data.units import word_index
 from tasks.errors import AuditError
-from tasks.evaluate.metrics import segment_share_values
+from tasks.evaluate.batch_metrics import segment_share_values
 from tasks.model.loading import load_model
 from tasks.pipeline.batch import audit_batch
 from tasks.records import TokenScores

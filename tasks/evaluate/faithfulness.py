@@ -12,8 +12,8 @@ sentences, the rationale always holds at least one token.
 
 Tokens are removed with the run's removal operator (``delete`` by default). ``comp(100 %)`` keeps only
 the special tokens. The functions here are pure: which inputs a metric needs (``keep`` masks) and how
-its value follows from the model's probabilities on them. ``tasks.evaluate.metrics`` runs the model on every
-distinct input once.
+its value follows from the model's probabilities on them. ``tasks.evaluate.batch_metrics`` runs the model on
+every distinct input once.
 
 References:
     DeYoung et al. (2020), "ERASER: A Benchmark to Evaluate Rationalized NLP Models", ACL.

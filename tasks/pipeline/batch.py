@@ -8,12 +8,14 @@ stage cost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+
+import numpy as np
 
 from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
 from tasks.data.units import records_in_units, unit_indices
-from tasks.evaluate.metrics import (
+from tasks.evaluate.batch_metrics import (
     agreement_values,
     diagnostic_values,
     faithfulness_values,
@@ -22,10 +24,21 @@ from tasks.evaluate.metrics import (
     segment_share_values,
 )
 from tasks.explain.passes import BatchContext
-from tasks.explain.registry import METHODS, methods_of
+from tasks.explain.registry import METHODS, MethodSpec, methods_of
 from tasks.interventions.registry import INTERVENTIONS
 from tasks.model.loading import ModelBundle
-from tasks.records import BatchResult, EncodedExample, MethodFamily, MetricValue, StageCost, TokenScores
+from tasks.records import (
+    BatchResult,
+    EncodedExample,
+    InterventionValue,
+    MethodFamily,
+    MetricValue,
+    StageCost,
+    TokenScores,
+)
+
+StageMeter = Callable[[str], AbstractContextManager[None]]
+"""``with measure(stage):`` records the time and the model work of ``stage`` as a ``StageCost``."""
 
 
 def audit_batch(
@@ -56,32 +69,12 @@ def audit_batch(
     measure = _stage_meter(context, costs)
     with measure("model_pass"):
         predictions = context.predictions()
-    records: list[TokenScores] = []
-    for spec in specs:
-        with measure(spec.name):
-            records.extend(spec.compute(context, options))
-    records.extend(
-        TokenScores(example.example_id, name, scores, example.content_mask)
-        for example in examples
-        for name, scores in example.imported.items()
-    )
+    records = _explanations(context, specs, options, measure)
     units = unit_indices(examples, options.units)
     ranked = records_in_units(records, units, options.units, methods_of(MethodFamily.BASELINE))
     by_unit = None if options.units == "token" else units
-    metrics: list[MetricValue] = []
-    with measure("faithfulness"):
-        metrics.extend(faithfulness_values(ranked, context, options, by_unit))
-    with measure("agreement"):
-        metrics.extend(agreement_values(ranked, options))
-    metrics.extend(plausibility_values(ranked, examples, by_unit))
-    metrics.extend(diagnostic_values(records))
-    metrics.extend(segment_share_values(records, examples))
-    if interventions.interventions:
-        bundle.adapter.require("interventions on the attention")
-    intervention_values = []
-    for name in interventions.interventions:
-        with measure(name):
-            intervention_values.extend(INTERVENTIONS[name].compute(context, interventions))
+    metrics = _metric_values(context, records, ranked, options, by_unit, measure)
+    intervention_values = _intervention_values(context, interventions, measure)
     head_agreement = (
         head_agreement_values(ranked, context, by_unit) if "head_masking" in interventions.interventions else []
     )
@@ -96,7 +89,62 @@ def audit_batch(
     )
 
 
-def _stage_meter(context: BatchContext, costs: list[StageCost]) -> Callable[[str], contextmanager]:
+def _explanations(
+    context: BatchContext, specs: Sequence[MethodSpec], options: MethodOptions, measure: StageMeter
+) -> list[TokenScores]:
+    """Every method's records in registry order (one measured stage each), then the imported ones."""
+    records: list[TokenScores] = []
+    for spec in specs:
+        with measure(spec.name):
+            records.extend(spec.compute(context, options))
+    records.extend(
+        TokenScores(example.example_id, name, scores, example.content_mask)
+        for example in context.examples
+        for name, scores in example.imported.items()
+    )
+    return records
+
+
+def _metric_values(
+    context: BatchContext,
+    records: Sequence[TokenScores],
+    ranked: Sequence[TokenScores],
+    options: MethodOptions,
+    by_unit: Mapping[str, np.ndarray] | None,
+    measure: StageMeter,
+) -> list[MetricValue]:
+    """Faithfulness and agreement (measured stages), plausibility, diagnostics and text-pair shares.
+
+    ``ranked`` are the records in the run's units (``by_unit``, None at token level); diagnostics and
+    text-pair shares read the token-level ``records``.
+    """
+    metrics: list[MetricValue] = []
+    with measure("faithfulness"):
+        metrics.extend(faithfulness_values(ranked, context, options, by_unit))
+    with measure("agreement"):
+        metrics.extend(agreement_values(ranked, options))
+    metrics.extend(plausibility_values(ranked, context.examples, by_unit))
+    metrics.extend(diagnostic_values(records))
+    metrics.extend(segment_share_values(records, context.examples))
+    return metrics
+
+
+def _intervention_values(
+    context: BatchContext, interventions: InterventionOptions, measure: StageMeter
+) -> list[InterventionValue]:
+    """The configured interventions on the attention, one measured stage each (refused up front if unsupported)."""
+    if interventions.interventions:
+        context.bundle.adapter.require("interventions on the attention")
+    values: list[InterventionValue] = []
+    for name in interventions.interventions:
+        with measure(name):
+            values.extend(INTERVENTIONS[name].compute(context, interventions))
+    return values
+
+
+def _stage_meter(context: BatchContext, costs: list[StageCost]) -> StageMeter:
+    """A meter appending one ``StageCost`` to ``costs`` per measured stage of ``context``."""
+
     @contextmanager
     def measure(stage: str) -> Iterator[None]:
         before = context.counter.snapshot()

@@ -28,7 +28,9 @@ from tasks.model.loading import load_model
 from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import RunPlan, plan_run
 from tasks.records import BatchResult, EncodedExample
-from tasks.verdict import gate, rules
+from tasks.verdict import gate
+from tasks.verdict.evidence import example_evidence, example_verdicts
+from tasks.verdict.slices import agreement_matrix, head_verdicts, slice_verdicts
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
@@ -132,16 +134,16 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
         metrics = store.read_table(connection, "metrics", run_id)
         interventions = store.read_table(connection, "interventions", run_id)
         heads = store.read_table(connection, "head_agreement", run_id)
-        evidence = rules.example_evidence(metrics, interventions, methods, options)
-        per_example = rules.example_verdicts(evidence, examples, options)
+        evidence = example_evidence(metrics, interventions, methods, options)
+        per_example = example_verdicts(evidence, examples, options)
         per_slice = pd.concat(
             [
-                rules.slice_verdicts(evidence, examples, options),
-                rules.head_verdicts(heads, interventions, options),
+                slice_verdicts(evidence, examples, options),
+                head_verdicts(heads, interventions, options),
             ],
             ignore_index=True,
         )
-        matrix = rules.agreement_matrix(metrics, examples, options)
+        matrix = agreement_matrix(metrics, examples, options)
         store.write_verdicts(connection, run_id, per_example, per_slice, matrix)
         return len(per_slice)
 

@@ -16,7 +16,7 @@ Schema (version 5), long format, one row per fact, every table keyed by ``run_id
 ``head_agreement`` one row per (example, layer, head, reference, statistic): how a head's classification
                   row ranks tokens against a reference.
 ``example_verdicts`` one row per (example, attention method): the verdict, its reason and the five
-                  evidence numbers (see ``tasks.verdict.rules``).
+                  evidence numbers (see ``tasks.verdict.evidence``).
 ``slice_verdicts`` one row per (method, slice, slice value): size, verdict, reason, the status of each
                   kind of evidence and each evidence's mean with its 95 % interval. Rows of the
                   method ``attention heads`` judge layers and heads.

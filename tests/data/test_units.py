@@ -10,7 +10,7 @@ import torch
 from tasks.config import MethodOptions, ModelSpec
 from tasks.data.encoding import encode_corpus
 from tasks.data.units import aggregate, records_in_units, to_units, token_mask, unit_indices, word_index
-from tasks.evaluate.metrics import faithfulness_values, plausibility_values
+from tasks.evaluate.batch_metrics import faithfulness_values, plausibility_values
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import methods_of
 from tasks.model.loading import load_model

@@ -1,5 +1,6 @@
-"""Auditing the audit: sanity checks, reference consistency, the all-pairs matrix, imported explanations,
-and the literature beside the numbers."""
+"""Auditing the audit: sanity checks, imported explanations, and the literature beside the numbers.
+
+Reference consistency and the all-pairs matrix are tested with the verdict (tests/verdict)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, VerdictOptions
+from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions
 from tasks.errors import AuditError
 from tasks.evaluate.sanity import randomised_models, sanity_rows
-from tasks.evaluate.statistics import Estimate
 from tasks.explain import registry as method_registry
 from tasks.explain.imported import align, attach, export_rows, read_explanations, write_rows
 from tasks.explain.registry import METHODS, MethodSpec
@@ -23,7 +23,6 @@ from tasks.pipeline.batch import audit_batch
 from tasks.records import MethodFamily
 from tasks.report.literature import RunNumbers, check_findings, load_findings
 from tasks.store import batch_frames
-from tasks.verdict.rules import agreement_matrix, judge
 from tests.conftest import TEXTS, encode
 
 NO_INTERVENTIONS = InterventionOptions(interventions=("none",))
@@ -63,45 +62,6 @@ def test_an_explanation_that_ignores_the_model_fails_and_a_gradient_changes(tiny
     head_only = rows[(rows["stage"] == 0) & (rows["method"] == "position")]["spearman"]
     assert (head_only == 1.0).all()
     assert set(rows["stage"]) == {0, 1, 2} and len(rows) == 3 * 3 * len(examples)
-
-
-# --- reference consistency -------------------------------------------------------------------
-
-
-def interval(mean: float, low: float, high: float) -> Estimate:
-    return Estimate(mean, low, high, 100)
-
-
-SUPPORTING = {
-    "agreement": interval(0.5, 0.45, 0.55),
-    "comprehensiveness": interval(0.1, 0.08, 0.12),
-    "sufficiency": interval(-0.1, -0.12, -0.08),
-    "erasure": interval(0.05, 0.03, 0.07),
-    "sensitivity": interval(0.2, 0.15, 0.25),
-    "consistency": interval(0.5, 0.4, 0.6),
-}
-
-
-def test_references_that_disagree_make_the_verdict_inconclusive():
-    assert judge(SUPPORTING, VerdictOptions(), n=100).verdict == "faithful"
-    disagreeing = {**SUPPORTING, "consistency": interval(0.05, 0.01, 0.09)}
-    judgement = judge(disagreeing, VerdictOptions(), n=100)
-    assert judgement.verdict == "inconclusive"
-    assert judgement.reason.startswith("references disagree: their mutual Kendall τ is 0.05 [0.01, 0.09]")
-
-
-def test_the_all_pairs_matrix_holds_the_mean_of_every_pair(tiny_bundle, examples):
-    options = MethodOptions(methods=("attention_last", "rollout", "saliency", "leave_one_out"))
-    result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
-    frames = batch_frames("run", result, tiny_bundle.labels)
-    matrix = agreement_matrix(frames["metrics"], frames["examples"], VerdictOptions(min_examples=2))
-    overall = matrix[(matrix["slice"] == "overall") & (matrix["statistic"] == "kendall_tau")]
-    assert len(overall) == 6  # every unordered pair of four methods, once
-    metrics = frames["metrics"]
-    pair = metrics[(metrics["metric"] == "kendall_tau") & (metrics["method"] == "rollout")
-                   & (metrics["reference"] == "saliency")]  # fmt: skip
-    row = overall[(overall["method"] == "rollout") & (overall["other"] == "saliency")].iloc[0]
-    assert row["mean"] == pytest.approx(pair["value"].mean()) and row["low"] <= row["mean"] <= row["high"]
 
 
 # --- imported explanations ---------------------------------------------------------------------

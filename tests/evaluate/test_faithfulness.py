@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tasks.config import MethodOptions
+from tasks.evaluate.batch_metrics import faithfulness_values
 from tasks.evaluate.faithfulness import (
     aopc,
     comprehensiveness_input,
@@ -17,7 +18,6 @@ from tasks.evaluate.faithfulness import (
     sufficiency_input,
     taucorr_loo,
 )
-from tasks.evaluate.metrics import faithfulness_values
 from tasks.explain.attention import attention_last
 from tasks.explain.passes import BatchContext
 from tasks.explain.perturbation import leave_one_out

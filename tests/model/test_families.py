@@ -22,7 +22,8 @@ from tasks.errors import AuditError
 from tasks.explain.gradients import completeness_holds
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
-from tasks.interventions.registry import INTERVENTIONS, run_interventions, tvd
+from tasks.interventions.mechanism import tvd
+from tasks.interventions.registry import INTERVENTIONS, run_interventions
 from tasks.model.loading import ModelBundle, load_model
 from tasks.report import _cells
 from tests.conftest import SAMPLES, TEXTS, encode

@@ -1,4 +1,4 @@
-"""The verdict: is attention a faithful explanation, per example and per slice, and why.
+"""The evidence and the rule of the verdict: is attention a faithful explanation, and why.
 
 Three kinds of evidence (docs/methodology.md, "The verdict"), each measured per example and averaged over a
 slice with a 95 % bootstrap interval:
@@ -29,9 +29,8 @@ the evidence was not measured). The verdict:
 - **inconclusive** otherwise, and always for slices with fewer than ``min_examples`` examples; the reason
   names the evidence that was unclear or in conflict.
 
-Per example the same rules apply to the example's own numbers (intervals of one value). Attention heads
-(layer and head slices) have no faithfulness-against-random evidence: a head's attention *agrees* when
-its agreement supports, and matters when masking it changes the output by at least ``importance_min``.
+Per example the same rules apply to the example's own numbers (intervals of one value); per slice and
+per attention head see ``tasks.verdict.slices``.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import VerdictOptions
-from tasks.evaluate.statistics import Estimate, bootstrap_mean
+from tasks.evaluate.statistics import Estimate
 from tasks.explain.registry import spec_of
 from tasks.records import UNDER_TEST
 
@@ -74,7 +73,7 @@ class Judgement:
 def example_evidence(
     metrics: pd.DataFrame, interventions: pd.DataFrame, methods: Sequence[str], options: VerdictOptions
 ) -> pd.DataFrame:
-    """The five evidence columns per (example, attention method), from the stored metrics.
+    """The evidence columns per (example, attention method), from the stored metrics.
 
     Returns:
         A frame indexed by ``(example_id, method)`` with the columns of ``EVIDENCE_COLUMNS``.
@@ -185,7 +184,7 @@ def classify_interventions(erasure: Estimate, sensitivity: Estimate, options: Ve
 
 
 def judge(estimates: Mapping[str, Estimate], options: VerdictOptions, n: int | None = None) -> Judgement:
-    """The verdict from the five evidence estimates (``EVIDENCE_COLUMNS``), with its reason."""
+    """The verdict from the evidence estimates (``EVIDENCE_COLUMNS``), with its reason."""
     agreement = classify_agreement(estimates["agreement"], options)
     faithfulness = classify_faithfulness(estimates["comprehensiveness"], estimates["sufficiency"], options)
     interventions = classify_interventions(estimates["erasure"], estimates["sensitivity"], options)
@@ -242,54 +241,7 @@ def _evidence_words(
     return "; ".join(parts)
 
 
-# --- slices -----------------------------------------------------------------------------------
-
-
-def slices(examples: pd.DataFrame, options: VerdictOptions) -> dict[tuple[str, str], pd.Index]:
-    """Example ids per slice: overall, predicted class, true class, correctness, confidence and length bins."""
-    frame = examples.set_index("example_id")
-    out: dict[tuple[str, str], pd.Index] = {("overall", "all examples"): frame.index}
-    for name, group in frame.groupby("predicted_name"):
-        out[("predicted class", str(name))] = group.index
-    labelled = frame[frame["label"].notna()]
-    for name, group in labelled.groupby("label_name"):
-        out[("true class", str(name))] = group.index
-    if not labelled.empty:
-        correct = labelled["label"] == labelled["predicted"]
-        out[("correctness", "correct")] = labelled.index[correct]
-        out[("correctness", "misclassified")] = labelled.index[~correct]
-    for label, members in _bins(frame["confidence"], options.confidence_bins, "confidence").items():
-        out[("confidence", label)] = members
-    for label, members in _bins(frame["n_content_tokens"], options.length_bins, "tokens").items():
-        out[("length", label)] = members
-    return {key: members for key, members in out.items() if len(members)}
-
-
-def _bins(values: pd.Series, edges: Sequence[float], unit: str) -> dict[str, pd.Index]:
-    """Members of each bin ``[edge_i, edge_i+1)``, labelled in words ("below 0.6", "10 to 19 tokens")."""
-    bounds = [-math.inf, *edges, math.inf]
-    out = {}
-    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
-        members = values.index[(values >= low) & (values < high)]
-        out[_bin_label(low, high, unit)] = members
-    return out
-
-
-def _bin_label(low: float, high: float, unit: str) -> str:
-    if unit == "tokens":  # whole numbers: name the last count inside the bin
-        if math.isinf(low):
-            return f"fewer than {high:g} tokens"
-        if math.isinf(high):
-            return f"{low:g} tokens or more"
-        return f"{low:g} to {high - 1:g} tokens"
-    if math.isinf(low):
-        return f"p below {high:g}"
-    if math.isinf(high):
-        return f"p {low:g} or above"
-    return f"p {low:g} to {high:g}"
-
-
-# --- verdict tables -----------------------------------------------------------------------------
+# --- per-example verdicts ---------------------------------------------------------------------
 
 
 def example_verdicts(evidence: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions) -> pd.DataFrame:
@@ -316,129 +268,8 @@ def example_verdicts(evidence: pd.DataFrame, examples: pd.DataFrame, options: Ve
     return pd.DataFrame(rows, columns=["example_id", "method", "verdict", "reason", *EVIDENCE_COLUMNS])
 
 
-def slice_verdicts(
-    evidence: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions, seed: int = 0
-) -> pd.DataFrame:
-    """One verdict per (attention method, slice), each evidence with its bootstrap interval."""
-    rows = []
-    methods = list(dict.fromkeys(evidence.index.get_level_values("method")))
-    for (kind, value), members in slices(examples, options).items():
-        for method in methods:
-            part = evidence.xs(method, level="method").reindex(members)
-            estimates = {column: bootstrap_mean(part[column].to_numpy(), seed=seed) for column in EVIDENCE_COLUMNS}
-            judgement = judge(estimates, options, n=len(members))
-            rows.append(_slice_row(method, kind, value, len(members), judgement, estimates))
-    return pd.DataFrame(rows)
-
-
-def head_verdicts(
-    head_agreement: pd.DataFrame, interventions: pd.DataFrame, options: VerdictOptions, seed: int = 0
-) -> pd.DataFrame:
-    """Per layer and per head: does the head's attention agree with the references, and does it matter?"""
-    if head_agreement.empty:
-        return pd.DataFrame()
-    agreement = head_agreement[head_agreement["reference"].isin(options.references)]
-    agreement = agreement.groupby(["example_id", "layer", "head"])["value"].mean().rename("agreement").reset_index()
-    masking = interventions[(interventions["intervention"] == "head_masking") & (interventions["statistic"] == "tvd")]
-    masking = masking[["example_id", "layer", "head", "value"]].rename(columns={"value": "importance"})
-    joined = agreement.merge(masking, on=["example_id", "layer", "head"], how="left")
-    rows = []
-    for kind, keys in (("layer", ["layer"]), ("head", ["layer", "head"])):
-        for key, group in joined.groupby(keys):
-            key = key if isinstance(key, tuple) else (key,)
-            value = f"layer {int(key[0]) + 1}" if kind == "layer" else f"layer {int(key[0]) + 1} head {int(key[1]) + 1}"
-            per_example = group.groupby("example_id")[["agreement", "importance"]].mean()
-            agreement_estimate = bootstrap_mean(per_example["agreement"].to_numpy(), seed=seed)
-            importance = bootstrap_mean(per_example["importance"].to_numpy(), seed=seed)
-            evidence = classify_agreement(agreement_estimate, options)
-            matters = not math.isnan(importance.low) and importance.low >= options.importance_min
-            if len(per_example) < options.min_examples:
-                verdict, reason = "inconclusive", f"too few examples ({len(per_example)})"
-            elif evidence == "supports":
-                verdict, reason = "faithful", "its attention ranks tokens like the references"
-            elif evidence == "contradicts":
-                verdict, reason = "not faithful", "its attention does not rank tokens like the references"
-            else:
-                verdict, reason = "inconclusive", "its agreement with the references straddles the threshold"
-            reason += "; masking it " + ("changes the output" if matters else "hardly changes the output")
-            rows.append(
-                {
-                    "method": "attention heads",
-                    "slice": kind,
-                    "slice_value": value,
-                    "n": len(per_example),
-                    "verdict": verdict,
-                    "reason": f"{reason} (τ {agreement_estimate:.2f}, masked TVD {importance:.3f})",
-                    "agreement": evidence,
-                    "faithfulness": "unclear",
-                    "interventions": "supports" if matters else "unclear",
-                    **_estimate_columns({"agreement": agreement_estimate, "importance": importance}),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def _point(value: float) -> Estimate:
+    """One example's number as an interval of one value (no value: an empty estimate)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
     return Estimate(float(value), float(value), float(value), 1)
-
-
-def _slice_row(
-    method: str, kind: str, value: str, n: int, judgement: Judgement, estimates: Mapping[str, Estimate]
-) -> dict[str, object]:
-    return {
-        "method": method,
-        "slice": kind,
-        "slice_value": value,
-        "n": n,
-        "verdict": judgement.verdict,
-        "reason": judgement.reason,
-        "agreement": judgement.agreement,
-        "faithfulness": judgement.faithfulness,
-        "interventions": judgement.interventions,
-        **_estimate_columns(estimates),
-    }
-
-
-def _estimate_columns(estimates: Mapping[str, Estimate]) -> dict[str, float]:
-    columns: dict[str, float] = {}
-    for name, estimate in estimates.items():
-        columns[f"{name}_mean"] = estimate.mean
-        columns[f"{name}_low"] = estimate.low
-        columns[f"{name}_high"] = estimate.high
-    return columns
-
-
-def agreement_matrix(
-    metrics: pd.DataFrame, examples: pd.DataFrame, options: VerdictOptions, seed: int = 0, resamples: int = 500
-) -> pd.DataFrame:
-    """Mean Kendall τ and top-k overlap of every method with every other, overall and per slice.
-
-    Each pair appears once (in its stored orientation); the random baseline's draws are averaged per
-    example first. Intervals are percentile bootstrap 95 % intervals (``resamples`` resamples).
-    """
-    pairs = metrics[metrics["metric"].isin(["kendall_tau", "top_k_overlap"]) & metrics["reference"].notna()]
-    if pairs.empty:
-        return pd.DataFrame()
-    per_example = pairs.groupby(["metric", "method", "reference", "example_id"])["value"].mean()
-    rows = []
-    for (kind, value), members in slices(examples, options).items():
-        members_set = set(members)
-        for (metric, method, other), values in per_example.groupby(level=["metric", "method", "reference"]):
-            chosen = values[values.index.get_level_values("example_id").isin(members_set)]
-            estimate = bootstrap_mean(chosen.to_numpy(), seed=seed, resamples=resamples)
-            rows.append(
-                {
-                    "slice": kind,
-                    "slice_value": value,
-                    "method": method,
-                    "other": other,
-                    "statistic": metric,
-                    "n": estimate.n,
-                    "mean": estimate.mean,
-                    "low": estimate.low,
-                    "high": estimate.high,
-                }
-            )
-    return pd.DataFrame(rows)
