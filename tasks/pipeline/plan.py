@@ -22,6 +22,7 @@ from tasks.errors import AuditError
 from tasks.explain import imported
 from tasks.model.loading import ModelBundle, load_model
 from tasks.records import EncodedExample, NotApplicable
+from tasks.verdict.resolve import resolve
 
 TRACKED_PACKAGES = (
     "torch",
@@ -48,7 +49,7 @@ class RunPlan:
         labels: The model's class names, in index order.
         examples: Every example of the run, encoded.
         manifest: Provenance: model and data fingerprints and sources, versions, platform.
-        config: The configuration the run computes: as given, less what is not applicable.
+        config: The configuration the run computes: as given and resolved, less what is not applicable.
         not_applicable: What the given configuration asked for that this model cannot support.
     """
 
@@ -76,12 +77,14 @@ class RunPlan:
 
 
 def plan_run(config: AuditConfig) -> RunPlan:
-    """Load the model and corpus, encode the corpus and derive the run's identity.
+    """Resolve the configuration, load the model and corpus, encode the corpus and derive the run's identity.
 
     Raises:
+        ValidationError: A name the registries do not know (``tasks.verdict.resolve``), before any work.
         AuditError: Any problem with the model, the corpus or their combination (e.g. labels that are
             not the model's classes).
     """
+    config = resolve(config)
     bundle = load_model(config.model)
     skipped = not_applicable(config, bundle)
     config = without(config, skipped)
