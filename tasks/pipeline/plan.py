@@ -119,7 +119,7 @@ def plan_run(config: AuditConfig) -> RunPlan:
 
 
 def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplicable, ...]:
-    """The configured methods and interventions this model's family cannot support, with the reason.
+    """What of ``config`` (resolved) this model's family cannot support: methods and interventions, with why.
 
     Interventions replace attention probabilities inside the forward pass; a family whose attention is
     computed out of reach of transformers' attention function (DeBERTa's disentangled attention) cannot
@@ -134,7 +134,7 @@ def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplica
 
 
 def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
-    """``config`` less the methods and interventions in ``skipped``."""
+    """``config`` (resolved) less the methods and interventions in ``skipped``."""
     if not skipped:
         return config
     dropped = {(item.kind, item.name) for item in skipped}
@@ -153,7 +153,7 @@ def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditCon
 
 
 def check_layers(config: AuditConfig, bundle: ModelBundle) -> None:
-    """Refuse, before any work, an intervention layer the model does not have.
+    """Refuse, before any work, an intervention layer the model does not have (``config`` resolved).
 
     Raises:
         AuditError: ``--intervention-layers`` names a layer outside the model.
