@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -27,14 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-for _name, _value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_name, _value)
+from flows.environment import quiet_libraries
+
+quiet_libraries(PREFECT_LOGGING_LEVEL="WARNING")
 
 LENGTH_BUCKETS = ((0, 16), (16, 32), (32, 64), (64, 10_000))
 
@@ -52,8 +46,9 @@ def measure_throughput(model: str, length: int) -> tuple[float, float]:
 def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: int) -> tuple[float, float]:
     """Forward-only and forward-and-backward passes of one example, counted as full fresh passes."""
     from tasks.config import AuditConfig
+    from tasks.verdict.resolve import resolve
 
-    audit = AuditConfig.model_validate(config)
+    audit = resolve(AuditConfig.model_validate(config))
     methods, interventions = audit.methods, audit.interventions
     records = len(methods.methods) - 1 + methods.random_draws
     forward = content  # leave-one-out

@@ -10,10 +10,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+from flows.environment import quiet_libraries
+
+quiet_libraries()
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -28,14 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-for _name, _value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_name, _value)
+from flows.environment import quiet_libraries
+
+quiet_libraries(PREFECT_LOGGING_LEVEL="WARNING")
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".peer-venv" / "bin" / "python"

@@ -36,6 +36,7 @@ from tasks.pipeline.steps import (
 )
 from tasks.records import BatchResult
 from tasks.verdict.gate import GateFailed
+from tasks.verdict.resolve import resolve
 
 
 class BatchesOutcome(BaseModel):
@@ -157,7 +158,7 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
     Raises:
         GateFailed: A check of ``config.gate`` failed (after the report was written).
     """
-    config = config or AuditConfig()
+    config = resolve(config or AuditConfig())
     db = config.output.db
     batches = audit_batches.with_options(task_runner=task_runner_for(config.execution))(config)
     sanity_check_task(db, batches.run_id, config)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.environment import quiet_libraries
+
 EXIT_INPUT = 2
 """Exit status of a problem the user can fix (``error:`` / ``fix:`` printed)."""
 EXIT_FAILURES = 3
@@ -23,28 +25,16 @@ EXIT_FAILURES = 3
 EXIT_GATE = 4
 """Exit status of a run that finished but failed a check of its gate (``--require``)."""
 
-QUIET_LIBRARIES = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``attention-audit`` console script."""
-    for name, value in QUIET_LIBRARIES.items():
-        os.environ.setdefault(name, value)
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     from pydantic import ValidationError
 
     from tasks.errors import AuditError
+    from tasks.flags import flag_for
 
     try:
         return int(args.handler(args) or 0)
@@ -52,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error.problem}\nfix: {error.fix}", file=sys.stderr)
         return EXIT_INPUT
     except ValidationError as error:
-        problems = "; ".join(_flag_for(e["loc"]) + ": " + e["msg"] for e in error.errors())
+        problems = "; ".join(flag_for(e["loc"]) + ": " + e["msg"] for e in error.errors())
         print(
             f"error: invalid options: {problems}\nfix: see attention-audit {args.command} --help",
             file=sys.stderr,
@@ -64,45 +54,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; ``run``'s options come from ``tasks.config.FLAGS``."""
-    from tasks.config import FLAGS
+    """The argument parser; ``run``'s options come from the configuration's fields (``tasks.flags``)."""
+    from tasks.config import OutputSettings
 
+    db, out = (OutputSettings.model_fields[name].default for name in ("db", "out_dir"))
     parser = argparse.ArgumentParser(
         prog="attention-audit",
         description="Audit whether a transformer classifier's attention faithfully explains its predictions.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="audit a model on a corpus and render the report")
-    for flag in FLAGS:
-        if flag.kind in ("true", "false", "none"):
-            run.add_argument(flag.flag, dest=flag.flag, action="store_true", default=None, help=flag.help)
-        else:
-            run.add_argument(
-                flag.flag,
-                dest=flag.flag,
-                default=None,
-                choices=flag.choices,
-                help=flag.help,
-                metavar=flag.flag.lstrip("-").replace("-", "_").upper(),
-            )
-    run.add_argument(
-        "--preset",
-        default=None,
-        help="audit a built-in default: sets --model and --dataset to the preset (movie-snippets, bbc-news) "
-        "and its split and max length, unless given",
-    )
-    run.set_defaults(handler=_run)
+    _add_run(commands.add_parser("run", help="audit a model on a corpus and render the report"))
 
     report = commands.add_parser("report", help="render the report of a stored run")
-    report.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    report.add_argument("--db", type=Path, default=db, help="DuckDB file")
     report.add_argument("--run", default=None, help="run id [the most recently updated run]")
-    report.add_argument("--out", type=Path, default=Path("audit-output"), help="report folder")
+    report.add_argument("--out", type=Path, default=out, help="report folder")
     report.add_argument("--no-pdf", action="store_true", help="render only the HTML report")
     report.set_defaults(handler=_report)
 
     runs = commands.add_parser("runs", help="list the runs stored in a database")
-    runs.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    runs.add_argument("--db", type=Path, default=db, help="DuckDB file")
     runs.set_defaults(handler=_runs)
 
     build = commands.add_parser("build-default", help="build (or find in the cache) a preset's fine-tuned model")
@@ -114,11 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="what moved between two stored runs")
     compare.add_argument("before", help="run id of the earlier audit")
     compare.add_argument("after", help="run id of the later audit")
-    compare.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    compare.add_argument("--db", type=Path, default=db, help="DuckDB file")
     compare.set_defaults(handler=_compare)
 
     export = commands.add_parser("export", help="write a run's token scores (and metrics) in the import schema")
-    export.add_argument("--db", type=Path, default=Path("audit-output/audit.duckdb"), help="DuckDB file")
+    export.add_argument("--db", type=Path, default=db, help="DuckDB file")
     export.add_argument("--run", default=None, help="run id [the most recently updated run]")
     export.add_argument("--out", type=Path, required=True, help="scores file (.parquet or .jsonl)")
     export.add_argument("--metrics", type=Path, default=None, help="also write the per-example metrics here")
@@ -129,9 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_run(run: argparse.ArgumentParser) -> None:
+    """``run``'s options: one per ``tasks.flags.FLAGS`` (unset ones are None: the field keeps its default)."""
+    from tasks.flags import FLAGS, SWITCHES
+
+    for flag in FLAGS:
+        if flag.kind in SWITCHES:
+            run.add_argument(flag.flag, dest=flag.flag, action="store_true", default=None, help=flag.help)
+        else:
+            metavar = None if flag.choices else flag.flag.lstrip("-").replace("-", "_").upper()
+            run.add_argument(
+                flag.flag, dest=flag.flag, default=None, choices=flag.choices, help=flag.help, metavar=metavar
+            )
+    run.add_argument(
+        "--preset",
+        default=None,
+        help="audit a built-in default: sets --model and --dataset to the preset (movie-snippets, bbc-news) "
+        "and its split and max length, unless given",
+    )
+    run.set_defaults(handler=_run)
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     """Build the validated ``AuditConfig`` from ``run``'s options (unset options keep their defaults)."""
-    from tasks.config import FLAGS, AuditConfig
+    from tasks.config import AuditConfig
+    from tasks.flags import FLAGS, SWITCHES
 
     sections: dict[str, dict[str, Any]] = {}
     for flag in FLAGS:
@@ -140,8 +133,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
             continue
         section, _, name = flag.field.rpartition(".")
         value: Any
-        if flag.kind in ("true", "false", "none"):
-            value = {"true": True, "false": False, "none": None}[flag.kind]
+        if flag.kind in SWITCHES:
+            value = SWITCHES[flag.kind]
         elif flag.kind == "list":
             value = tuple(part.strip() for part in raw.split(",") if part.strip())
         elif flag.kind == "floats":
@@ -371,16 +364,6 @@ def _number(raw: str, flag: str, *, integer: bool = False) -> float:
         kind = "a whole number" if integer else "a number"
         raise AuditError(f"{flag} takes {kind}, not {raw!r}", f"pass {flag} with {kind}")
     return value
-
-
-def _flag_for(location: Sequence[Any]) -> str:
-    from tasks.config import FLAGS
-
-    dotted = ".".join(str(part) for part in location[:2])
-    for flag in FLAGS:
-        if flag.field == dotted:
-            return flag.flag
-    return dotted or "options"
 
 
 if __name__ == "__main__":

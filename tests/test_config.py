@@ -1,26 +1,80 @@
-"""The audit configuration: defaults, validation, identity."""
+"""The audit configuration: defaults, validation, identity, and the run options derived from its fields."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from tasks.config import AuditConfig, MethodOptions, command_line
+from tasks.config import AuditConfig, InterventionOptions, MethodOptions, stable_hash
 from tasks.explain.registry import METHODS, default_methods
+from tasks.flags import FLAGS, command_line, field_value, flag_for
+from tasks.interventions.registry import default_interventions
+from tasks.verdict.resolve import resolve
+from tests.conftest import ROOT
+
+RUN_OPTIONS = (
+    "--model --revision --trust-remote-code --allow-pickle --device --precision --dataset --split --text-column "
+    "--text-pair-column --label-column --no-labels --id-column --rationale-column --limit --sample-seed --max-length "
+    "--methods --ig-steps --ig-rule --removal --k --random-draws --top-k --flow-max-tokens --units --explanations "
+    "--seed --interventions --intervention-layers --permutation-draws --erasure-draws --adversarial-epsilon "
+    "--adversarial-steps --verdict-references --agreement-min --equivalence-margin --sensitivity-min --min-examples "
+    "--confidence-bins --length-bins --require --no-sanity --sanity-sample --batch-size --token-budget "
+    "--gradient-token-budget --concurrency --threads --batch-retries --batch-timeout --no-cache --task-runner "
+    "--dask-address --dask-workers --db --out --no-pdf"
+).split()
 
 
 def test_no_methods_named_means_every_default_method():
-    assert MethodOptions().methods == default_methods()
+    assert MethodOptions().methods == ()
+    assert resolve(AuditConfig()).methods.methods == default_methods()
     assert set(default_methods()) == {name for name, spec in METHODS.items() if spec.default}
+
+
+def test_no_interventions_named_means_the_default_ones_and_none_means_none():
+    assert resolve(AuditConfig()).interventions.interventions == default_interventions()
+    assert InterventionOptions(interventions=()).interventions is None
+    none = resolve(AuditConfig(interventions=InterventionOptions(interventions=("none",))))
+    assert none.interventions.interventions == ()
+    assert none.model_dump(mode="json")["interventions"]["interventions"] == ["none"]
 
 
 def test_unknown_or_repeated_methods_are_refused():
     with pytest.raises(ValidationError, match="unknown method"):
-        MethodOptions(methods=("rollout", "shap_magic"))
+        resolve(AuditConfig(methods=MethodOptions(methods=("rollout", "shap_magic"))))
     with pytest.raises(ValidationError, match="listed twice"):
-        MethodOptions(methods=("rollout", "rollout"))
+        resolve(AuditConfig(methods=MethodOptions(methods=("rollout", "rollout"))))
+
+
+def test_every_registry_name_is_checked_at_its_field():
+    config = AuditConfig.model_validate(
+        {
+            "methods": {"methods": ["shap"]},
+            "interventions": {"interventions": ["scramble"]},
+            "verdict": {"references": ["rollout"]},
+            "gate": ["fast:rollout"],
+        }
+    )
+    with pytest.raises(ValidationError) as raised:
+        resolve(config)
+
+    located = {flag_for(error["loc"]): error["msg"] for error in raised.value.errors()}
+    assert list(located) == ["--methods", "--interventions", "--verdict-references", "--require"]
+    assert located["--methods"].startswith("Value error, unknown method(s) shap; known methods: attention_last")
+    assert located["--interventions"].startswith("Value error, unknown intervention(s) scramble; known: ")
+    assert "got ('rollout',)" in located["--verdict-references"]
+    assert "a gate check is KIND:METHOD" in located["--require"]
+
+
+def test_resolving_is_idempotent_and_keeps_the_default_run_identity():
+    resolved = resolve(AuditConfig())
+    assert resolve(resolved) == resolved
+    assert AuditConfig.model_validate(resolved.model_dump(mode="json")) == resolved
+    # The default audit's identity as stored before the registries moved out of the configuration: a
+    # default run must keep its id (this changes only when the default methods or interventions do).
+    assert stable_hash(resolved.identity()) == "1c01d9efe7b8b004"
 
 
 @pytest.mark.parametrize("fractions", [(0.0,), (1.5,), ()])
@@ -60,3 +114,43 @@ def test_the_reproducing_command_names_only_what_differs_from_the_defaults():
     )
     assert command_line(config) == ("attention-audit run --model 'my model' --no-labels --limit 3 --k 0.1,0.2 --no-pdf")
     assert command_line(AuditConfig()) == "attention-audit run"
+    assert command_line(resolve(AuditConfig()), resolve(AuditConfig())) == "attention-audit run"
+
+
+def test_the_configuration_module_imports_nothing_of_the_project():
+    tree = ast.parse((ROOT / "tasks" / "config.py").read_text(encoding="utf-8"))
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert imported
+    assert not [name for name in imported if name.split(".")[0] in ("tasks", "flows", "tests")]
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
+
+
+def test_the_run_options_are_exactly_the_documented_ones():
+    assert [flag.flag for flag in FLAGS] == RUN_OPTIONS
+
+
+def test_every_run_option_sets_a_configuration_field_and_every_described_field_has_one():
+    default = AuditConfig()
+    for flag in FLAGS:
+        field_value(default, flag.field)  # the option's field exists
+        assert flag_for(tuple(flag.field.split("."))) in {f.flag for f in FLAGS if f.field == flag.field}
+    sections = [name for name, info in AuditConfig.model_fields.items() if info.description is None]
+    described = {name for name, info in AuditConfig.model_fields.items() if info.description is not None}
+    described |= {
+        f"{section}.{name}"
+        for section in sections
+        for name, info in type(getattr(default, section)).model_fields.items()
+        if info.description is not None
+    }
+    assert described == {flag.field for flag in FLAGS}
+
+
+def test_each_option_help_ends_with_the_default_of_its_field():
+    default = AuditConfig()
+    for flag in FLAGS:
+        value = field_value(default, flag.field)
+        if flag.kind in ("true", "false", "none") or value in (None, ()):
+            continue
+        shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+        assert flag.help.endswith(f"[{shown}]"), flag.flag

@@ -166,6 +166,35 @@ def default_methods() -> tuple[str, ...]:
     return tuple(name for name, spec in METHODS.items() if spec.default)
 
 
+def resolve_methods(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods a run computes: ``names``, or the default methods when none are named.
+
+    Raises:
+        ValueError: A name is not a registered method, or is listed twice.
+    """
+    if not names:
+        return default_methods()
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known methods: {', '.join(METHODS)}")
+    if len(set(names)) != len(names):
+        raise ValueError("a method is listed twice")
+    return tuple(names)
+
+
+def check_references(references: tuple[str, ...]) -> tuple[str, ...]:
+    """``references`` unchanged when they are reference methods (at least one), the verdict's yardsticks.
+
+    Raises:
+        ValueError: None are named, or one is not a reference method.
+    """
+    known = methods_of(MethodFamily.REFERENCE)
+    unknown = [name for name in references if name not in known]
+    if not references or unknown:
+        raise ValueError(f"verdict references must be reference methods ({', '.join(known)}); got {references}")
+    return references
+
+
 def methods_of(family: MethodFamily, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """Registered method ids of one family, optionally restricted to ``names`` (in registry order)."""
     return tuple(name for name, spec in METHODS.items() if spec.family == family and (names is None or name in names))

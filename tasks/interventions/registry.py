@@ -105,6 +105,22 @@ def default_interventions() -> tuple[str, ...]:
     return tuple(name for name, spec in INTERVENTIONS.items() if spec.default)
 
 
+def resolve_interventions(names: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The interventions a run performs: ``names``, or the default ones when None (``()`` is none).
+
+    Raises:
+        ValueError: A name is not a registered intervention, or is listed twice.
+    """
+    if names is None:
+        return default_interventions()
+    unknown = [name for name in names if name not in INTERVENTIONS]
+    if unknown:
+        raise ValueError(f"unknown intervention(s) {', '.join(unknown)}; known: {', '.join(INTERVENTIONS)}, or none")
+    if len(set(names)) != len(names):
+        raise ValueError("an intervention is listed twice")
+    return tuple(names)
+
+
 def run_interventions(
     context: BatchContext, options: InterventionOptions, names: Sequence[str] | None = None
 ) -> list[InterventionValue]:

@@ -22,6 +22,7 @@ from tasks.errors import AuditError
 from tasks.explain import imported
 from tasks.model.loading import ModelBundle, load_model
 from tasks.records import EncodedExample, NotApplicable
+from tasks.verdict.resolve import resolve
 
 TRACKED_PACKAGES = (
     "torch",
@@ -48,7 +49,7 @@ class RunPlan:
         labels: The model's class names, in index order.
         examples: Every example of the run, encoded.
         manifest: Provenance: model and data fingerprints and sources, versions, platform.
-        config: The configuration the run computes: as given, less what is not applicable.
+        config: The configuration the run computes: as given and resolved, less what is not applicable.
         not_applicable: What the given configuration asked for that this model cannot support.
     """
 
@@ -76,12 +77,14 @@ class RunPlan:
 
 
 def plan_run(config: AuditConfig) -> RunPlan:
-    """Load the model and corpus, encode the corpus and derive the run's identity.
+    """Resolve the configuration, load the model and corpus, encode the corpus and derive the run's identity.
 
     Raises:
+        ValidationError: A name the registries do not know (``tasks.verdict.resolve``), before any work.
         AuditError: Any problem with the model, the corpus or their combination (e.g. labels that are
             not the model's classes).
     """
+    config = resolve(config)
     bundle = load_model(config.model)
     skipped = not_applicable(config, bundle)
     config = without(config, skipped)
@@ -116,7 +119,7 @@ def plan_run(config: AuditConfig) -> RunPlan:
 
 
 def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplicable, ...]:
-    """The configured methods and interventions this model's family cannot support, with the reason.
+    """What of ``config`` (resolved) this model's family cannot support: methods and interventions, with why.
 
     Interventions replace attention probabilities inside the forward pass; a family whose attention is
     computed out of reach of transformers' attention function (DeBERTa's disentangled attention) cannot
@@ -131,7 +134,7 @@ def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplica
 
 
 def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
-    """``config`` less the methods and interventions in ``skipped``."""
+    """``config`` (resolved) less the methods and interventions in ``skipped``."""
     if not skipped:
         return config
     dropped = {(item.kind, item.name) for item in skipped}
@@ -150,7 +153,7 @@ def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditCon
 
 
 def check_layers(config: AuditConfig, bundle: ModelBundle) -> None:
-    """Refuse, before any work, an intervention layer the model does not have.
+    """Refuse, before any work, an intervention layer the model does not have (``config`` resolved).
 
     Raises:
         AuditError: ``--intervention-layers`` names a layer outside the model.

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tasks import store
-from tasks.config import AuditConfig, command_line
+from tasks.config import AuditConfig
 from tasks.errors import AuditError
 from tasks.evaluate.metrics import METRICS
 from tasks.evaluate.statistics import (
@@ -31,12 +31,14 @@ from tasks.evaluate.statistics import (
     paired_comparison,
 )
 from tasks.explain.registry import METHODS, spec_of
+from tasks.flags import command_line
 from tasks.records import UNDER_TEST, MethodFamily
 from tasks.report import charts
 from tasks.report.comparison import Comparison, compare_runs, previous_run
 from tasks.report.interventions import InterventionReport, summarise_interventions
 from tasks.report.literature import Outcome, RunNumbers, check_findings
 from tasks.report.verdicts import VerdictReport, summarise_verdicts
+from tasks.verdict.resolve import resolve
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 """The templates folder: beside ``tasks`` in a checkout and in site-packages alike."""
@@ -268,7 +270,7 @@ def build_context(
         created_at=str(run["created_at"])[:19],
         updated_at=str(run["updated_at"])[:19],
         config=run["config"],
-        command=command_line(config),
+        command=command_line(config, resolve(AuditConfig())),
         manifest_rows=_manifest_rows(manifest),
         dataset_rows=_dataset_rows(examples, manifest),
         summary=[

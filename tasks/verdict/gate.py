@@ -45,6 +45,17 @@ def parse_check(check: str) -> tuple[str, str]:
     return kind, method
 
 
+def check_gate(checks: tuple[str, ...]) -> tuple[str, ...]:
+    """``checks`` unchanged when each is a well-formed ``KIND:METHOD`` (see ``parse_check``).
+
+    Raises:
+        ValueError: A check has an unknown kind or no method.
+    """
+    for check in checks:
+        parse_check(check)
+    return checks
+
+
 def failed_checks(checks: Sequence[str], slice_verdicts: pd.DataFrame) -> list[str]:
     """The checks that fail, each with the numbers behind it (empty when all pass)."""
     overall = slice_verdicts[(slice_verdicts["slice"] == "overall") & (slice_verdicts["method"] != "attention heads")]

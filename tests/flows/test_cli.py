@@ -19,9 +19,9 @@ from tasks.config import (
     MethodOptions,
     ModelSpec,
     OutputSettings,
-    command_line,
 )
 from tasks.explain.registry import METHODS
+from tasks.flags import FLAGS, SWITCHES, command_line, field_value
 from tasks.model.presets import encoder_path
 
 GOOD_CSV = "text,label\na great movie,class_0\nterrible and far too long,class_1\nunwatchable,2\n"
@@ -313,3 +313,44 @@ def test_an_unknown_preset_is_one_error_naming_the_presets(capsys: pytest.Captur
     assert main(["run", "--preset", "imdb"]) == 2
     error = capsys.readouterr().err
     assert "unknown preset 'imdb'" in error and "bbc-news" in error
+
+
+def test_run_help_lists_every_option_with_the_default_of_its_field(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+    default = AuditConfig()
+    for flag in FLAGS:
+        assert f" {flag.flag} " in f" {shown} ", flag.flag
+        assert " ".join(flag.help.split()) in shown, flag.flag
+        value = field_value(default, flag.field)
+        if flag.kind not in SWITCHES and value not in (None, ()):
+            rendered = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+            assert f"[{rendered}]" in shown, flag.flag
+    for choices in (flag.choices for flag in FLAGS if flag.choices):
+        assert "{" + ",".join(choices) + "}" in shown
+
+
+def a_value_other_than(base: object, kind: str, choices: tuple[str, ...] | None) -> str:
+    """A valid command-line value for an option of ``kind`` that differs from the field's default."""
+    if choices:
+        return next(choice for choice in choices if choice != base)
+    if kind == "int":
+        return str(base + 1 if isinstance(base, int) else 64)
+    return {"float": "0.5", "floats": "0.25,0.5", "ints": "1,2", "str": "x", "path": "some/where", "list": "rollout"}[
+        kind
+    ]
+
+
+def test_every_run_option_sets_its_field_alone_and_round_trips() -> None:
+    default = AuditConfig()
+    for flag in FLAGS:
+        base = field_value(default, flag.field)
+        argv = [flag.flag] if flag.kind in SWITCHES else [flag.flag, a_value_other_than(base, flag.kind, flag.choices)]
+        config = config_from_args(build_parser().parse_args(["run", *argv]))
+
+        changed = field_value(config, flag.field)
+        assert changed != base and (flag.kind not in SWITCHES or changed == SWITCHES[flag.kind]), flag.flag
+        assert command_line(config) == shlex.join(["attention-audit", "run", *argv]), flag.flag
+        assert round_trip(config) == config, flag.flag

@@ -257,6 +257,7 @@ def test_a_deberta_run_leaves_out_the_interventions_records_why_and_the_report_s
     from tasks.pipeline.batch import audit_batch
     from tasks.pipeline.plan import plan_run
     from tasks.report import build_context
+    from tasks.verdict.resolve import resolve
 
     folder = save_tiny(FAMILIES["deberta-v2"], tmp_path / "deberta")
     sample = SAMPLES / "handmade-reviews.csv"
@@ -267,6 +268,7 @@ def test_a_deberta_run_leaves_out_the_interventions_records_why_and_the_report_s
             "methods": {"ig_steps": 8},
         }
     )
+    config = resolve(config)  # the default methods and interventions, named
     plan = plan_run(config)
     assert {item.name for item in plan.not_applicable} == set(config.interventions.interventions)
     assert plan.config.interventions.interventions == ()

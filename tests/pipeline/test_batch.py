@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
-from tasks.explain.registry import METHODS
+from tasks.explain.registry import METHODS, default_methods
 from tasks.pipeline.batch import audit_batch
 from tasks.records import MethodFamily
 
@@ -13,7 +13,7 @@ NO_INTERVENTIONS = InterventionOptions(interventions=("none",))
 
 
 def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, examples):
-    options = MethodOptions(ig_steps=8, random_draws=2)
+    options = MethodOptions(methods=default_methods(), ig_steps=8, random_draws=2)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     counts = Counter(record.method for record in result.scores)
     for name in options.methods:
@@ -22,7 +22,7 @@ def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, example
 
 
 def test_agreement_covers_every_pair_of_methods_once(tiny_bundle, examples):
-    options = MethodOptions(ig_steps=8, random_draws=2)
+    options = MethodOptions(methods=default_methods(), ig_steps=8, random_draws=2)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     pairs = {(m.method, m.reference) for m in result.metrics if m.metric == "kendall_tau"}
     expected = {frozenset((a, b)) for a in options.methods for b in options.methods if a != b}
@@ -37,7 +37,7 @@ def test_agreement_covers_every_pair_of_methods_once(tiny_bundle, examples):
 
 
 def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):
-    options = MethodOptions(ig_steps=8)
+    options = MethodOptions(methods=default_methods(), ig_steps=8)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "taucorr_loo"):
         assert {m.method for m in result.metrics if m.metric == metric} == set(options.methods)

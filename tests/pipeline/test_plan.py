@@ -11,18 +11,22 @@ from tasks.config import AuditConfig
 from tasks.errors import AuditError
 from tasks.model.adapters import adapter_for
 from tasks.pipeline.plan import check_layers, not_applicable, plan_run, without
+from tasks.verdict.resolve import resolve
 from tests.conftest import SAMPLES
 
 SAMPLE = SAMPLES / "handmade-reviews.csv"
 
 
 def config_for(model_dir: Path, **sections) -> AuditConfig:
-    return AuditConfig.model_validate(
-        {
-            "model": {"name_or_path": str(model_dir)},
-            "data": {"dataset": str(SAMPLE), "id_column": "id", "label_column": None},
-            **sections,
-        }
+    """A resolved configuration, as ``plan_run`` hands it to its steps."""
+    return resolve(
+        AuditConfig.model_validate(
+            {
+                "model": {"name_or_path": str(model_dir)},
+                "data": {"dataset": str(SAMPLE), "id_column": "id", "label_column": None},
+                **sections,
+            }
+        )
     )
 
 

@@ -28,6 +28,7 @@ from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import run_manifest
 from tasks.pipeline.steps import judge_run_task
 from tasks.records import MethodFamily
+from tasks.verdict.resolve import resolve
 from tests.conftest import TEXTS
 
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=alert(1)>"
@@ -70,11 +71,13 @@ def stored_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     texts = [*TEXTS, f"{HOSTILE} what a film"]
     ids = [str(i) for i in range(len(TEXTS))] + [HOSTILE_ID]
     frame = pd.DataFrame({"example_id": ids, "text": texts, "label": None, "metadata": [{}] * len(texts)})
-    config = AuditConfig(
-        model=ModelSpec(name_or_path=str(tiny_model_dir)),
-        data=DataSpec(dataset="reviews.csv"),
-        methods=MethodOptions(methods=METHOD_IDS, ig_steps=8, random_draws=2),
-        interventions=InterventionOptions(permutation_draws=20, erasure_draws=4, adversarial_steps=20),
+    config = resolve(
+        AuditConfig(
+            model=ModelSpec(name_or_path=str(tiny_model_dir)),
+            data=DataSpec(dataset="reviews.csv"),
+            methods=MethodOptions(methods=METHOD_IDS, ig_steps=8, random_draws=2),
+            interventions=InterventionOptions(permutation_draws=20, erasure_draws=4, adversarial_steps=20),
+        )
     )
     examples = encode_corpus(frame, bundle.tokenizer, bundle.labels, config.data.max_length)
     result = audit_batch(bundle, examples, config.methods, config.interventions, config.execution)
