@@ -1,0 +1,57 @@
+"""The cascade sanity check (Adebayo et al. 2018): explanations must change when the model is randomised."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.config import MethodOptions
+from tasks.evaluate.sanity import randomised_models, sanity_rows
+from tasks.explain import registry as method_registry
+from tasks.explain.registry import METHODS, MethodSpec
+from tasks.records import MethodFamily
+from tests.conftest import TEXTS, encode
+
+
+def position_scores(context, options):
+    """An 'explanation' that ignores the model: later tokens score higher."""
+    return context.records("position", [np.arange(e.length, dtype=float) * e.content_mask for e in context.examples])
+
+
+@pytest.fixture
+def with_position_method(monkeypatch):
+    spec = MethodSpec("position", MethodFamily.ATTENTION, position_scores, False, "Token position", "-", "-")
+    monkeypatch.setitem(METHODS, "position", spec)
+    monkeypatch.setattr(method_registry, "METHODS", METHODS)
+    return spec
+
+
+# --- sanity checks -------------------------------------------------------------------------------
+
+
+def test_the_cascade_randomises_the_head_then_each_layer_from_the_top(tiny_bundle):
+    stages = [(stage, label) for stage, label, _ in randomised_models(tiny_bundle, seed=0)]
+    assert stages == [(0, "classification head"), (1, "head + top 1 layer"), (2, "head + top 2 layers")]
+    original = tiny_bundle.model.bert.encoder.layer[0].attention.self.query.weight.clone()
+    *_, (_, _, deepest) = randomised_models(tiny_bundle, seed=0)
+    assert torch.equal(tiny_bundle.model.bert.encoder.layer[0].attention.self.query.weight, original)
+    assert not torch.equal(deepest.model.bert.encoder.layer[0].attention.self.query.weight, original)
+
+
+def test_an_explanation_that_ignores_the_model_fails_and_a_gradient_changes(tiny_bundle, with_position_method):
+    examples = encode(tiny_bundle, TEXTS)
+    rows = sanity_rows(tiny_bundle, examples, ("position", "saliency", "random"), MethodOptions(), 0, 4096)
+    last = rows[rows["stage"] == rows["stage"].max()].groupby("method")["spearman_absolute"].mean()
+    assert last["position"] == pytest.approx(1.0) and last["random"] == pytest.approx(1.0)
+    assert last["saliency"] < 0.9
+    head_only = rows[(rows["stage"] == 0) & (rows["method"] == "position")]["spearman"]
+    assert (head_only == 1.0).all()
+    assert set(rows["stage"]) == {0, 1, 2} and len(rows) == 3 * 3 * len(examples)
+
+
+def test_sanity_copies_do_not_share_parameters_with_the_audited_model(tiny_bundle):
+    audited = {p.data_ptr() for p in tiny_bundle.model.parameters()}
+    for _, label, randomised in randomised_models(tiny_bundle, seed=3):
+        shared = audited & {p.data_ptr() for p in randomised.model.parameters()}
+        assert not shared, f"the {label} copy shares {len(shared)} tensors with the audited model"
