@@ -28,6 +28,7 @@ from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import run_manifest
 from tasks.pipeline.steps import judge_run_task
 from tasks.records import MethodFamily
+from tasks.report.render import TEMPLATES
 from tests.conftest import TEXTS
 
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=alert(1)>"
@@ -230,7 +231,7 @@ def test_rendering_the_same_run_twice_gives_the_same_bytes(connection: duckdb.Du
 
 
 def test_the_only_script_is_the_reports_own_filter_allowed_by_its_hash(html: str) -> None:
-    own = (report.TEMPLATES / "report.js").read_text(encoding="utf-8")
+    own = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I)
     assert scripts == [own]
     digest = base64.b64encode(hashlib.sha256(own.encode()).digest()).decode()
