@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -119,9 +119,8 @@ class AgreementRow:
         return correlation_strength(self.kendall_tau.mean)
 
 
-@dataclass(frozen=True)
-class SegmentShare:
-    """For text pairs: one method's share of its score mass Σ|s_j| on the second text."""
+class SegmentShare(NamedTuple):
+    """For text pairs: one method's share of its score mass Σ|s_j| on the second text (a ``(title, share)`` pair)."""
 
     title: str
     second: Estimate

@@ -29,7 +29,7 @@ from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import run_manifest
 from tasks.pipeline.steps import judge_run_task
 from tasks.records import MethodFamily
-from tasks.report.aggregates import SegmentShare
+from tasks.report.aggregates import PlausibilityRow, SegmentShare
 from tasks.report.context import RunTables
 from tasks.report.render import TEMPLATES
 from tasks.report.sections import SECTIONS as SECTION_LIST
@@ -353,7 +353,21 @@ def test_the_contents_and_the_body_come_from_the_same_list(
         if "not-applicable" in shown
         else [],
         segments=[SegmentShare("Random", context.faithfulness[0].comprehensiveness)] if "segments" in shown else [],
-        plausibility=[] if "plausibility" not in shown else context.plausibility,
+        plausibility=[
+            PlausibilityRow(
+                row.method,
+                row.title,
+                row.family,
+                row.sufficiency,
+                row.sufficiency,
+                row.sufficiency,
+                plausible=True,
+                faithful=False,
+            )
+            for row in context.faithfulness
+        ]
+        if "plausibility" in shown
+        else [],  # fmt: skip
     )
     html = report.render_html(fake)
     links, sections = contents_and_body(html)
@@ -366,6 +380,7 @@ def test_the_contents_and_the_body_come_from_the_same_list(
     assert ("failures" in sections) == ("failures" in shown)
     assert ("not-applicable" in sections) == ("not-applicable" in shown)
     assert ("segments" in sections) == ("segments" in shown)
+    assert ("plausibility" in sections) == ("plausibility" in shown)
     assert {"summary", "verdict", "methodology", "reproduce"} <= set(sections)
 
 
