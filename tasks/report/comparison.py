@@ -11,7 +11,7 @@ verdict moved when it differs. Slices whose verdict changed are listed too.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,30 +115,72 @@ def difference_of_means(before: pd.Series, after: pd.Series, *, paired: bool, se
     )
 
 
+@dataclass(frozen=True)
+class RunVerdicts:
+    """What a comparison reads of one run: its ``runs`` row and its verdict tables."""
+
+    run: Mapping[str, Any]
+    example_verdicts: pd.DataFrame
+    slice_verdicts: pd.DataFrame
+
+
+def read_run_verdicts(connection: Any, run_id: str) -> RunVerdicts:
+    """Read one run's row, ``example_verdicts`` and ``slice_verdicts`` (each once).
+
+    Raises:
+        AuditError: The run does not exist.
+    """
+    return RunVerdicts(
+        store.read_run(connection, run_id),
+        store.read_table(connection, "example_verdicts", run_id),
+        store.read_table(connection, "slice_verdicts", run_id),
+    )
+
+
 def compare_runs(connection: Any, before_id: str, after_id: str, seed: int = 0) -> Comparison:
     """Compare two stored runs of one database.
 
     Raises:
         AuditError: Either run does not exist.
     """
-    before, after = store.read_run(connection, before_id), store.read_run(connection, after_id)
-    evidence = {
-        run: store.read_table(connection, "example_verdicts", run).set_index(["method", "example_id"])
-        for run in (before_id, after_id)
-    }
-    shared_ids = set(evidence[before_id].index.get_level_values("example_id")) & set(
-        evidence[after_id].index.get_level_values("example_id")
+    return compare(read_run_verdicts(connection, before_id), read_run_verdicts(connection, after_id), seed=seed)
+
+
+def compare(before: RunVerdicts, after: RunVerdicts, seed: int = 0) -> Comparison:
+    """Compare two runs already read: verdicts, per-example evidence and slice verdicts."""
+    evidence_before = before.example_verdicts.set_index(["method", "example_id"])
+    evidence_after = after.example_verdicts.set_index(["method", "example_id"])
+    shared_ids = set(evidence_before.index.get_level_values("example_id")) & set(
+        evidence_after.index.get_level_values("example_id")
     )
-    same_data = before["manifest"]["data"]["fingerprint"] == after["manifest"]["data"]["fingerprint"]
+    same_data = before.run["manifest"]["data"]["fingerprint"] == after.run["manifest"]["data"]["fingerprint"]
     paired = same_data and bool(shared_ids)
     methods = [
         m
-        for m in dict.fromkeys(evidence[after_id].index.get_level_values("method"))
-        if m in set(evidence[before_id].index.get_level_values("method"))
+        for m in dict.fromkeys(evidence_after.index.get_level_values("method"))
+        if m in set(evidence_before.index.get_level_values("method"))
     ]
+    verdicts, slice_changes = _verdict_changes(before.slice_verdicts, after.slice_verdicts, methods)
+    return Comparison(
+        before=dict(before.run),
+        after=dict(after.run),
+        paired=paired,
+        shared_examples=len(shared_ids),
+        same_model=before.run["manifest"]["model"]["fingerprint"] == after.run["manifest"]["model"]["fingerprint"],
+        same_data=same_data,
+        verdicts=verdicts,
+        movements=_movements(evidence_before, evidence_after, methods, paired=paired, seed=seed),
+        slice_changes=slice_changes,
+    )
+
+
+def _movements(
+    before: pd.DataFrame, after: pd.DataFrame, methods: Sequence[str], *, paired: bool, seed: int
+) -> list[Movement]:
+    """Every evidence column measured in both runs, per method, as a difference of means."""
     movements = []
     for method in methods:
-        a, b = evidence[before_id].xs(method), evidence[after_id].xs(method)
+        a, b = before.xs(method), after.xs(method)
         for column in EVIDENCE:
             if a[column].notna().any() and b[column].notna().any():
                 movements.append(
@@ -150,35 +192,27 @@ def compare_runs(connection: Any, before_id: str, after_id: str, seed: int = 0) 
                         difference_of_means(a[column], b[column], paired=paired, seed=seed),
                     )
                 )
-    slices = {run: store.read_table(connection, "slice_verdicts", run) for run in (before_id, after_id)}
-    keyed = {
-        run: {(r.method, r.slice, r.slice_value): r.verdict for r in frame.itertuples(index=False)}
-        for run, frame in slices.items()
-    }
+    return movements
+
+
+def _verdict_changes(
+    before: pd.DataFrame, after: pd.DataFrame, methods: Sequence[str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str, str]]]:
+    """The overall verdict of each method in both runs ('—' when absent), and the slice verdicts that changed."""
+    keyed = [
+        {(r.method, r.slice, r.slice_value): r.verdict for r in frame.itertuples(index=False)}
+        for frame in (before, after)
+    ]
     verdicts = [
-        (
-            m,
-            keyed[before_id].get((m, "overall", "all examples"), "—"),
-            keyed[after_id].get((m, "overall", "all examples"), "—"),
-        )
+        (m, keyed[0].get((m, "overall", "all examples"), "—"), keyed[1].get((m, "overall", "all examples"), "—"))
         for m in methods
     ]
     slice_changes = [
-        (key[0], key[1], key[2], keyed[before_id][key], verdict)
-        for key, verdict in keyed[after_id].items()
-        if key in keyed[before_id] and keyed[before_id][key] != verdict and key[1] != "overall"
+        (key[0], key[1], key[2], keyed[0][key], verdict)
+        for key, verdict in keyed[1].items()
+        if key in keyed[0] and keyed[0][key] != verdict and key[1] != "overall"
     ]
-    return Comparison(
-        before=before,
-        after=after,
-        paired=paired,
-        shared_examples=len(shared_ids),
-        same_model=before["manifest"]["model"]["fingerprint"] == after["manifest"]["model"]["fingerprint"],
-        same_data=same_data,
-        verdicts=verdicts,
-        movements=movements,
-        slice_changes=slice_changes,
-    )
+    return verdicts, slice_changes
 
 
 def previous_run(connection: Any, run_id: str) -> str | None:

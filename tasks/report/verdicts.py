@@ -62,6 +62,24 @@ class VerdictReport:
     recommended: str | None
     sentences: Sequence[str]
 
+    def slice_tables(self, width: int = 3) -> list[SliceTable]:
+        """The slice grid cut into tables of at most ``width`` explanations each (columns in overall order)."""
+        return [
+            SliceTable(
+                self.overall[first : first + width],
+                [(kind, value, n, rows[first : first + width]) for kind, value, n, rows in self.slices],
+            )
+            for first in range(0, len(self.overall), width)
+        ]
+
+
+@dataclass(frozen=True)
+class SliceTable:
+    """One table of the slice grid: a few explanations as columns, one row per slice."""
+
+    columns: Sequence[VerdictRow]
+    rows: Sequence[tuple[str, str, int, Sequence[VerdictRow]]]  # (slice, value, n, one row per column)
+
 
 def _estimate(row: pd.Series, name: str) -> Estimate:
     mean = row.get(f"{name}_mean", float("nan"))
@@ -142,62 +160,20 @@ def _recommendation(
     faithfulness_by_method: Mapping[str, float],
     min_examples: int,
 ) -> tuple[str | None, list[str]]:
-    sentences = []
-    by_verdict: dict[str, list[str]] = {}
-    for row in overall:
-        by_verdict.setdefault(row.verdict, []).append(row.title.lower())
-    sentences.append(
-        "Verdict over all examples: "
-        + "; ".join(
-            f"{verdict}: {', '.join(titles)}"
-            for verdict in ("faithful", "inconclusive", "not faithful")
-            if (titles := by_verdict.get(verdict))
-        )
-        + "."
-    )
+    """The verdict sentences and the explanation to show users (None when no explanation is faithful).
+
+    The recommended explanation is the overall-faithful attention method with the largest AOPC gain
+    over random (ties: higher agreement); without one, the reference with the largest AOPC
+    comprehensiveness.
+    """
     judged = [
         r for r in rows if r.slice != "overall" and r.n >= min_examples and not math.isnan(r.comprehensiveness.mean)
     ]
-    faithful_slices = [r for r in judged if r.verdict == "faithful"]
-    if faithful_slices:
-        best = max(faithful_slices, key=lambda r: r.comprehensiveness.mean)
-        sentences.append(
-            f"Attention is most faithful on {_slice_words(best)}: {best.title.lower()} beats random removal by "
-            f"{best.comprehensiveness.mean:+.3f} AOPC and agrees with the references at τ {best.agreement.mean:.2f} "
-            f"({best.n} examples)."
-        )
-    if judged:
-        worst = min(judged, key=lambda r: (r.verdict != "not faithful", r.comprehensiveness.mean))
-        sentences.append(
-            f"It is least faithful on {_slice_words(worst)}: {worst.title.lower()} is {worst.verdict} there "
-            f"(AOPC gain over random {worst.comprehensiveness.mean:+.3f}, τ with the references "
-            f"{worst.agreement.mean:.2f}, {worst.n} examples)."
-        )
+    sentences = [_overall_sentence(overall), *_extreme_slice_sentences(judged)]
     faithful = [row for row in overall if row.verdict == "faithful"]
     if faithful:
         chosen = max(faithful, key=lambda r: (r.comprehensiveness.mean, r.agreement.mean))
-        recommendation = (
-            f"Recommendation: show {chosen.title.lower()} to users of this model (faithful overall: AOPC gain over "
-            f"random {chosen.comprehensiveness:+.3f}, τ with the references {chosen.agreement:.2f})"
-        )
-        weak = [r for r in judged if r.method == chosen.method and r.verdict != "faithful"]
-        if weak:
-            recommendation += "; it is not shown faithful on " + ", ".join(_slice_words(r) for r in weak[:4])
-            if len(weak) > 4:
-                recommendation += f" and {len(weak) - 4} more slice(s)"
-        sentences.append(recommendation + ".")
-        alternatives = [
-            r
-            for r in judged
-            if r.method != chosen.method
-            and r.verdict == "faithful"
-            and any(w.slice == r.slice and w.slice_value == r.slice_value for w in weak)
-        ]
-        for other in alternatives[:2]:
-            sentences.append(
-                f"On {_slice_words(other)}, {other.title.lower()} is faithful where {chosen.title.lower()} is not "
-                f"(AOPC gain {other.comprehensiveness.mean:+.3f}, τ {other.agreement.mean:.2f})."
-            )
+        sentences += _attention_recommendation(chosen, judged)
         return chosen.method, sentences
     references = {
         m: v
@@ -215,6 +191,70 @@ def _recommendation(
         return best_reference, sentences
     sentences.append("Recommendation: no explanation is shown to be faithful for this model on this data.")
     return None, sentences
+
+
+def _overall_sentence(overall: Sequence[VerdictRow]) -> str:
+    """'Verdict over all examples: faithful: ...; inconclusive: ...; not faithful: ...'."""
+    by_verdict: dict[str, list[str]] = {}
+    for row in overall:
+        by_verdict.setdefault(row.verdict, []).append(row.title.lower())
+    return (
+        "Verdict over all examples: "
+        + "; ".join(
+            f"{verdict}: {', '.join(titles)}"
+            for verdict in ("faithful", "inconclusive", "not faithful")
+            if (titles := by_verdict.get(verdict))
+        )
+        + "."
+    )
+
+
+def _extreme_slice_sentences(judged: Sequence[VerdictRow]) -> list[str]:
+    """The judged slice where attention is most faithful, and the one where it is least."""
+    sentences = []
+    faithful_slices = [r for r in judged if r.verdict == "faithful"]
+    if faithful_slices:
+        best = max(faithful_slices, key=lambda r: r.comprehensiveness.mean)
+        sentences.append(
+            f"Attention is most faithful on {_slice_words(best)}: {best.title.lower()} beats random removal by "
+            f"{best.comprehensiveness.mean:+.3f} AOPC and agrees with the references at τ {best.agreement.mean:.2f} "
+            f"({best.n} examples)."
+        )
+    if judged:
+        worst = min(judged, key=lambda r: (r.verdict != "not faithful", r.comprehensiveness.mean))
+        sentences.append(
+            f"It is least faithful on {_slice_words(worst)}: {worst.title.lower()} is {worst.verdict} there "
+            f"(AOPC gain over random {worst.comprehensiveness.mean:+.3f}, τ with the references "
+            f"{worst.agreement.mean:.2f}, {worst.n} examples)."
+        )
+    return sentences
+
+
+def _attention_recommendation(chosen: VerdictRow, judged: Sequence[VerdictRow]) -> list[str]:
+    """Recommend the chosen attention method, naming its weak slices and the faithful alternatives there."""
+    recommendation = (
+        f"Recommendation: show {chosen.title.lower()} to users of this model (faithful overall: AOPC gain over "
+        f"random {chosen.comprehensiveness:+.3f}, τ with the references {chosen.agreement:.2f})"
+    )
+    weak = [r for r in judged if r.method == chosen.method and r.verdict != "faithful"]
+    if weak:
+        recommendation += "; it is not shown faithful on " + ", ".join(_slice_words(r) for r in weak[:4])
+        if len(weak) > 4:
+            recommendation += f" and {len(weak) - 4} more slice(s)"
+    sentences = [recommendation + "."]
+    alternatives = [
+        r
+        for r in judged
+        if r.method != chosen.method
+        and r.verdict == "faithful"
+        and any(w.slice == r.slice and w.slice_value == r.slice_value for w in weak)
+    ]
+    for other in alternatives[:2]:
+        sentences.append(
+            f"On {_slice_words(other)}, {other.title.lower()} is faithful where {chosen.title.lower()} is not "
+            f"(AOPC gain {other.comprehensiveness.mean:+.3f}, τ {other.agreement.mean:.2f})."
+        )
+    return sentences
 
 
 def _slice_words(row: VerdictRow) -> str:

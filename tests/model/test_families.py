@@ -25,7 +25,7 @@ from tasks.explain.registry import METHODS
 from tasks.interventions.mechanism import tvd
 from tasks.interventions.registry import INTERVENTIONS, run_interventions
 from tasks.model.loading import ModelBundle, load_model
-from tasks.report import _cells
+from tasks.report import heatmaps
 from tests.conftest import SAMPLES, TEXTS, encode
 from tests.tiny_families import FAMILIES, save_tiny
 
@@ -235,7 +235,7 @@ def test_interventions_on_deberta_are_refused_with_the_reason(bundle, context):
 def test_heatmap_cells_read_as_the_text_without_tokenizer_artefacts(bundle, examples):
     for example in examples:
         tokens = pd.DataFrame(example.offsets, columns=["char_start", "char_end"])
-        cells = _cells(example.text, tokens, np.ones(example.length))
+        cells = heatmaps.cells(example.text, tokens, np.ones(example.length))
         shown = "".join((" " if cell.space_before else "") + cell.text for cell in cells)
         assert not any(marker in cell.text for cell in cells for marker in ("##", "Ġ", "▁", "Ċ"))
         assert " ".join(shown.split()) == " ".join(example.text.split())

@@ -24,6 +24,7 @@ from tasks.evaluate.metrics import METRICS
 from tasks.explain.registry import METHODS
 from tasks.interventions.registry import INTERVENTIONS
 from tasks.report.methodology import METHODOLOGY, AppendixSection, anchor, methodology_appendix
+from tasks.report.sections import SECTIONS
 from tests.conftest import ROOT
 
 DOCUMENT = ROOT / "docs" / "methodology.md"
@@ -149,8 +150,8 @@ def test_the_appendix_gives_every_registered_id_its_anchor() -> None:
 
 
 def test_appendix_anchors_do_not_collide_with_the_report_s_own_sections() -> None:
-    template = (ROOT / "templates" / "report.html.j2").read_text(encoding="utf-8")
-    report_ids = set(re.findall(r'id="([A-Za-z0-9_-]+)"', template))
+    templates = "".join(path.read_text(encoding="utf-8") for path in (ROOT / "templates").rglob("*.j2"))
+    report_ids = set(re.findall(r'id="([A-Za-z0-9_-]+)"', templates)) | {section.id for section in SECTIONS}
     assert sorted(set(appendix_ids(methodology_appendix())) & report_ids) == []
 
 

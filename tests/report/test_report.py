@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,10 @@ from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import run_manifest
 from tasks.pipeline.steps import judge_run_task
 from tasks.records import MethodFamily
+from tasks.report.aggregates import PlausibilityRow, SegmentShare
+from tasks.report.context import RunTables
+from tasks.report.render import TEMPLATES
+from tasks.report.sections import SECTIONS as SECTION_LIST
 from tasks.verdict.resolve import resolve
 from tests.conftest import TEXTS
 
@@ -233,7 +238,7 @@ def test_rendering_the_same_run_twice_gives_the_same_bytes(connection: duckdb.Du
 
 
 def test_the_only_script_is_the_reports_own_filter_allowed_by_its_hash(html: str) -> None:
-    own = (report.TEMPLATES / "report.js").read_text(encoding="utf-8")
+    own = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I)
     assert scripts == [own]
     digest = base64.b64encode(hashlib.sha256(own.encode()).digest()).decode()
@@ -319,3 +324,83 @@ def test_the_json_summary_carries_the_verdicts_and_headline_metrics(context: rep
     assert all(v["verdict"] in {"faithful", "not faithful", "inconclusive"} for v in document["verdicts"])
     assert {row["method"] for row in document["faithfulness"]} == set(METHOD_IDS)
     assert document["recommended_explanation"] == context.verdict.recommended
+
+
+# --- one list of sections, each table read once -----------------------------------------------
+
+
+def contents_and_body(html: str) -> tuple[list[str], list[str]]:
+    """The ids the contents link to, and the ids of the rendered sections."""
+    nav = re.search(r'<nav class="toc">(.*?)</nav>', html, re.S)
+    assert nav is not None
+    links = re.findall(r'<a href="#([\w-]+)">', nav.group(1))
+    return links, re.findall(r'<section id="([\w-]+)">', html)
+
+
+def test_every_section_has_its_partial_and_every_partial_its_section() -> None:
+    partials = {path.name.removesuffix(".html.j2") for path in (TEMPLATES / "sections").glob("*.html.j2")}
+
+    assert [section.id for section in SECTION_LIST] == list(dict.fromkeys(s.id for s in SECTION_LIST))
+    assert {section.id for section in SECTION_LIST} == partials
+
+
+@pytest.mark.parametrize("shown", [(), ("failures", "not-applicable"), ("over-time", "segments", "plausibility")])
+def test_the_contents_and_the_body_come_from_the_same_list(
+    context: report.ReportContext, shown: tuple[str, ...]
+) -> None:
+    """Hidden sections are missing from both; every link has its target and every section its link."""
+    fake = dataclasses.replace(
+        context,
+        failures=[{"example_id": "x", "error": "RuntimeError: boom", "attempts": 3}] if "failures" in shown else [],
+        not_applicable=[{"kind": "intervention", "name": "uniform", "reason": "no"}]
+        if "not-applicable" in shown
+        else [],
+        segments=[SegmentShare("Random", context.faithfulness[0].comprehensiveness)] if "segments" in shown else [],
+        plausibility=[
+            PlausibilityRow(
+                row.method,
+                row.title,
+                row.family,
+                row.sufficiency,
+                row.sufficiency,
+                row.sufficiency,
+                plausible=True,
+                faithful=False,
+            )
+            for row in context.faithfulness
+        ]
+        if "plausibility" in shown
+        else [],  # fmt: skip
+    )
+    html = report.render_html(fake)
+    links, sections = contents_and_body(html)
+    expected = [s.id for s in SECTION_LIST if s.shown(fake)]
+
+    assert sections == expected
+    assert [link for link in links if link in sections] == sections
+    for link in links:
+        assert f'id="{link}"' in html, f"the contents link to #{link}, which is not in the report"
+    assert ("failures" in sections) == ("failures" in shown)
+    assert ("not-applicable" in sections) == ("not-applicable" in shown)
+    assert ("segments" in sections) == ("segments" in shown)
+    assert ("plausibility" in sections) == ("plausibility" in shown)
+    assert {"summary", "verdict", "methodology", "reproduce"} <= set(sections)
+
+
+def test_build_context_reads_each_table_of_the_run_once(
+    connection: duckdb.DuckDBPyConnection, stored_run: StoredRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: Counter[tuple[str, str]] = Counter()
+    read_table = store.read_table
+
+    def counting(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
+        reads[(table, run_id)] += 1
+        return read_table(connection, table, run_id)
+
+    monkeypatch.setattr(store, "read_table", counting)
+    report.build_context(connection, None, generated_at=GENERATED_AT)
+
+    assert reads, "build_context read no table through store.read_table"
+    assert {run_id for _, run_id in reads} == {stored_run.run_id}
+    assert all(count == 1 for count in reads.values()), reads
+    assert {table for table, _ in reads} == {table.name for table in dataclasses.fields(RunTables)}

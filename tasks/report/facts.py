@@ -1,0 +1,243 @@
+"""The report's fact tables: model and data, settings, definitions, the example table and the costs.
+
+Pure functions of the run's manifest and configuration and of its stored tables; every value is
+already a string (or a number the template formats).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from tasks.config import AuditConfig
+from tasks.evaluate.metrics import METRICS
+from tasks.evaluate.statistics import STRENGTH_BANDS
+from tasks.explain.registry import spec_of
+from tasks.records import UNDER_TEST
+
+
+def manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Model, data and software of the run, as (name, value) rows."""
+    model = manifest.get("model", {})
+    data = manifest.get("data", {})
+    source = model.get("source", {})
+    rows = [
+        ("Model", str(model.get("name_or_path", ""))),
+        ("Model type", str(source.get("model_type", ""))),
+        (
+            "Model source",
+            ", ".join(f"{k}: {v}" for k, v in source.items() if k not in {"build_manifest", "model_type"} and v),
+        ),
+        ("Weights SHA-256", str(model.get("fingerprint", ""))),
+        ("Labels", ", ".join(model.get("labels", []))),
+    ]
+    if "device" in model:
+        rows.append(("Device and precision", f"{model['device']}, {model.get('precision', 'float32')}"))
+    if "family" in model:
+        rows.append(("Adapter", str(model["family"])))
+    build = source.get("build_manifest")
+    if build:
+        rows += [
+            (
+                "Built from",
+                f"{build['base_model']['name']} ({build['base_model']['package']}), "
+                f"fine-tuned on {build['corpus']['name']} ({build['corpus']['package']})",
+            ),
+            ("Build accuracy", ", ".join(f"{k} {v:.3f}" for k, v in build["accuracy"].items())),
+            ("Training", ", ".join(f"{k}={v}" for k, v in build["training"].items())),
+        ]
+    rows += [
+        ("Dataset", f"{data.get('name', '')} (split {data.get('split', '')})"),
+        ("Dataset source", ", ".join(f"{k}: {v}" for k, v in data.get("source", {}).items())),
+        ("Data SHA-256", str(data.get("fingerprint", ""))),
+        ("Examples in the split", str(data.get("rows_in_split", ""))),
+        ("Software", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())),
+        ("Platform", str(manifest.get("platform", ""))),
+    ]
+    return rows
+
+
+def dataset_rows(examples: pd.DataFrame) -> list[tuple[str, str]]:
+    """The audited examples: count, lengths, truncation, classes and accuracy."""
+    lengths = examples["n_content_tokens"]
+    rows = [
+        ("Examples audited", str(len(examples))),
+        (
+            "Content tokens per example",
+            f"median {lengths.median():.0f}, 90th percentile {lengths.quantile(0.9):.0f}, max {lengths.max()}",
+        ),
+        ("Truncated", str(int(examples["truncated"].sum()))),
+        (
+            "Predicted classes",
+            ", ".join(f"{k}: {v}" for k, v in examples["predicted_name"].value_counts().sort_index().items()),
+        ),
+    ]
+    labelled = examples.dropna(subset=["label"])
+    if not labelled.empty:
+        rows.append(
+            (
+                "Gold classes",
+                ", ".join(f"{k}: {v}" for k, v in labelled["label_name"].value_counts().sort_index().items()),
+            )
+        )
+        rows.append(("Accuracy", f"{100 * float((labelled['label'] == labelled['predicted']).mean()):.1f} %"))
+    return rows
+
+
+def settings(config: AuditConfig) -> list[tuple[str, str]]:
+    """The method and sampling settings of the run, in words."""
+    options = config.methods
+    return [
+        ("Methods", ", ".join(options.methods)),
+        ("Removal operator", options.removal),
+        (
+            "Units ranked by every metric",
+            "words (whitespace-separated; a word scores the sum of its sub-token scores, the random baseline "
+            "its first draw)"
+            if options.units == "word"
+            else "tokens",
+        ),
+        ("Rationale sizes k", ", ".join(f"{100 * k:g} %" for k in options.k_fractions)),
+        ("Integrated gradients", f"m = {options.ig_steps} steps, {options.ig_rule} rule, [PAD] baseline"),
+        ("Random baseline", f"{options.random_draws} draws, seed {options.seed}"),
+        ("Top-k overlap", f"k = {options.agreement_top_k}"),
+        ("Max length", f"{config.data.max_length} tokens"),
+        (
+            "Sample",
+            "whole split"
+            if config.data.limit is None
+            else f"{config.data.limit} examples in seeded hash order (seed {config.data.sample_seed})",
+        ),
+        (
+            "Intervals",
+            "percentile bootstrap 95 %, 2,000 resamples, seeded; paired Wilcoxon signed-rank tests",
+        ),
+    ]
+
+
+def verdict_settings(config: AuditConfig) -> list[tuple[str, str]]:
+    """The thresholds of the verdict rules, in words."""
+    options = config.verdict
+    return [
+        ("Verdict references", ", ".join(options.references)),
+        ("Agreement threshold", f"mean Kendall τ with the references ≥ {options.agreement_min:g}"),
+        ("No better than random", f"AOPC comprehensiveness gain over random < {options.equivalence_margin:g}"),
+        ("Sensitive to attention", f"median TVD under permuted attention ≥ {options.sensitivity_min:g}"),
+        ("Important head", f"mean TVD when masked ≥ {options.importance_min:g}"),
+        ("Smallest judged slice", f"{options.min_examples} examples"),
+        ("Confidence bins", "edges " + ", ".join(f"{edge:g}" for edge in options.confidence_bins)),
+        ("Length bins", "edges " + ", ".join(f"{edge:g}" for edge in options.length_bins) + " content tokens"),
+    ]
+
+
+def method_definitions(methods: Sequence[str]) -> list[dict[str, str]]:
+    """The registry's definition of every method of the run (the methodology's table)."""
+    return [
+        {
+            "name": s.name,
+            "title": s.title,
+            "family": s.family.value,
+            "formula": s.formula,
+            "citation": s.citation,
+            "signed": "signed" if s.signed else "non-negative",
+        }
+        for s in (spec_of(m) for m in methods)
+    ]
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """The registry's definition of every metric (the methodology's table)."""
+    return [
+        {
+            "name": s.name,
+            "title": s.title,
+            "kind": s.kind,
+            "definition": s.definition,
+            "citation": s.citation,
+            "direction": {True: "higher", False: "lower", None: "—"}[s.higher_is_better],
+        }
+        for s in METRICS.values()
+    ]
+
+
+def strength_bands() -> str:
+    """The words for the size of a Kendall τ, e.g. '|τ| < 0.1: negligible, ...'."""
+    return ", ".join(
+        f"|τ| < {bound:g}: {word}" if math.isfinite(bound) else f"otherwise {word}" for bound, word in STRENGTH_BANDS
+    )
+
+
+def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Every example with its prediction and its verdict per attention-based explanation (HTML table)."""
+    attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
+    by_example: dict[str, dict[str, str]] = {}
+    for row in verdicts.itertuples(index=False):
+        by_example.setdefault(row.example_id, {})[row.method] = row.verdict
+    rows = []
+    for example in examples.sort_values("example_id").itertuples(index=False):
+        rows.append(
+            {
+                "example_id": example.example_id,
+                "text": example.text,
+                "label": None if pd.isna(example.label_name) else example.label_name,
+                "predicted": example.predicted_name,
+                "confidence": float(example.confidence),
+                "tokens": int(example.n_content_tokens),
+                "verdicts": [(spec_of(m).title, by_example.get(example.example_id, {}).get(m, "")) for m in attention],
+            }
+        )
+    return rows
+
+
+def costs(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per stage: seconds, forward and backward passes per example, and tokens per second."""
+    if rows.empty:
+        return []
+    total = rows.groupby("stage", sort=False)[
+        ["seconds", "forward_rows", "forward_tokens", "backward_rows", "backward_tokens"]
+    ].sum()
+    examples = rows.drop_duplicates("batch_id")["examples"].sum()
+    out = []
+    for stage, row in total.iterrows():
+        out.append(
+            {
+                "stage": stage,
+                "seconds_per_example": row["seconds"] / examples,
+                "forward_per_example": row["forward_rows"] / examples,
+                "backward_per_example": row["backward_rows"] / examples,
+                "tokens_per_second": (row["forward_tokens"] + row["backward_tokens"]) / row["seconds"]
+                if row["seconds"]
+                else 0.0,
+            }
+        )
+    return out
+
+
+def cost_bound(
+    rows: pd.DataFrame, examples: pd.DataFrame, manifest: Mapping[str, Any], config: AuditConfig
+) -> dict[str, str]:
+    """The measured throughput, the naive pass-count bound, and this run's seconds per example."""
+    from tasks.evaluate.costs import Throughput, naive_bound
+
+    measured = manifest.get("throughput")
+    if rows.empty or not measured:
+        return {}
+    throughput = Throughput(**measured)
+    computed = examples[examples["batch_id"].isin(set(rows["batch_id"]))]
+    bound = naive_bound(
+        config, computed["n_tokens"].tolist(), computed["n_content_tokens"].tolist(),
+        int(manifest["model"]["layers"]), int(manifest["model"]["heads"]), throughput,
+    )  # fmt: skip
+    seconds = float(rows["seconds"].sum())
+    count = max(len(computed), 1)
+    return {
+        "forward": f"{throughput.forward:,.0f}",
+        "forward_backward": f"{throughput.forward_backward:,.0f}",
+        "length": str(throughput.length),
+        "bound": f"{bound / count:.3f}",
+        "actual": f"{seconds / count:.3f}",
+        "ratio": f"{bound / seconds:.1f}" if seconds else "n/a",
+    }
