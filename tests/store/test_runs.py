@@ -7,6 +7,7 @@ import pytest
 
 from tasks import store
 from tasks.errors import AuditError
+from tasks.records import BatchResult
 from tests.store.conftest import METHODS, RUN
 
 # --- runs -------------------------------------------------------------------------------------
@@ -40,3 +41,23 @@ def test_read_run_of_an_unknown_run_names_the_known_ones(connection: duckdb.Duck
     with pytest.raises(AuditError, match="no run 'missing'") as raised:
         store.read_run(connection, "missing")
     assert RUN in raised.value.fix
+
+
+def test_failed_examples_are_recorded_until_their_batch_is_written(
+    connection: duckdb.DuckDBPyConnection, result: BatchResult, labels: tuple[str, ...]
+) -> None:
+    ids = [e.example_id for e in result.examples]
+    store.register_run(connection, RUN, {}, {})
+    store.record_failure(connection, RUN, ids[:2], ValueError("boom"), 3)
+    store.record_failure(connection, RUN, ids[:2], RuntimeError("again"), 4)
+
+    failures = store.read_table(connection, "failures", RUN)
+    assert sorted(failures["example_id"]) == sorted(ids[:2])
+    assert set(failures["error_type"]) == {"RuntimeError"} and set(failures["attempts"]) == {4}
+    assert set(failures["batch_id"]) == {store.batch_id(ids[:2])}
+    assert store.finish_run(connection, RUN) == "finished with failures"
+
+    store.write_batch(connection, RUN, result, labels)
+
+    assert store.read_table(connection, "failures", RUN).empty
+    assert store.finish_run(connection, RUN) == "finished"
