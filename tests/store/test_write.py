@@ -1,13 +1,9 @@
-"""The DuckDB file: batches are written atomically and idempotently, round-trip exactly, and foreign,
-corrupt or newer files are refused without being touched."""
+"""Writing and reading back a batch: atomic, idempotent, exact round trips, a stable content hash."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -15,61 +11,10 @@ import pandas as pd
 import pytest
 
 from tasks import store
-from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
-from tasks.errors import AuditError
-from tasks.model.loading import ModelBundle
-from tasks.pipeline.batch import audit_batch
 from tasks.records import BatchResult, MetricValue
-from tests.conftest import TEXTS, encode
-
-RUN = "run-under-test"
-METHODS = ("attention_last", "leave_one_out", "random")
-"""An attention method, a signed reference and the stochastic baseline: every kind of metric row."""
+from tests.store.conftest import RUN, row_counts, subset
 
 MetricKey = tuple[str, str, int, str, str | None, float | None]
-
-
-@pytest.fixture(scope="module")
-def result(tiny_bundle: ModelBundle) -> BatchResult:
-    """One batch of the standard texts, some with gold labels, with a small but complete set of methods."""
-    gold = (0, 2, None, 1, 2)
-    examples = [dataclasses.replace(e, label=g) for e, g in zip(encode(tiny_bundle, TEXTS), gold, strict=True)]
-    return audit_batch(
-        tiny_bundle,
-        examples,
-        MethodOptions(methods=METHODS, random_draws=2),
-        InterventionOptions(interventions=("uniform", "head_masking")),
-        ExecutionSettings(),
-    )
-
-
-@pytest.fixture
-def labels(tiny_bundle: ModelBundle) -> tuple[str, ...]:
-    return tiny_bundle.labels
-
-
-@pytest.fixture
-def connection(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with store.connect(tmp_path / "audit.duckdb") as opened:
-        yield opened
-
-
-def subset(result: BatchResult, example_ids: Sequence[str]) -> BatchResult:
-    """The part of a batch result that belongs to some of its examples (as a smaller batch would give)."""
-    keep = set(example_ids)
-    return BatchResult(
-        examples=tuple(e for e in result.examples if e.example_id in keep),
-        predictions=tuple(p for p in result.predictions if p.example_id in keep),
-        scores=tuple(s for s in result.scores if s.example_id in keep),
-        metrics=tuple(m for m in result.metrics if m.example_id in keep),
-        costs=result.costs,
-        interventions=tuple(v for v in result.interventions if v.example_id in keep),
-        head_agreement=tuple(v for v in result.head_agreement if v.example_id in keep),
-    )
-
-
-def row_counts(connection: duckdb.DuckDBPyConnection, run_id: str = RUN) -> dict[str, int]:
-    return {table: len(store.read_table(connection, table, run_id)) for table in (*store.RESULT_TABLES, "costs")}
 
 
 def metric_key(example_id: str, method: str, draw: int, metric: str, reference: object, k: object) -> MetricKey:
@@ -251,119 +196,9 @@ def test_content_hash_changes_when_one_value_changes(
     assert store.content_hash(connection, "original") != store.content_hash(connection, "changed")
 
 
-# --- runs -------------------------------------------------------------------------------------
-
-
-def test_register_run_is_true_for_a_new_run_and_false_when_it_returns(
-    connection: duckdb.DuckDBPyConnection,
+def test_interventions_round_trip_with_their_layer_and_head(
+    connection: duckdb.DuckDBPyConnection, result: BatchResult, labels: tuple[str, ...]
 ) -> None:
-    config, manifest = {"methods": {"methods": list(METHODS)}}, {"model": {"fingerprint": "abc"}}
-
-    assert store.register_run(connection, RUN, config, manifest) is True
-    assert store.register_run(connection, RUN, config, manifest) is False
-    assert store.register_run(connection, "another-run", config, manifest) is True
-    runs = store.read_runs(connection)
-    assert sorted(runs["run_id"]) == ["another-run", RUN]
-    assert store.read_run(connection, RUN)["config"] == config
-
-
-def test_finish_run_marks_the_run_finished(connection: duckdb.DuckDBPyConnection) -> None:
-    store.register_run(connection, RUN, {}, {})
-    assert store.read_run(connection, RUN)["status"] == "running"
-
-    store.finish_run(connection, RUN)
-
-    assert store.read_run(connection, RUN)["status"] == "finished"
-
-
-def test_read_run_of_an_unknown_run_names_the_known_ones(connection: duckdb.DuckDBPyConnection) -> None:
-    store.register_run(connection, RUN, {}, {})
-
-    with pytest.raises(AuditError, match="no run 'missing'") as raised:
-        store.read_run(connection, "missing")
-    assert RUN in raised.value.fix
-
-
-# --- files that are not ours -----------------------------------------------------------------
-
-
-def test_a_file_of_random_bytes_is_refused_and_left_byte_identical(tmp_path: Path) -> None:
-    path = tmp_path / "noise.duckdb"
-    path.write_bytes(np.random.default_rng(0).bytes(8192))
-    before = path.read_bytes()
-
-    with pytest.raises(AuditError, match="not a readable DuckDB database"):
-        with store.connect(path):
-            pass
-
-    assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["noise.duckdb"]
-
-
-def test_a_database_of_another_application_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "shop.duckdb"
-    foreign = duckdb.connect(str(path))
-    foreign.execute("CREATE TABLE orders (id INTEGER, total DOUBLE)")
-    foreign.execute("INSERT INTO orders VALUES (1, 9.5), (2, 3.25)")
-    foreign.close()
-    before = path.read_bytes()
-
-    with pytest.raises(AuditError, match="another application") as raised:
-        with store.connect(path):
-            pass
-
-    assert "orders" in raised.value.problem
-    assert path.read_bytes() == before
-    with duckdb.connect(str(path), read_only=True) as reopened:
-        tables = {row[0] for row in reopened.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert tables == {"orders"}
-
-
-@pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
-def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path, read_only: bool) -> None:
-    path = tmp_path / "future.duckdb"
-    with store.connect(path) as created:
-        created.execute(
-            "UPDATE schema_info SET value = ? WHERE key = 'schema_version'", [str(store.SCHEMA_VERSION + 1)]
-        )
-
-    with pytest.raises(AuditError, match="newer attention-audit") as raised:
-        with store.connect(path, read_only=read_only):
-            pass
-
-    assert "upgrade" in raised.value.fix
-
-
-def test_a_new_database_records_the_schema_version(tmp_path: Path) -> None:
-    path = tmp_path / "new.duckdb"
-    with store.connect(path):
-        pass
-
-    with store.connect(path, read_only=True) as reopened:
-        version = reopened.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
-    assert version == (str(store.SCHEMA_VERSION),)
-
-
-def test_read_only_connect_of_a_missing_path_is_refused_and_creates_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "nowhere" / "audit.duckdb"
-
-    with pytest.raises(AuditError, match="no database at"):
-        with store.connect(path, read_only=True):
-            pass
-
-    assert not path.parent.exists()
-
-
-def test_a_database_whose_folder_is_a_file_is_refused(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where a folder should be")
-
-    with pytest.raises(AuditError, match="cannot create the folder"):
-        with store.connect(blocker / "audit.duckdb"):
-            pass
-
-
-def test_interventions_round_trip_with_their_layer_and_head(connection: duckdb.DuckDBPyConnection, result, labels):
     store.write_batch(connection, RUN, result, labels)
     stored = store.read_table(connection, "interventions", RUN)
     assert len(stored) == len(result.interventions)
@@ -374,22 +209,3 @@ def test_interventions_round_trip_with_their_layer_and_head(connection: duckdb.D
     assert {(r.example_id, r.statistic): r.value for r in head.itertuples()} == pytest.approx(expected)
     agreement = store.read_table(connection, "head_agreement", RUN)
     assert len(agreement) == len(result.head_agreement) > 0
-
-
-def test_a_version_1_database_is_migrated_in_place_with_its_data_kept(tmp_path: Path, result, labels) -> None:
-    path = tmp_path / "old.duckdb"
-    later = {statement for statements in store.MIGRATIONS.values() for statement in statements}
-    version_1 = [statement for statement in store.DDL if statement not in later]
-    with duckdb.connect(str(path)) as old:
-        for statement in version_1:
-            old.execute(statement)
-        old.execute("INSERT INTO schema_info VALUES ('schema_version', '1'), ('created_by', 'attention-audit 0.1.0')")
-        old.execute("INSERT INTO runs VALUES ('old-run', 'finished', now(), now(), '{}', '{}')")
-    with store.connect(path, read_only=True) as reading:  # reading an old file changes nothing
-        assert store.read_table(reading, "interventions", "old-run").empty
-    with store.connect(path) as upgraded:
-        version = upgraded.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
-        assert version == (str(store.SCHEMA_VERSION),)
-        assert store.read_run(upgraded, "old-run")["status"] == "finished"
-        store.write_batch(upgraded, RUN, result, labels)
-        assert len(store.read_table(upgraded, "interventions", RUN)) == len(result.interventions)
