@@ -31,7 +31,7 @@ import torch
 from tasks.config import RemovalOperator
 from tasks.errors import AuditError
 from tasks.model.attention_hook import AttentionEdit
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.records import EncodedExample, Prediction, TokenScores
 
 

@@ -24,7 +24,7 @@ from tasks.evaluate.metrics import (
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS, methods_of
 from tasks.interventions.registry import INTERVENTIONS
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.records import BatchResult, EncodedExample, MethodFamily, MetricValue, StageCost, TokenScores
 
 

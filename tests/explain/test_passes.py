@@ -58,7 +58,7 @@ def test_a_keep_mask_of_the_wrong_length_is_refused(context: BatchContext):
 
 
 def test_perturbed_forward_passes_respect_the_token_budget(tiny_bundle, monkeypatch):
-    from tasks.model.adapters import ModelAdapter
+    from tasks.model.adapters.base import ModelAdapter
 
     examples = encode(tiny_bundle, ["one two three four five six seven eight"] * 4)
     context = BatchContext(tiny_bundle, examples, token_budget=24, need_gradients=False)

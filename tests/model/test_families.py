@@ -23,7 +23,8 @@ from tasks.explain.gradients import completeness_holds
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
 from tasks.interventions.registry import INTERVENTIONS, run_interventions, tvd
-from tasks.model.loading import ModelBundle, load_model
+from tasks.model.bundle import ModelBundle
+from tasks.model.loading import load_model
 from tasks.report import _cells
 from tests.conftest import SAMPLES, TEXTS, encode
 from tests.tiny_families import FAMILIES, save_tiny
