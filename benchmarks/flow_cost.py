@@ -28,7 +28,7 @@ def main() -> None:
     import pandas as pd
 
     from tasks.config import ModelSpec
-    from tasks.data.corpora import BUILTIN_CORPORA
+    from tasks.data.builtin import BUILTIN_CORPORA
     from tasks.data.encoding import encode_corpus
     from tasks.explain.attention import residual_attention
     from tasks.explain.flow import attention_flow

@@ -40,7 +40,7 @@ CHECK_K = (0.2, 0.5)
 
 def balanced_sample(n: int, seed: int = 0) -> list[dict]:
     """``n`` test examples, half of each class, in seeded hash order."""
-    from tasks.data.corpora import BUILTIN_CORPORA
+    from tasks.data.builtin import BUILTIN_CORPORA
 
     frame = BUILTIN_CORPORA["movie-snippets"].read("test")
     frame = frame.assign(order=[hashlib.sha256(f"{seed}:{i}".encode()).hexdigest() for i in frame["example_id"]])

@@ -1,6 +1,6 @@
 """Write the hash split of every built-in corpus to data/splits/<corpus>.csv (id, split).
 
-The split is computed by ``tasks.data.corpora.hash_split``; the files let a reviewer see exactly which
+The split is computed by ``tasks.data.builtin.hash_split``; the files let a reviewer see exactly which
 examples the default models were trained, validated and audited on. ``tests/test_corpora.py`` checks
 that they still match the code.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.data.corpora import BUILTIN_CORPORA, hash_split
+from tasks.data.builtin import BUILTIN_CORPORA, hash_split
 
 OUT = Path(__file__).resolve().parent.parent / "data" / "splits"
 

@@ -21,7 +21,8 @@ import torch  # noqa: E402
 from tasks.config import ModelSpec  # noqa: E402
 from tasks.data.encoding import encode_corpus  # noqa: E402
 from tasks.explain.passes import BatchContext  # noqa: E402
-from tasks.model.loading import ModelBundle, load_model  # noqa: E402
+from tasks.model.bundle import ModelBundle  # noqa: E402
+from tasks.model.loading import load_model  # noqa: E402
 from tasks.model.presets import encoder_path  # noqa: E402
 from tasks.records import EncodedExample  # noqa: E402
 

@@ -94,7 +94,7 @@ SPECIALS = {
 
 @functools.cache
 def _training_texts() -> tuple[str, ...]:
-    from tasks.data.corpora import BUILTIN_CORPORA
+    from tasks.data.builtin import BUILTIN_CORPORA
 
     return tuple(BUILTIN_CORPORA["movie-snippets"].read("train")["text"].head(1500))
 

@@ -1,1 +1,1 @@
-"""Load -> the corpus, encoded: corpora, encoding, human rationales and the units metrics rank."""
+"""Load -> the corpus, encoded: built-in corpora, corpora, encoding, human rationales and the units metrics rank."""

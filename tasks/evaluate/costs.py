@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from tasks.config import AuditConfig
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 
 
 @dataclass(frozen=True)

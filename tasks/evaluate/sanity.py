@@ -34,7 +34,7 @@ from scipy import stats
 from tasks.config import MethodOptions
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.records import EncodedExample, TokenScores
 
 HEAD_MODULES = ("classifier", "pre_classifier", "score", "classification_head")

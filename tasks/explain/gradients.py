@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from tasks.config import IntegrationRule, MethodOptions
-from tasks.explain.passes import BatchContext, chunks_under_budget
+from tasks.explain.batching import chunks_under_budget
+from tasks.explain.passes import BatchContext
 from tasks.records import TokenScores
 
 COMPLETENESS_RELATIVE_TOLERANCE = 0.05

@@ -30,8 +30,9 @@ import torch
 
 from tasks.config import RemovalOperator
 from tasks.errors import AuditError
+from tasks.explain.batching import chunks_under_budget, right_pad
 from tasks.model.attention_hook import AttentionEdit
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.records import EncodedExample, Prediction, TokenScores
 
 
@@ -113,19 +114,9 @@ class BatchContext:
         if not self.examples:
             raise ValueError("a batch needs at least one example")
         self.lengths = np.array([example.length for example in self.examples])
-        width = int(self.lengths.max())
+        padded = right_pad([(e.input_ids, e.token_type_ids) for e in self.examples], self.bundle.tokenizer.pad_token_id)
         device = self.bundle.device
-        pad_id = self.bundle.tokenizer.pad_token_id
-        self.input_ids = torch.full((len(self.examples), width), pad_id, dtype=torch.long)
-        self.token_type_ids = torch.zeros((len(self.examples), width), dtype=torch.long)
-        self.attention_mask = torch.zeros((len(self.examples), width), dtype=torch.long)
-        for row, example in enumerate(self.examples):
-            self.input_ids[row, : example.length] = torch.from_numpy(example.input_ids)
-            self.token_type_ids[row, : example.length] = torch.from_numpy(example.token_type_ids)
-            self.attention_mask[row, : example.length] = 1
-        self.input_ids = self.input_ids.to(device)
-        self.token_type_ids = self.token_type_ids.to(device)
-        self.attention_mask = self.attention_mask.to(device)
+        self.input_ids, self.token_type_ids, self.attention_mask = (tensor.to(device) for tensor in padded)
         self._perturbed: dict[tuple[int, bytes], float] = {}
 
     # --- the shared model pass ----------------------------------------------------------------
@@ -340,15 +331,7 @@ class BatchContext:
         order = np.argsort([len(ids) for ids, _ in sequences], kind="stable")
         for chunk in chunks_under_budget([len(sequences[i][0]) for i in order], self.token_budget):
             members = [int(order[i]) for i in chunk]
-            width = max(len(sequences[m][0]) for m in members)
-            input_ids = torch.full((len(members), width), self.bundle.tokenizer.pad_token_id, dtype=torch.long)
-            types = torch.zeros((len(members), width), dtype=torch.long)
-            mask = torch.zeros((len(members), width), dtype=torch.long)
-            for slot, member in enumerate(members):
-                ids, token_types = sequences[member]
-                input_ids[slot, : len(ids)] = torch.from_numpy(ids)
-                types[slot, : len(ids)] = torch.from_numpy(token_types)
-                mask[slot, : len(ids)] = 1
+            input_ids, types, mask = right_pad([sequences[m] for m in members], self.bundle.tokenizer.pad_token_id)
             device = self.bundle.device
             with torch.inference_mode():
                 logits = self._logits(mask.to(device), input_ids=input_ids.to(device), token_type_ids=types.to(device))
@@ -397,23 +380,3 @@ class BatchContext:
         if getattr(self.bundle.model.config, "type_vocab_size", 0) in (0, None):
             return {}
         return {"token_type_ids": self.token_type_ids if token_type_ids is None else token_type_ids}
-
-
-def chunks_under_budget(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Consecutive index chunks whose rows x longest length stays within ``budget`` (at least one row).
-
-    ``lengths`` should be sorted ascending so that chunks are nearly unpadded.
-    """
-    chunks: list[list[int]] = []
-    current: list[int] = []
-    widest = 0
-    for index, length in enumerate(lengths):
-        wider = max(widest, length)
-        if current and (len(current) + 1) * wider > budget:
-            chunks.append(current)
-            current, wider = [], length
-        current.append(index)
-        widest = wider
-    if current:
-        chunks.append(current)
-    return chunks

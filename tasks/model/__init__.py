@@ -1,1 +1,1 @@
-"""The classifier: loading, per-family adapters, the attention hook and the embedded presets."""
+"""The classifier: the bundle the methods read, loading, per-family adapters, the attention hook and the presets."""

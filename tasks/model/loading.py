@@ -1,5 +1,9 @@
 """Load the classifier under audit, once per process, and check that it can be audited.
 
+``load_model`` returns a ``tasks.model.bundle.ModelBundle``. It resolves a preset name to the preset's
+built folder (``tasks.model.presets.ensure_model``, which fine-tunes it on first use), so this module
+imports the presets; the explanation methods import only the bundle.
+
 ``load_model`` is cached on the (hashable) ``ModelSpec``: tasks pass the spec, never the model, so the
 same code runs on threads, processes or a cluster, and each worker loads the weights once.
 
@@ -15,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +27,13 @@ import torch
 from tasks.config import ModelSpec
 from tasks.errors import AuditError
 from tasks.model import attention_hook
-from tasks.model.adapters import ModelAdapter, adapter_for
+from tasks.model.adapters import adapter_for
+from tasks.model.adapters.base import ModelAdapter
+from tasks.model.bundle import ModelBundle
 from tasks.model.presets import PRESETS, ensure_model, read_manifest
 
 HEAD_PREFIXES = ("classifier", "score", "classification_head", "logits_proj", "pre_classifier")
 """Parameter name prefixes of sequence-classification heads across transformers families."""
-
-
-@dataclass(frozen=True, eq=False)
-class ModelBundle:
-    """A loaded classifier with everything the methods need.
-
-    Attributes:
-        model: The ``*ForSequenceClassification`` model, in eval mode, eager attention.
-        tokenizer: Its fast tokenizer.
-        adapter: Where this family keeps its classification position and embeddings.
-        labels: Class names in index order (``config.id2label``).
-        fingerprint: SHA-256 over the weight files, in name order: identifies the exact weights.
-        source: Provenance for the manifest (what was asked, where it was found, revision, preset).
-    """
-
-    model: Any
-    tokenizer: Any
-    adapter: ModelAdapter
-    labels: tuple[str, ...]
-    fingerprint: str
-    source: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters live."""
-        return next(self.model.parameters()).device
-
-    @property
-    def num_layers(self) -> int:
-        """Number of transformer layers ``L``."""
-        return int(self.model.config.num_hidden_layers)
-
-    @property
-    def num_heads(self) -> int:
-        """Attention heads per layer ``H``."""
-        return int(self.model.config.num_attention_heads)
 
 
 def resolve_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
@@ -87,23 +56,63 @@ def resolve_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
 def load_model(spec: ModelSpec) -> ModelBundle:
     """Load, check and fingerprint the classifier named by ``spec`` (cached per process).
 
+    Steps: find it (``resolve_location``), read its config and pick the family's adapter, load the
+    classifier with eager attention, load and check its tokenizer, move it to the device and precision,
+    and check that it returns one attention map per layer.
+
     Raises:
         AuditError: The model cannot be found, is not a sequence classifier, has no trained head,
             needs pickle or remote code that was not allowed, has no tokenizer, or returns no
             attention weights.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     location, source = resolve_location(spec)
     common: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    config = _read_config(location, spec, common)
+    adapter = adapter_for(config.model_type)
+    model = _load_classifier(location, spec, config.model_type, adapter, common)
+    tokenizer = _load_tokenizer(location, spec, model, common)
+    _place(model, spec)
+    _check_returns_attentions(model, tokenizer, spec)
+    labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
+    source["model_type"] = config.model_type
+    source["commit"] = getattr(config, "_commit_hash", None)
+    manifest = read_manifest(Path(location)) if Path(location).is_dir() else None
+    if manifest is not None:
+        source["build_manifest"] = manifest
+    return ModelBundle(
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        labels=labels,
+        fingerprint=weights_fingerprint(location, spec),
+        source=source,
+    )
+
+
+def _read_config(location: str, spec: ModelSpec, common: dict[str, Any]) -> Any:
+    """The model's ``config.json`` (whose ``model_type`` picks the adapter)."""
+    from transformers import AutoConfig
+
     try:
-        config = AutoConfig.from_pretrained(location, **common)
+        return AutoConfig.from_pretrained(location, **common)
     except (OSError, ValueError) as error:
         raise _not_found(spec, error) from error
-    adapter = adapter_for(config.model_type)
+
+
+def _load_classifier(
+    location: str, spec: ModelSpec, model_type: str, adapter: ModelAdapter, common: dict[str, Any]
+) -> Any:
+    """The ``*ForSequenceClassification`` model, with the audit's eager attention, refusing a random head.
+
+    Families whose attention the adapter can edit get ``attention_hook.AUDIT_ATTENTION``, the others
+    transformers' ``eager``; weights load only from safetensors unless ``spec.allow_pickle``.
+    """
+    from transformers import AutoModelForSequenceClassification
+
     attention_hook.register()
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
@@ -116,7 +125,7 @@ def load_model(spec: ModelSpec) -> ModelBundle:
     except ValueError as error:
         if "Unrecognized configuration class" in str(error):
             raise AuditError(
-                f"{spec.name_or_path!r} ({config.model_type}) has no sequence-classification model class",
+                f"{spec.name_or_path!r} ({model_type}) has no sequence-classification model class",
                 "audit a *ForSequenceClassification checkpoint",
             ) from error
         raise
@@ -135,6 +144,16 @@ def load_model(spec: ModelSpec) -> ModelBundle:
             f"classification head ({', '.join(sorted(missing_head))} would be random)",
             "audit a model fine-tuned for sequence classification (architectures *ForSequenceClassification)",
         )
+    return model
+
+
+def _load_tokenizer(location: str, spec: ModelSpec, model: Any, common: dict[str, Any]) -> Any:
+    """The model's own fast tokenizer, with a pad token (the end-of-text token where it has none).
+
+    The model's ``pad_token_id`` is set to the tokenizer's where its config has none.
+    """
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
     except (OSError, ValueError, TypeError) as error:
@@ -157,6 +176,11 @@ def load_model(spec: ModelSpec) -> ModelBundle:
         tokenizer.pad_token = tokenizer.eos_token  # what transformers' decoder classifiers expect
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer
+
+
+def _place(model: Any, spec: ModelSpec) -> None:
+    """Eval mode, on the asked device, in the asked precision (half precision only on a GPU)."""
     model.eval()
     device = _device(spec)
     if spec.precision != "float32" and device.type != "cuda":
@@ -166,21 +190,6 @@ def load_model(spec: ModelSpec) -> ModelBundle:
             "use --precision float32 on CPU, or --device cuda on a machine with a GPU",
         )
     model.to(device=device, dtype=getattr(torch, spec.precision))
-    _check_returns_attentions(model, tokenizer, spec)
-    labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
-    source["model_type"] = config.model_type
-    source["commit"] = getattr(config, "_commit_hash", None)
-    manifest = read_manifest(Path(location)) if Path(location).is_dir() else None
-    if manifest is not None:
-        source["build_manifest"] = manifest
-    return ModelBundle(
-        model=model,
-        tokenizer=tokenizer,
-        adapter=adapter,
-        labels=labels,
-        fingerprint=weights_fingerprint(location, spec),
-        source=source,
-    )
 
 
 def weights_fingerprint(location: str, spec: ModelSpec) -> str:

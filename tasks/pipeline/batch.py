@@ -26,7 +26,7 @@ from tasks.evaluate.batch_metrics import (
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS, MethodSpec, methods_of
 from tasks.interventions.registry import INTERVENTIONS
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.records import (
     BatchResult,
     EncodedExample,

@@ -20,7 +20,8 @@ from tasks.data.corpora import Corpus, load_corpus
 from tasks.data.encoding import encode_corpus, plan_batches
 from tasks.errors import AuditError
 from tasks.explain import imported
-from tasks.model.loading import ModelBundle, load_model
+from tasks.model.bundle import ModelBundle
+from tasks.model.loading import load_model
 from tasks.records import EncodedExample, NotApplicable
 from tasks.verdict.resolve import resolve
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.explain.passes import BatchContext, chunks_under_budget
+from tasks.explain.passes import BatchContext
 from tests.conftest import encode
 
 
@@ -58,7 +58,7 @@ def test_a_keep_mask_of_the_wrong_length_is_refused(context: BatchContext):
 
 
 def test_perturbed_forward_passes_respect_the_token_budget(tiny_bundle, monkeypatch):
-    from tasks.model.adapters import ModelAdapter
+    from tasks.model.adapters.base import ModelAdapter
 
     examples = encode(tiny_bundle, ["one two three four five six seven eight"] * 4)
     context = BatchContext(tiny_bundle, examples, token_budget=24, need_gradients=False)
@@ -76,11 +76,3 @@ def test_perturbed_forward_passes_respect_the_token_budget(tiny_bundle, monkeypa
         request[1][1] = False
     context.perturbed_probabilities(requests)
     assert sizes and max(sizes) <= 24
-
-
-def test_chunks_cover_every_row_once_and_stay_under_budget():
-    lengths = [3, 3, 4, 5, 9, 9, 20]
-    chunks = chunks_under_budget(lengths, 12)
-    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
-    for chunk in chunks:
-        assert len(chunk) == 1 or len(chunk) * max(lengths[i] for i in chunk) <= 12

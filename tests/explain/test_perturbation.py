@@ -12,7 +12,7 @@ from tasks.explain.gradients import grad_x_input, integrated_gradients, saliency
 from tasks.explain.passes import BatchContext
 from tasks.explain.perturbation import leave_one_out, leave_one_out_inputs
 from tasks.model.adapters import adapter_for
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.model.presets import encoder_path
 from tests.conftest import TEXTS, encode
 

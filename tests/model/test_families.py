@@ -24,7 +24,8 @@ from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
 from tasks.interventions.mechanism import tvd
 from tasks.interventions.registry import INTERVENTIONS, run_interventions
-from tasks.model.loading import ModelBundle, load_model
+from tasks.model.bundle import ModelBundle
+from tasks.model.loading import load_model
 from tasks.report import heatmaps
 from tests.conftest import SAMPLES, TEXTS, encode
 from tests.tiny_families import FAMILIES, save_tiny

@@ -78,8 +78,8 @@ class Elements(HTMLParser):
 
 
 TEMPLATE_TAGS = {
-    "html", "head", "meta", "title", "style", "body", "header", "nav", "section", "div", "h1", "h2", "h3", "h4", "p", "span",
-    "strong", "em", "code", "pre", "table", "thead", "tbody", "tr", "th", "td", "ol", "ul", "li", "a", "figure",
+    "html", "head", "meta", "title", "style", "body", "header", "nav", "section", "div", "h1", "h2", "h3", "h4", "p",
+    "span", "strong", "em", "code", "pre", "table", "thead", "tbody", "tr", "th", "td", "ol", "ul", "li", "a", "figure",
     "figcaption", "img", "input", "sub", "script",
 }  # fmt: skip
 

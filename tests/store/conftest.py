@@ -11,7 +11,7 @@ import pytest
 
 from tasks import store
 from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions
-from tasks.model.loading import ModelBundle
+from tasks.model.bundle import ModelBundle
 from tasks.pipeline.batch import audit_batch
 from tasks.records import BatchResult
 from tests.conftest import TEXTS, encode

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tasks.config import ExecutionSettings, InterventionOptions, MethodOptions, VerdictOptions
-from tasks.data.corpora import BUILTIN_CORPORA
+from tasks.data.builtin import BUILTIN_CORPORA
 from tasks.data.encoding import encode_corpus
 from tasks.explain import registry as method_registry
 from tasks.explain.baseline import random_scores

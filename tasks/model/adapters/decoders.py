@@ -1,0 +1,76 @@
+"""Decoder-style classifier families: GPT-2 and Llama-style (Llama, Mistral, Qwen2, Qwen3).
+
+Causal attention; the head is a linear ``score`` on the final-normed state of the last non-padding
+token, the classification position ``c`` of docs/methodology.md.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tasks.model.adapters.base import ModelAdapter, linear_norm_inputs, split_heads
+
+
+def _score_head(model: nn.Module, at_c: torch.Tensor) -> torch.Tensor:
+    """Decoder-style classifiers: a linear ``score`` on the (final-normed) state of the last token."""
+    return model.score(at_c)  # type: ignore[operator]
+
+
+def _gpt2_embed(
+    base: nn.Module, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, _types: torch.Tensor | None
+) -> torch.Tensor:
+    """GPT-2: ``drop(wte(ids) + wpe(positions))`` with learned absolute positions ``0 .. W - 1``."""
+    embeds = base.wte(input_ids) if inputs_embeds is None else inputs_embeds  # type: ignore[operator]
+    positions = torch.arange(embeds.shape[1], device=embeds.device)[None]
+    return base.drop(embeds + base.wpe(positions))  # type: ignore[operator]
+
+
+def _token_embed(
+    base: nn.Module, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, _types: torch.Tensor | None
+) -> torch.Tensor:
+    """Llama-style decoders: the token embeddings are ``hidden_states[0]`` (positions are rotary)."""
+    return base.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # type: ignore[operator]
+
+
+def _gpt2_norm_inputs(
+    layer: nn.Module, attention: nn.Module, hidden: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPT-2 fuses Q, K and V in one ``Conv1D`` (``x W + b``, weight ``[D, 3D]``); V is the last third."""
+    x = layer.ln_1(hidden)  # type: ignore[operator]
+    size = attention.embed_dim
+    values = x @ attention.c_attn.weight[:, 2 * size :] + attention.c_attn.bias[2 * size :]
+    output = attention.c_proj.weight.T  # Conv1D stores [in, out]
+    return values.view(*x.shape[:2], attention.num_heads, -1), split_heads(output, attention.num_heads)
+
+
+DECODERS: tuple[ModelAdapter, ...] = (
+    ModelAdapter(
+        family="GPT-2",
+        model_types=("gpt2",),
+        base="transformer",
+        layers="h",
+        attention="attn",
+        head=_score_head,
+        embed=_gpt2_embed,
+        norm_inputs=_gpt2_norm_inputs,
+        causal=True,
+        final_norm="ln_f",
+    ),
+    ModelAdapter(
+        family="Llama-style decoder",
+        model_types=("llama", "mistral", "qwen2", "qwen3"),
+        base="model",
+        layers="layers",
+        attention="self_attn",
+        head=_score_head,
+        embed=_token_embed,
+        norm_inputs=linear_norm_inputs(
+            "self_attn.v_proj", "self_attn.o_proj", "config.num_attention_heads", input_norm="input_layernorm"
+        ),  # fmt: skip
+        causal=True,
+        final_norm="norm",
+        rotary="rotary_emb",
+    ),
+)
+"""The decoder families, in the order ``adapter_for`` searches them (after the encoders)."""
