@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -166,16 +166,20 @@ def faithfulness_rows(metrics: pd.DataFrame, methods: Sequence[str], seed: int) 
                 method=method,
                 title=spec_of(method).title,
                 family=spec_of(method).family.value,
-                comprehensiveness=bootstrap_mean(comprehensiveness[method], seed=seed),
-                sufficiency=bootstrap_mean(sufficiency[method], seed=seed),
-                taucorr_loo=bootstrap_mean(tau[method], seed=seed) if method in tau else bootstrap_mean([]),
+                comprehensiveness=bootstrap_mean(comprehensiveness[method].to_numpy(), seed=seed),
+                sufficiency=bootstrap_mean(sufficiency[method].to_numpy(), seed=seed),
+                taucorr_loo=bootstrap_mean(tau[method].to_numpy(), seed=seed) if method in tau else bootstrap_mean([]),
                 comprehensiveness_vs_random=(
-                    paired_comparison(comprehensiveness[method], comprehensiveness[BASELINE], seed=seed)
+                    paired_comparison(
+                        comprehensiveness[method].to_numpy(), comprehensiveness[BASELINE].to_numpy(), seed=seed
+                    )
                     if versus_random
                     else None
                 ),
                 sufficiency_vs_random=(
-                    paired_comparison(sufficiency[method], sufficiency[BASELINE], seed=seed) if versus_random else None
+                    paired_comparison(sufficiency[method].to_numpy(), sufficiency[BASELINE].to_numpy(), seed=seed)
+                    if versus_random
+                    else None
                 ),
             )
         )
@@ -206,11 +210,11 @@ def agreement_rows(
                     title=spec_of(method).title,
                     reference=reference,
                     reference_title=spec_of(reference).title,
-                    kendall_tau=bootstrap_mean(kendall, seed=seed),
-                    spearman_rho=bootstrap_mean(values.loc["spearman_rho"], seed=seed),
-                    top_k_overlap=bootstrap_mean(values.loc["top_k_overlap"], seed=seed),
+                    kendall_tau=bootstrap_mean(kendall.to_numpy(), seed=seed),
+                    spearman_rho=bootstrap_mean(values.loc["spearman_rho"].to_numpy(), seed=seed),
+                    top_k_overlap=bootstrap_mean(values.loc["top_k_overlap"].to_numpy(), seed=seed),
                     kendall_by_class={
-                        name: bootstrap_mean(kendall[kendall.index.map(predicted) == name], seed=seed)
+                        name: bootstrap_mean(kendall[kendall.index.map(predicted) == name].to_numpy(), seed=seed)
                         for name in sorted(predicted.unique())
                     },
                 )
@@ -243,15 +247,15 @@ def plausibility_rows(
     for row in faithfulness:
         if row.method not in area:
             continue
-        estimate = bootstrap_mean(area[row.method], seed=seed)
+        estimate = bootstrap_mean(area[row.method].to_numpy(), seed=seed)
         matched = (iou[row.method].dropna() >= 0.5).astype(float)
         rows.append(
             PlausibilityRow(
                 method=row.method,
                 title=row.title,
                 family=row.family,
-                token_f1=bootstrap_mean(f1[row.method], seed=seed),
-                iou_f1=bootstrap_mean(matched, seed=seed),
+                token_f1=bootstrap_mean(f1[row.method].to_numpy(), seed=seed),
+                iou_f1=bootstrap_mean(matched.to_numpy(), seed=seed),
                 auprc=estimate,
                 plausible=row.method != BASELINE and not math.isnan(chance) and estimate.low > chance,
                 faithful=row.beats_random == "yes",
@@ -300,9 +304,10 @@ def consistency(matrix: pd.DataFrame, config: AuditConfig) -> dict[str, str]:
     if rows.empty:
         return {}
     pairs = "; ".join(
-        f"{spec_of(r.method).title.lower()} vs {spec_of(r.other).title.lower()}: "
-        f"τ {r.mean:.2f} [{r.low:.2f}, {r.high:.2f}]"
-        for r in rows.itertuples(index=False)
+        f"{spec_of(method).title.lower()} vs {spec_of(other).title.lower()}: τ {mean:.2f} [{low:.2f}, {high:.2f}]"
+        for method, other, mean, low, high in zip(
+            rows["method"], rows["other"], rows["mean"], rows["low"], rows["high"], strict=True
+        )
     )
     return {"pairs": pairs, "threshold": f"{config.verdict.consistency_min:g}"}
 
@@ -327,19 +332,26 @@ def completeness(metrics: pd.DataFrame) -> dict[str, str]:
 def segment_shares(metrics: pd.DataFrame, methods: Sequence[str], seed: int) -> list[SegmentShare]:
     """For text pairs: each method's mean share of its mass on the second text (empty for single texts)."""
     shares = per_example(metrics, "second_text_share")
-    return [SegmentShare(spec_of(m).title, bootstrap_mean(shares[m], seed=seed)) for m in methods if m in shares]
+    return [
+        SegmentShare(spec_of(m).title, bootstrap_mean(shares[m].to_numpy(), seed=seed)) for m in methods if m in shares
+    ]
 
 
 def failures(rows: pd.DataFrame) -> list[dict[str, Any]]:
     """The failed examples, by id, with their error and number of attempts."""
     if rows.empty:
         return []
+    ordered = rows.sort_values("example_id")
     return [
-        {"example_id": r.example_id, "error": f"{r.error_type}: {r.message}", "attempts": int(r.attempts)}
-        for r in rows.sort_values("example_id").itertuples(index=False)
+        {"example_id": example_id, "error": f"{error_type}: {message}", "attempts": int(attempts)}
+        for example_id, error_type, message, attempts in zip(
+            ordered["example_id"], ordered["error_type"], ordered["message"], ordered["attempts"], strict=True
+        )
     ]
 
 
 def not_applicable(rows: pd.DataFrame) -> list[dict[str, Any]]:
     """The configured work this model's family cannot support, by kind and name."""
-    return [] if rows.empty else rows.sort_values(["kind", "name"]).to_dict("records")
+    if rows.empty:
+        return []
+    return cast("list[dict[str, Any]]", rows.sort_values(["kind", "name"]).to_dict("records"))  # str column names

@@ -200,7 +200,7 @@ def _verdict_changes(
 ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str, str]]]:
     """The overall verdict of each method in both runs ('—' when absent), and the slice verdicts that changed."""
     keyed = [
-        {(r.method, r.slice, r.slice_value): r.verdict for r in frame.itertuples(index=False)}
+        {(str(r.method), str(r.slice), str(r.slice_value)): str(r.verdict) for r in frame.itertuples(index=False)}
         for frame in (before, after)
     ]
     verdicts = [
@@ -225,7 +225,7 @@ def previous_run(connection: Any, run_id: str) -> str | None:
     for row in runs.itertuples(index=False):
         if row.run_id == run_id or not str(row.status).startswith("finished"):
             continue
-        manifest = store.read_run(connection, row.run_id)["manifest"]
+        manifest = store.read_run(connection, str(row.run_id))["manifest"]
         if (
             manifest.get("data", {}).get("fingerprint") == fingerprint
             and row.updated_at <= current.iloc[0]["updated_at"]

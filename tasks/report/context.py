@@ -133,7 +133,7 @@ def build_context(connection: Any, run_id: str | None, *, generated_at: datetime
         AuditError: The run does not exist or has no stored examples.
     """
     run = store.read_run(connection, run_id)
-    run_id = run["run_id"]
+    run_id = str(run["run_id"])
     tables = RunTables.read(connection, run_id)
     if tables.examples.empty:
         raise AuditError(f"the run {run_id} has no stored examples yet", "run (or resume) the audit first")

@@ -175,18 +175,20 @@ def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Seque
     attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
     by_example: dict[str, dict[str, str]] = {}
     for row in verdicts.itertuples(index=False):
-        by_example.setdefault(row.example_id, {})[row.method] = row.verdict
+        by_example.setdefault(str(row.example_id), {})[str(row.method)] = str(row.verdict)
+    columns = ["example_id", "text", "label_name", "predicted_name", "confidence", "n_content_tokens"]
+    ordered = examples.sort_values("example_id")[columns]
     rows = []
-    for example in examples.sort_values("example_id").itertuples(index=False):
+    for example_id, text, label, predicted, confidence, tokens in ordered.itertuples(index=False, name=None):
         rows.append(
             {
-                "example_id": example.example_id,
-                "text": example.text,
-                "label": None if pd.isna(example.label_name) else example.label_name,
-                "predicted": example.predicted_name,
-                "confidence": float(example.confidence),
-                "tokens": int(example.n_content_tokens),
-                "verdicts": [(spec_of(m).title, by_example.get(example.example_id, {}).get(m, "")) for m in attention],
+                "example_id": example_id,
+                "text": text,
+                "label": None if pd.isna(label) else label,
+                "predicted": predicted,
+                "confidence": float(confidence),
+                "tokens": int(tokens),
+                "verdicts": [(spec_of(m).title, by_example.get(example_id, {}).get(m, "")) for m in attention],
             }
         )
     return rows

@@ -101,10 +101,13 @@ def plausibility_chart(plausibility: Sequence[PlausibilityRow], faithfulness: Se
 def sanity_chart(rows: pd.DataFrame, config: AuditConfig) -> str:
     """Mean absolute-value Spearman ρ with the original explanation at each stage of the randomisation cascade."""
     means = rows.groupby(["method", "stage", "randomised"], sort=False)["spearman_absolute"].mean().reset_index()
-    curves = {
-        method: [(str(row.randomised), float(row.spearman_absolute)) for row in group.sort_values("stage").itertuples()]
-        for method, group in means.groupby("method", sort=False)
-    }
+    curves: dict[str, list[tuple[str, float]]] = {}
+    for method, group in means.groupby("method", sort=False):
+        ordered = group.sort_values("stage")
+        curves[str(method)] = [
+            (str(stage), float(value))
+            for stage, value in zip(ordered["randomised"], ordered["spearman_absolute"], strict=True)
+        ]
     families = {m: spec_of(m).family.value for m in curves}
     titles = {m: spec_of(m).title for m in curves}
     return charts.cascade(curves, families, titles, config.sanity.similarity_max)
@@ -117,7 +120,7 @@ def matrix_chart(matrix: pd.DataFrame, methods: Sequence[str]) -> str:
     index = {m: i for i, m in enumerate(shown)}
     values = np.full((len(shown), len(shown)), np.nan)
     np.fill_diagonal(values, 1.0)
-    for row in overall.itertuples(index=False):
-        if row.method in index and row.other in index:
-            values[index[row.method], index[row.other]] = values[index[row.other], index[row.method]] = row.mean
+    for method, other, mean in zip(overall["method"], overall["other"], overall["mean"], strict=True):
+        if method in index and other in index:
+            values[index[method], index[other]] = values[index[other], index[method]] = mean
     return charts.matrix(values, [spec_of(m).title for m in shown], "Mean Kendall τ, every method against every other")

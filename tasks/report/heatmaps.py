@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,7 @@ def heatmaps(
     by_id = examples.set_index("example_id")
     out = []
     for reason, example_id in chosen:
-        example = by_id.loc[example_id]
+        example = cast(pd.Series, by_id.loc[example_id])  # one row: example_id is the table's key
         example_tokens = tokens[(tokens["example_id"] == example_id) & ~tokens["is_special"]]
         pair = "text_pair" in example and isinstance(example["text_pair"], str)
         texts = (example["text"], example["text_pair"]) if pair else (example["text"],)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -139,8 +140,8 @@ def _permutation(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) 
     spec = INTERVENTIONS["permutation"]
     table, findings = [], []
     for layer in _layers_of(rows):
-        median = bootstrap_mean(_per_example(rows, "median_tvd", layer), seed=seed)
-        flips = bootstrap_mean(_per_example(rows, "flip_rate", layer), seed=seed)
+        median = bootstrap_mean(_per_example(rows, "median_tvd", layer).to_numpy(), seed=seed)
+        flips = bootstrap_mean(_per_example(rows, "flip_rate", layer).to_numpy(), seed=seed)
         table.append(InterventionRow(_layer_label(layer, layers), layer, median, flips))
         small = float((_per_example(rows, "median_tvd", layer) < 0.05).mean())
         meaning = (
@@ -171,8 +172,8 @@ def _uniform(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) -> I
             InterventionRow(
                 _layer_label(layer, layers),
                 layer,
-                bootstrap_mean(changes, seed=seed),
-                bootstrap_mean(_per_example(rows, "flip", layer), seed=seed),
+                bootstrap_mean(changes.to_numpy(), seed=seed),
+                bootstrap_mean(_per_example(rows, "flip", layer).to_numpy(), seed=seed),
                 accuracy,
             )
         )
@@ -203,16 +204,11 @@ def _erasure(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) -> I
         top, random = _per_example(rows, "top_tvd", layer), _per_example(rows, "random_tvd", layer)
         top, random = top.align(random)
         comparison = paired_comparison(top.to_numpy(), random.to_numpy(), seed=seed)
-        top_flip = bootstrap_mean(_per_example(rows, "top_flip", layer), seed=seed)
-        random_flip = bootstrap_mean(_per_example(rows, "random_flip", layer), seed=seed)
-        table.append(
-            InterventionRow(f"top key, {_layer_label(layer, layers)}", layer, bootstrap_mean(top, seed=seed), top_flip)
-        )
-        table.append(
-            InterventionRow(
-                f"random key, {_layer_label(layer, layers)}", layer, bootstrap_mean(random, seed=seed), random_flip
-            )
-        )
+        top_tvd, random_tvd = bootstrap_mean(top.to_numpy(), seed=seed), bootstrap_mean(random.to_numpy(), seed=seed)
+        top_flip = bootstrap_mean(_per_example(rows, "top_flip", layer).to_numpy(), seed=seed)
+        random_flip = bootstrap_mean(_per_example(rows, "random_flip", layer).to_numpy(), seed=seed)
+        table.append(InterventionRow(f"top key, {_layer_label(layer, layers)}", layer, top_tvd, top_flip))
+        table.append(InterventionRow(f"random key, {_layer_label(layer, layers)}", layer, random_tvd, random_flip))
         extra[f"difference_layer_{layer}"] = comparison
         verdict = (
             "more than"
@@ -223,8 +219,8 @@ def _erasure(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) -> I
         )
         findings.append(
             f"Erasing the most-attended token from the attention of {_layer_label(layer, layers)} changes the output "
-            f"{verdict} erasing a random one (mean TVD {bootstrap_mean(top, seed=seed).mean:.3f} vs "
-            f"{bootstrap_mean(random, seed=seed).mean:.3f}, paired difference {comparison.difference:.3f}); it flips "
+            f"{verdict} erasing a random one (mean TVD {top_tvd.mean:.3f} vs "
+            f"{random_tvd.mean:.3f}, paired difference {comparison.difference:.3f}); it flips "
             f"{100 * top_flip.mean:.1f} % of decisions versus {100 * random_flip.mean:.1f} % for a random token."
         )
     return InterventionSection(
@@ -238,14 +234,14 @@ def _adversarial(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) 
     for layer in _layers_of(rows):
         divergence = _per_example(rows, "jsd", layer)
         held = _per_example(rows, "constraint_held", layer)
-        estimate = bootstrap_mean(divergence, seed=seed)
+        estimate = bootstrap_mean(divergence.to_numpy(), seed=seed)
         extra[f"jsd_layer_{layer}"] = estimate
         extra[f"held_layer_{layer}"] = float(held.mean())
         table.append(
             InterventionRow(
                 _layer_label(layer, layers),
                 layer,
-                bootstrap_mean(_per_example(rows, "tvd", layer), seed=seed),
+                bootstrap_mean(_per_example(rows, "tvd", layer).to_numpy(), seed=seed),
                 bootstrap_mean([], seed=seed),
             )
         )
@@ -265,7 +261,8 @@ def _head_masking(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int)
     spec = INTERVENTIONS["head_masking"]
     changes = rows[rows["statistic"] == "tvd"].groupby(["layer", "head"])["value"].mean()
     flips = rows[rows["statistic"] == "flip"].groupby(["layer", "head"])["value"].mean()
-    (top_layer, top_head), top_value = changes.idxmax(), float(changes.max())
+    top_layer, top_head = cast("tuple[float, float]", changes.idxmax())  # a (layer, head) key: two numbers
+    top_value = float(changes.max())
     negligible = float((changes < 0.01).mean())
     top_flips = 100 * float(flips.loc[(top_layer, top_head)])
     finding = (
@@ -277,18 +274,18 @@ def _head_masking(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int)
         InterventionRow(
             f"head {int(head) + 1} of layer {int(layer) + 1}",
             int(layer),
-            bootstrap_mean(
-                rows[(rows["statistic"] == "tvd") & (rows["layer"] == layer) & (rows["head"] == head)]["value"],
-                seed=seed,
-            ),
-            bootstrap_mean(
-                rows[(rows["statistic"] == "flip") & (rows["layer"] == layer) & (rows["head"] == head)]["value"],
-                seed=seed,
-            ),
+            bootstrap_mean(_head_values(rows, "tvd", layer, head), seed=seed),
+            bootstrap_mean(_head_values(rows, "flip", layer, head), seed=seed),
         )
         for layer, head in changes.sort_values(ascending=False).index[:5]
     ]
     return InterventionSection(spec.name, spec.title, spec.definition, spec.reading, spec.citation, table, [finding])
+
+
+def _head_values(rows: pd.DataFrame, statistic: str, layer: float, head: float) -> np.ndarray:
+    """The per-example values of one statistic for one masked head."""
+    chosen = rows[(rows["statistic"] == statistic) & (rows["layer"] == layer) & (rows["head"] == head)]
+    return chosen["value"].to_numpy()
 
 
 def _tvd_distributions(interventions: pd.DataFrame, layers: int) -> dict[str, Sequence[float]]:
@@ -318,16 +315,25 @@ def _head_maps(
         return None, None, float("nan"), None
     importance_series = rows.groupby(["layer", "head"])["value"].mean()
     heads = int(importance_series.index.get_level_values("head").max()) + 1
-    importance = np.full((layers, heads), np.nan)
-    for (layer, head), value in importance_series.items():
-        importance[int(layer), int(head)] = value
-    top = importance_series.idxmax()
+    importance = _head_grid(importance_series, layers, heads)
+    top_layer, top_head = cast("tuple[float, float]", importance_series.idxmax())  # a (layer, head) key: two numbers
+    top = (int(top_layer), int(top_head))
     if head_agreement.empty:
-        return importance, None, float("nan"), (int(top[0]), int(top[1]))
-    agreement_series = head_agreement.groupby(["layer", "head"])["value"].mean()
-    agreement = np.full((layers, heads), np.nan)
-    for (layer, head), value in agreement_series.items():
-        agreement[int(layer), int(head)] = value
+        return importance, None, float("nan"), top
+    agreement = _head_grid(head_agreement.groupby(["layer", "head"])["value"].mean(), layers, heads)
     both = ~np.isnan(importance) & ~np.isnan(agreement)
-    rho = float(stats.spearmanr(importance[both], agreement[both]).statistic) if both.sum() > 2 else float("nan")
-    return importance, agreement, rho, (int(top[0]), int(top[1]))
+    if both.sum() <= 2:
+        return importance, agreement, float("nan"), top
+    correlation: Any = stats.spearmanr(importance[both], agreement[both])  # scipy's result class is untyped
+    return importance, agreement, float(correlation.statistic), top
+
+
+def _head_grid(values: pd.Series, layers: int, heads: int) -> np.ndarray:
+    """A Series indexed by (layer, head) as a layers × heads array (NaN where a head has no value)."""
+    grid = np.full((layers, heads), np.nan)
+    index = values.index
+    for layer, head, value in zip(
+        index.get_level_values("layer"), index.get_level_values("head"), values.to_numpy(), strict=True
+    ):
+        grid[int(layer), int(head)] = value
+    return grid

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -248,7 +248,8 @@ def example_verdicts(evidence: pd.DataFrame, examples: pd.DataFrame, options: Ve
     """One verdict per (example, attention method), from the example's own numbers."""
     content = examples.set_index("example_id")["n_content_tokens"]
     rows = []
-    for (example_id, method), values in evidence.iterrows():
+    for key, values in evidence.iterrows():
+        example_id, method = cast("tuple[str, str]", key)  # the frame is indexed by (example_id, method)
         estimates = {column: _point(values[column]) for column in EVIDENCE_COLUMNS}
         if content.get(example_id, 0) < 2:
             judgement = Judgement(

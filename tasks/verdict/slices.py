@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import SupportsInt, cast
 
 import pandas as pd
 
@@ -97,8 +98,8 @@ def head_verdicts(
     joined = agreement.merge(masking, on=["example_id", "layer", "head"], how="left")
     rows = []
     for kind, keys in (("layer", ["layer"]), ("head", ["layer", "head"])):
-        for key, group in joined.groupby(keys):
-            key = key if isinstance(key, tuple) else (key,)
+        for group_key, group in joined.groupby(keys):
+            key = cast("tuple[SupportsInt, ...]", group_key if isinstance(group_key, tuple) else (group_key,))
             value = f"layer {int(key[0]) + 1}" if kind == "layer" else f"layer {int(key[0]) + 1} head {int(key[1]) + 1}"
             per_example = group.groupby("example_id")[["agreement", "importance"]].mean()
             agreement_estimate = bootstrap_mean(per_example["agreement"].to_numpy(), seed=seed)
@@ -174,7 +175,8 @@ def agreement_matrix(
     rows = []
     for (kind, value), members in slices(examples, options).items():
         members_set = set(members)
-        for (metric, method, other), values in per_example.groupby(level=["metric", "method", "reference"]):
+        for key, values in per_example.groupby(level=["metric", "method", "reference"]):
+            metric, method, other = cast("tuple[str, str, str]", key)  # one value per grouping level
             chosen = values[values.index.get_level_values("example_id").isin(members_set)]
             estimate = bootstrap_mean(chosen.to_numpy(), seed=seed, resamples=resamples)
             rows.append(
