@@ -225,6 +225,17 @@ class InterventionOptions(_Frozen, frozen=True):
         """``()`` is written ``("none",)``: read back, an empty list would mean the default interventions."""
         return names if names is None else names or ("none",)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The intervention ids to run, once ``tasks.verdict.resolve.resolve`` has filled in the default set.
+
+        Raises:
+            ValueError: The options are not resolved yet (None still stands for the default set).
+        """
+        if self.interventions is None:
+            raise ValueError("the interventions are not resolved yet (tasks.verdict.resolve.resolve)")
+        return self.interventions
+
     @field_validator("layers")
     @classmethod
     def _some_layers(cls, layers: tuple[int, ...]) -> tuple[int, ...]:
