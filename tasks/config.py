@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, Field, field_serializer, field_validator, model_validator
 
 RemovalOperator = Literal["delete", "mask", "pad"]
 Units = Literal["token", "word"]
@@ -32,11 +32,15 @@ Precision = Literal["float32", "float16", "bfloat16"]
 DEFAULT_K_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(BaseModel, frozen=True, extra="forbid"):
+    """An immutable configuration part that rejects unknown fields.
+
+    Subclasses repeat ``frozen=True`` in their class line: that is how type checkers learn that they are
+    immutable and hashable (pydantic adds ``__hash__`` to frozen models; ``load_model`` caches on a ``ModelSpec``).
+    """
 
 
-class ModelSpec(_Frozen):
+class ModelSpec(_Frozen, frozen=True):
     """Which classifier to audit.
 
     Attributes:
@@ -53,18 +57,22 @@ class ModelSpec(_Frozen):
     """
 
     name_or_path: str = Field(
-        "movie-snippets",
+        default="movie-snippets",
         description="preset name, local folder (save_pretrained) or Hugging Face hub id",
         json_schema_extra={"flag": "--model"},
     )
-    revision: str | None = Field(None, description="hub revision: branch, tag or commit")
-    trust_remote_code: bool = Field(False, description="run the model repository's own code")
-    allow_pickle: bool = Field(False, description="accept pickle-based .bin weights when there are no safetensors")
-    device: Device = Field("cpu", description="where the model runs")
-    precision: Precision = Field("float32", description="weights' type: float32, or float16 / bfloat16 on a GPU")
+    revision: str | None = Field(default=None, description="hub revision: branch, tag or commit")
+    trust_remote_code: bool = Field(default=False, description="run the model repository's own code")
+    allow_pickle: bool = Field(
+        default=False, description="accept pickle-based .bin weights when there are no safetensors"
+    )
+    device: Device = Field(default="cpu", description="where the model runs")
+    precision: Precision = Field(
+        default="float32", description="weights' type: float32, or float16 / bfloat16 on a GPU"
+    )
 
 
-class DataSpec(_Frozen):
+class DataSpec(_Frozen, frozen=True):
     """Which examples to audit.
 
     Attributes:
@@ -86,32 +94,34 @@ class DataSpec(_Frozen):
     """
 
     dataset: str = Field(
-        "movie-snippets", description="built-in corpus, local CSV/JSONL/Parquet file or folder, or hub id"
+        default="movie-snippets", description="built-in corpus, local CSV/JSONL/Parquet file or folder, or hub id"
     )
-    split: str = Field("test", description="split to audit")
-    text_column: str = Field("text", description="column with the text")
+    split: str = Field(default="test", description="split to audit")
+    text_column: str = Field(default="text", description="column with the text")
     text_pair_column: str | None = Field(
-        None,
+        default=None,
         description="column with the second text of a pair (NLI, paraphrase); both texts are explained",
         json_schema_extra={"unset": "none"},
     )
     label_column: str | None = Field(
-        "label",
+        default="label",
         description="column with the gold label",
         json_schema_extra={"none_flag": "--no-labels", "none_help": "the corpus has no gold labels"},
     )
     id_column: str | None = Field(
-        None, description="column with a unique example id", json_schema_extra={"unset": "row number"}
+        default=None, description="column with a unique example id", json_schema_extra={"unset": "row number"}
     )
     rationale_column: str | None = Field(
-        None, description="column with human rationales (spans, word indices or words) for plausibility"
+        default=None, description="column with human rationales (spans, word indices or words) for plausibility"
     )
-    limit: int | None = Field(None, gt=0, description="audit at most N examples (seeded random sample)")
-    sample_seed: int = Field(0, description="seed of the --limit sample")
-    max_length: int = Field(128, ge=4, le=100_000, description="truncate texts to this many tokens, specials included")
+    limit: int | None = Field(default=None, gt=0, description="audit at most N examples (seeded random sample)")
+    sample_seed: int = Field(default=0, description="seed of the --limit sample")
+    max_length: int = Field(
+        default=128, ge=4, le=100_000, description="truncate texts to this many tokens, specials included"
+    )
 
 
-class MethodOptions(_Frozen):
+class MethodOptions(_Frozen, frozen=True):
     """Which explanations to compute and how (definitions in docs/methodology.md).
 
     Attributes:
@@ -134,23 +144,29 @@ class MethodOptions(_Frozen):
         seed: Seed of everything random in the methods (the random baseline).
     """
 
-    methods: tuple[str, ...] = Field((), description="comma-separated method ids", json_schema_extra={"unset": "all"})
-    ig_steps: int = Field(50, ge=1, le=10_000, description="integrated-gradients steps m")
-    ig_rule: IntegrationRule = Field("gausslegendre", description="integration rule")
-    removal: RemovalOperator = Field("delete", description="how tokens are removed")
-    k_fractions: tuple[float, ...] = Field(
-        DEFAULT_K_FRACTIONS, description="rationale sizes as fractions", json_schema_extra={"flag": "--k"}
+    methods: tuple[str, ...] = Field(
+        default=(), description="comma-separated method ids", json_schema_extra={"unset": "all"}
     )
-    random_draws: int = Field(3, ge=1, le=100, description="random-baseline rankings")
-    agreement_top_k: int = Field(5, ge=1, description="k of the top-k overlap", json_schema_extra={"flag": "--top-k"})
-    flow_max_tokens: int = Field(96, ge=2, description="compute attention flow only for inputs of at most N tokens")
+    ig_steps: int = Field(default=50, ge=1, le=10_000, description="integrated-gradients steps m")
+    ig_rule: IntegrationRule = Field(default="gausslegendre", description="integration rule")
+    removal: RemovalOperator = Field(default="delete", description="how tokens are removed")
+    k_fractions: tuple[float, ...] = Field(
+        default=DEFAULT_K_FRACTIONS, description="rationale sizes as fractions", json_schema_extra={"flag": "--k"}
+    )
+    random_draws: int = Field(default=3, ge=1, le=100, description="random-baseline rankings")
+    agreement_top_k: int = Field(
+        default=5, ge=1, description="k of the top-k overlap", json_schema_extra={"flag": "--top-k"}
+    )
+    flow_max_tokens: int = Field(
+        default=96, ge=2, description="compute attention flow only for inputs of at most N tokens"
+    )
     units: Units = Field(
-        "token", description="what metrics rank: tokens, or words scored by the sum of their sub-tokens"
+        default="token", description="what metrics rank: tokens, or words scored by the sum of their sub-tokens"
     )
     explanations: str | None = Field(
-        None, description="Parquet or JSONL file of explanations computed elsewhere, audited like attention"
+        default=None, description="Parquet or JSONL file of explanations computed elsewhere, audited like attention"
     )
-    seed: int = Field(0, description="seed of the random baseline")
+    seed: int = Field(default=0, description="seed of the random baseline")
 
     @field_validator("k_fractions")
     @classmethod
@@ -160,7 +176,7 @@ class MethodOptions(_Frozen):
         return tuple(sorted(set(fractions)))
 
 
-class InterventionOptions(_Frozen):
+class InterventionOptions(_Frozen, frozen=True):
     """Which interventions on the attention to run and how (definitions in docs/methodology.md).
 
     Attributes:
@@ -178,19 +194,21 @@ class InterventionOptions(_Frozen):
     """
 
     interventions: tuple[str, ...] | None = Field(
-        None, description="comma-separated intervention ids, or none", json_schema_extra={"unset": "all"}
+        default=None, description="comma-separated intervention ids, or none", json_schema_extra={"unset": "all"}
     )
     layers: tuple[int, ...] = Field(
-        (-1,),
+        default=(-1,),
         description="layers for permutation, erasure and adversarial attention; -1 is the last",
         json_schema_extra={"flag": "--intervention-layers"},
     )
-    permutation_draws: int = Field(100, ge=1, le=10_000, description="random permutations per example")
-    erasure_draws: int = Field(10, ge=1, le=1_000, description="random keys erased")
+    permutation_draws: int = Field(default=100, ge=1, le=10_000, description="random permutations per example")
+    erasure_draws: int = Field(default=10, ge=1, le=1_000, description="random keys erased")
     adversarial_epsilon: float = Field(
-        0.01, gt=0.0, le=1.0, description="largest output change (TVD) allowed for adversarial attention"
+        default=0.01, gt=0.0, le=1.0, description="largest output change (TVD) allowed for adversarial attention"
     )
-    adversarial_steps: int = Field(100, ge=1, le=10_000, description="optimisation steps of adversarial attention")
+    adversarial_steps: int = Field(
+        default=100, ge=1, le=10_000, description="optimisation steps of adversarial attention"
+    )
     adversarial_learning_rate: float = Field(default=0.1, gt=0.0)
     seed: int = 0
 
@@ -207,6 +225,17 @@ class InterventionOptions(_Frozen):
         """``()`` is written ``("none",)``: read back, an empty list would mean the default interventions."""
         return names if names is None else names or ("none",)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The intervention ids to run, once ``tasks.verdict.resolve.resolve`` has filled in the default set.
+
+        Raises:
+            ValueError: The options are not resolved yet (None still stands for the default set).
+        """
+        if self.interventions is None:
+            raise ValueError("the interventions are not resolved yet (tasks.verdict.resolve.resolve)")
+        return self.interventions
+
     @field_validator("layers")
     @classmethod
     def _some_layers(cls, layers: tuple[int, ...]) -> tuple[int, ...]:
@@ -215,7 +244,7 @@ class InterventionOptions(_Frozen):
         return layers
 
 
-class VerdictOptions(_Frozen):
+class VerdictOptions(_Frozen, frozen=True):
     """How per-example evidence becomes a verdict, and how examples are sliced (``tasks.verdict``).
 
     Verdicts are recomputed from the stored per-example numbers at the end of every run, so changing
@@ -240,24 +269,32 @@ class VerdictOptions(_Frozen):
     """
 
     references: tuple[str, ...] = Field(
-        ("leave_one_out", "integrated_gradients"),
+        default=("leave_one_out", "integrated_gradients"),
         description="references attention's agreement is judged against",
         json_schema_extra={"flag": "--verdict-references"},
     )
     agreement_min: float = Field(
-        0.2, ge=-1.0, le=1.0, description="Kendall τ with the references that supports faithfulness"
+        default=0.2, ge=-1.0, le=1.0, description="Kendall τ with the references that supports faithfulness"
     )
     equivalence_margin: float = Field(
-        0.02, ge=0.0, le=1.0, description="AOPC gain over random below which an explanation is no better than random"
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="AOPC gain over random below which an explanation is no better than random",
     )
     sensitivity_min: float = Field(
-        0.05, ge=0.0, le=1.0, description="median TVD under permuted attention below which the output ignores attention"
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="median TVD under permuted attention below which the output ignores attention",
     )
     importance_min: float = Field(default=0.01, ge=0.0, le=1.0)
     consistency_min: float = Field(default=0.2, ge=-1.0, le=1.0)
-    min_examples: int = Field(20, ge=2, description="smallest judged slice")
-    confidence_bins: tuple[float, ...] = Field((0.6, 0.8, 0.95), description="inner edges of the confidence slices")
-    length_bins: tuple[int, ...] = Field((10, 20, 40), description="inner edges of the length slices")
+    min_examples: int = Field(default=20, ge=2, description="smallest judged slice")
+    confidence_bins: tuple[float, ...] = Field(
+        default=(0.6, 0.8, 0.95), description="inner edges of the confidence slices"
+    )
+    length_bins: tuple[int, ...] = Field(default=(10, 20, 40), description="inner edges of the length slices")
 
     @field_validator("confidence_bins")
     @classmethod
@@ -274,7 +311,7 @@ class VerdictOptions(_Frozen):
         return edges
 
 
-class SanityOptions(_Frozen):
+class SanityOptions(_Frozen, frozen=True):
     """The model-randomisation sanity check (``tasks.evaluate.sanity``; Adebayo et al. 2018).
 
     Not part of the run's identity: the check runs once per run and these settings; changing them reruns
@@ -289,10 +326,10 @@ class SanityOptions(_Frozen):
     """
 
     enabled: bool = Field(
-        True, description="skip the model-randomisation sanity check", json_schema_extra={"flag": "--no-sanity"}
+        default=True, description="skip the model-randomisation sanity check", json_schema_extra={"flag": "--no-sanity"}
     )
     sample_size: int = Field(
-        16,
+        default=16,
         ge=2,
         le=10_000,
         description="examples recomputed at each stage of the sanity check",
@@ -302,7 +339,7 @@ class SanityOptions(_Frozen):
     similarity_max: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-class ExecutionSettings(_Frozen):
+class ExecutionSettings(_Frozen, frozen=True):
     """How the work runs; does not change the numbers beyond floating-point rounding.
 
     Attributes:
@@ -324,26 +361,28 @@ class ExecutionSettings(_Frozen):
         dask_workers: Worker processes of that local cluster.
     """
 
-    batch_size: int = Field(32, ge=1, le=4096, description="examples per task")
-    token_budget: int = Field(8192, ge=64, description="most tokens per forward pass of perturbed inputs")
-    gradient_token_budget: int = Field(2048, ge=64, description="most tokens per forward and backward pass")
-    concurrency: int = Field(1, ge=1, le=64, description="batches computed at once")
-    threads: int | None = Field(None, ge=1, description="torch threads", json_schema_extra={"unset": "torch default"})
+    batch_size: int = Field(default=32, ge=1, le=4096, description="examples per task")
+    token_budget: int = Field(default=8192, ge=64, description="most tokens per forward pass of perturbed inputs")
+    gradient_token_budget: int = Field(default=2048, ge=64, description="most tokens per forward and backward pass")
+    concurrency: int = Field(default=1, ge=1, le=64, description="batches computed at once")
+    threads: int | None = Field(
+        default=None, ge=1, description="torch threads", json_schema_extra={"unset": "torch default"}
+    )
     batch_retries: int = Field(
-        1, ge=0, le=10, description="tries again of a failing batch before its examples are recorded as failed"
+        default=1, ge=0, le=10, description="tries again of a failing batch before its examples are recorded as failed"
     )
     batch_timeout: float | None = Field(
-        None, gt=0, description="seconds a batch may take", json_schema_extra={"unset": "no limit"}
+        default=None, gt=0, description="seconds a batch may take", json_schema_extra={"unset": "no limit"}
     )
     cache_batches: bool = Field(
-        True, description="do not cache batch results", json_schema_extra={"flag": "--no-cache"}
+        default=True, description="do not cache batch results", json_schema_extra={"flag": "--no-cache"}
     )
-    task_runner: Literal["threads", "dask"] = Field("threads", description="threads (this machine) or dask")
-    dask_address: str | None = Field(None, description="an existing Dask scheduler")
-    dask_workers: int = Field(2, ge=1, le=256, description="workers of a local Dask cluster")
+    task_runner: Literal["threads", "dask"] = Field(default="threads", description="threads (this machine) or dask")
+    dask_address: str | None = Field(default=None, description="an existing Dask scheduler")
+    dask_workers: int = Field(default=2, ge=1, le=256, description="workers of a local Dask cluster")
 
 
-class OutputSettings(_Frozen):
+class OutputSettings(_Frozen, frozen=True):
     """Where results go.
 
     Attributes:
@@ -352,12 +391,14 @@ class OutputSettings(_Frozen):
         pdf: Also render the PDF (WeasyPrint).
     """
 
-    db: Path = Field(Path("audit-output/audit.duckdb"), description="DuckDB file")
-    out_dir: Path = Field(Path("audit-output"), description="report folder", json_schema_extra={"flag": "--out"})
-    pdf: bool = Field(True, description="render only the HTML report", json_schema_extra={"flag": "--no-pdf"})
+    db: Path = Field(default=Path("audit-output/audit.duckdb"), description="DuckDB file")
+    out_dir: Path = Field(
+        default=Path("audit-output"), description="report folder", json_schema_extra={"flag": "--out"}
+    )
+    pdf: bool = Field(default=True, description="render only the HTML report", json_schema_extra={"flag": "--no-pdf"})
 
 
-class AuditConfig(_Frozen):
+class AuditConfig(_Frozen, frozen=True):
     """The whole configuration of one audit.
 
     Attributes:
@@ -371,7 +412,7 @@ class AuditConfig(_Frozen):
     interventions: InterventionOptions = Field(default_factory=InterventionOptions)
     verdict: VerdictOptions = Field(default_factory=VerdictOptions)
     gate: tuple[str, ...] = Field(
-        (),
+        default=(),
         description="gate checks KIND:METHOD (faithful, not-unfaithful, beats-random, agrees; METHOD, any or all); "
         "a failing check exits with status 4",
         json_schema_extra={"flag": "--require"},

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -163,10 +164,11 @@ def _read_local(path: Path, split: str) -> tuple[pd.DataFrame, dict[str, str]]:
             if split not in loaded:
                 raise AuditError(
                     f"the dataset folder {path} has no split {split!r}",
-                    f"use --split with one of: {', '.join(loaded)}",
+                    f"use --split with one of: {', '.join(str(name) for name in loaded)}",
                 )
             loaded = loaded[split]
-        return loaded.to_pandas(), {"kind": "local", "path": str(path.resolve())}
+        # to_pandas() is one frame unless batched=True (the stubs also allow an iterator of frames).
+        return cast(pd.DataFrame, loaded.to_pandas()), {"kind": "local", "path": str(path.resolve())}
     reader = LOCAL_READERS.get(path.suffix.lower())
     if reader is None:
         raise AuditError(
@@ -204,7 +206,7 @@ def _read_hub(dataset_id: str, split: str) -> tuple[pd.DataFrame, tuple[str, ...
             labels = tuple(names)
             break
     source = {"kind": "hub", "id": dataset_id, "fingerprint": str(getattr(loaded, "_fingerprint", ""))}
-    return loaded.to_pandas(), labels, source
+    return cast(pd.DataFrame, loaded.to_pandas()), labels, source  # one frame: not batched
 
 
 def _standardise(raw: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:

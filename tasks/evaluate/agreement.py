@@ -19,9 +19,12 @@ References:
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import numpy as np
 from scipy import stats
+
+from tasks.evaluate.statistics import ScipyResult
 
 
 def _defined(a: np.ndarray, b: np.ndarray) -> bool:
@@ -36,7 +39,7 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(stats.kendalltau(a, b, variant="b").statistic)
+        return float(cast(ScipyResult, stats.kendalltau(a, b, variant="b")).statistic)
 
 
 def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,7 +48,7 @@ def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(stats.spearmanr(a, b).statistic)
+        return float(cast(ScipyResult, stats.spearmanr(a, b)).statistic)
 
 
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:

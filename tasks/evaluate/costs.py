@@ -60,7 +60,7 @@ def measure_throughput(bundle: ModelBundle, length: int, rows: int = 32, repeats
 def naive_passes(config: AuditConfig, content_tokens: int, layers: int, heads: int) -> tuple[int, int]:
     """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass."""
     methods, interventions = config.methods, config.interventions
-    chosen = set(interventions.interventions)
+    chosen = set(interventions.names)
     records = (
         len(methods.methods) - ("random" in methods.methods) + methods.random_draws * ("random" in methods.methods)
     )

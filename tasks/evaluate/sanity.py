@@ -29,9 +29,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from tasks.config import MethodOptions
+from tasks.evaluate.agreement import spearman_rho
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
 from tasks.model.bundle import ModelBundle
@@ -124,4 +124,4 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    return float(stats.spearmanr(a, b).statistic)
+    return spearman_rho(a, b)

@@ -15,12 +15,20 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
+
+
+class ScipyResult(Protocol):
+    """What scipy's tests and correlations return; its result classes are built at run time, out of pyright's sight."""
+
+    statistic: float
+    pvalue: float
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ def paired_comparison(
     if defined.shape[0] >= 2 and np.any(defined != 0):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            p_value = float(stats.wilcoxon(defined).pvalue)
+            p_value = float(cast(ScipyResult, stats.wilcoxon(defined)).pvalue)
     return PairedComparison(estimate, p_value)
 
 

@@ -90,6 +90,7 @@ def align(frame: pd.DataFrame, examples: Sequence[EncodedExample]) -> dict[str, 
         )
     aligned: dict[str, dict[str, np.ndarray]] = {}
     for (example_id, method), rows in frame.groupby(["example_id", "method"], sort=False):
+        example_id, method = str(example_id), str(method)  # strings already (read_explanations); typed Hashable
         example = by_id[example_id]
         aligned.setdefault(example_id, {})[method] = _scores(example, method, rows)
     return aligned
@@ -121,8 +122,8 @@ def _scores(example: EncodedExample, method: str, rows: pd.DataFrame) -> np.ndar
                 "give one score per content token of the model's tokenisation, or give character spans",
             )
         np.add.at(scores, indices, token_rows["score"].to_numpy(dtype=float))
-    for row in span_rows.itertuples(index=False):
-        start, end = int(row.char_start), int(row.char_end)
+    for row in span_rows.to_dict("records"):
+        start, end = int(row["char_start"]), int(row["char_end"])
         if not 0 <= start < end <= len(example.text):
             raise AuditError(
                 f"explanation {method!r} of example {example.example_id!r} has the span [{start}, {end}), outside its "
@@ -131,7 +132,7 @@ def _scores(example: EncodedExample, method: str, rows: pd.DataFrame) -> np.ndar
             )
         first_text = example.segments is None or example.segments == 0  # spans index the first text of a pair
         overlap = (example.offsets[:, 0] < end) & (start < example.offsets[:, 1]) & example.content_mask & first_text
-        scores[overlap] += float(row.score)
+        scores[overlap] += float(row["score"])
     return np.where(example.content_mask, scores, 0.0)
 
 

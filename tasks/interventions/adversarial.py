@@ -50,7 +50,11 @@ def adversarial(context: BatchContext, options: InterventionOptions) -> list[Int
         layer = resolve_layer(requested, context.bundle.num_layers)
         best_jsd, best_tvd, final_held = _optimise(context, options, layer)
         for row, example in enumerate(context.examples):
-            statistics = {"jsd": best_jsd[row], "tvd": best_tvd[row], "constraint_held": final_held[row]}
+            statistics = {
+                "jsd": float(best_jsd[row]),
+                "tvd": float(best_tvd[row]),
+                "constraint_held": float(final_held[row]),
+            }
             values += statistic_values(example.example_id, "adversarial", statistics, layer)
     return values
 
@@ -75,6 +79,7 @@ def _optimise(
     optimiser = torch.optim.Adam([logits], lr=options.adversarial_learning_rate)
     best_jsd = torch.zeros(len(examples))
     best_tvd = torch.zeros(len(examples))
+    changed = torch.zeros(len(examples))  # the output change before any step; replaced by each step (at least one)
     hidden = context.model_pass.hidden_states[layer]
     share = (bundle.num_layers - layer) / bundle.num_layers  # the layers run: those from ``layer`` up
     tokens = int(context.lengths.sum() * share)

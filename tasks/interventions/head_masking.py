@@ -50,7 +50,7 @@ def head_masking(context: BatchContext, options: InterventionOptions) -> list[In
             return head_mask_edit(layer, masked_heads[torch.as_tensor(members)])
 
         changes, flips = output_changes(context, rows, context.intervened_probabilities(rows, layer, edit_for))
-        for run, (row, head) in enumerate(zip(rows, masked_heads.tolist(), strict=True)):
+        for run, (row, head) in enumerate(zip(rows.tolist(), masked_heads.tolist(), strict=True)):
             statistics = {"tvd": changes[run], "flip": flips[run]}
             values += statistic_values(examples[row].example_id, "head_masking", statistics, layer, head)
     return values

@@ -42,11 +42,11 @@ def permutation(context: BatchContext, options: InterventionOptions) -> list[Int
         layer = resolve_layer(requested, context.bundle.num_layers)
         rows = np.repeat(np.arange(len(examples)), draws)
         index = np.tile(np.arange(width), (len(rows), 1))
-        for run, row in enumerate(rows):
-            if run % draws == 0:
-                rng = example_rng(examples[row], options.seed, layer, 1)
-            content = content_positions(examples[row])
-            index[run, content] = rng.permutation(content)
+        for row, example in enumerate(examples):  # runs row * draws ... row * draws + draws - 1
+            rng = example_rng(example, options.seed, layer, 1)
+            content = content_positions(example)
+            for run in range(row * draws, (row + 1) * draws):
+                index[run, content] = rng.permutation(content)
         changes, flips = row_edit_changes(context, rows, layer, permuted_rows, index)
         for row, example in enumerate(examples):
             these = slice(row * draws, (row + 1) * draws)

@@ -126,6 +126,4 @@ def run_interventions(
 ) -> list[InterventionValue]:
     """Run the named interventions (default: the configured ones) on one batch."""
     context.bundle.adapter.require("interventions on the attention")
-    return [
-        value for name in (names or options.interventions) for value in INTERVENTIONS[name].compute(context, options)
-    ]
+    return [value for name in (names or options.names) for value in INTERVENTIONS[name].compute(context, options)]

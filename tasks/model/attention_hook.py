@@ -59,7 +59,7 @@ def audit_attention(
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
     if scaling is None:
-        scaling = query.size(-1) ** -0.5
+        scaling = float(query.size(-1) ** -0.5)  # typed Any: int ** float
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask[..., : key.shape[-2]]

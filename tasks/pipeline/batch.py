@@ -75,9 +75,7 @@ def audit_batch(
     by_unit = None if options.units == "token" else units
     metrics = _metric_values(context, records, ranked, options, by_unit, measure)
     intervention_values = _intervention_values(context, interventions, measure)
-    head_agreement = (
-        head_agreement_values(ranked, context, by_unit) if "head_masking" in interventions.interventions else []
-    )
+    head_agreement = head_agreement_values(ranked, context, by_unit) if "head_masking" in interventions.names else []
     return BatchResult(
         examples=tuple(examples),
         predictions=predictions,
@@ -136,7 +134,7 @@ def _intervention_values(
     if interventions.interventions:
         context.bundle.adapter.require("interventions on the attention")
     values: list[InterventionValue] = []
-    for name in interventions.interventions:
+    for name in interventions.names:
         with measure(name):
             values.extend(INTERVENTIONS[name].compute(context, interventions))
     return values

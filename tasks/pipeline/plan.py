@@ -131,7 +131,7 @@ def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplica
     if adapter.supports_interventions:
         return ()
     reason = f"{adapter.family} models: {adapter.not_editable}"
-    return tuple(NotApplicable("intervention", name, reason) for name in config.interventions.interventions)
+    return tuple(NotApplicable("intervention", name, reason) for name in config.interventions.names)
 
 
 def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
@@ -140,7 +140,7 @@ def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditCon
         return config
     dropped = {(item.kind, item.name) for item in skipped}
     methods = [name for name in config.methods.methods if ("method", name) not in dropped]
-    interventions = [name for name in config.interventions.interventions if ("intervention", name) not in dropped]
+    interventions = [name for name in config.interventions.names if ("intervention", name) not in dropped]
     if not methods:
         raise AuditError(
             "none of the configured methods applies to this model: "

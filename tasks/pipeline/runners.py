@@ -26,7 +26,7 @@ def task_runner_for(execution: ExecutionSettings) -> Any:
 
         return ThreadPoolTaskRunner(max_workers=execution.concurrency)
     try:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask.task_runners import DaskTaskRunner
     except ImportError as error:
         raise AuditError(
             "--task-runner dask needs the prefect-dask package, which is not installed",

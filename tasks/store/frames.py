@@ -14,7 +14,7 @@ import json
 import typing
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,10 @@ import pandas as pd
 from tasks.records import BatchResult, EncodedExample, TokenScores
 from tasks.store.schema import table_columns
 
-_NULLABLE_DTYPES: dict[type, str] = {int: "Int64", float: "Float64", str: "string", bool: "boolean"}
+StoredDtype = Literal["float64", "Int64", "Float64", "string", "boolean"]
+"""The pandas dtypes a record field is stored with (others are inferred)."""
+
+_NULLABLE_DTYPES: dict[type, StoredDtype] = {int: "Int64", float: "Float64", str: "string", bool: "boolean"}
 """The pandas dtype of an ``X | None`` field: missing values become SQL NULL, not NaN or ``"None"``."""
 
 
@@ -65,14 +68,14 @@ def frame_of(table: str, records: Sequence[Any], /, **columns: object) -> pd.Dat
     )
 
 
-def _attribute(records: Sequence[Any], name: str, dtype: str | None) -> Any:
+def _attribute(records: Sequence[Any], name: str, dtype: StoredDtype | None) -> Any:
     """The attribute ``name`` of every record, as a pandas array of ``dtype`` (inferred when None)."""
     values = [getattr(record, name) for record in records]
     return values if dtype is None else pd.array(values, dtype=dtype)
 
 
 @cache
-def _dtype(kind: type, name: str) -> str | None:
+def _dtype(kind: type, name: str) -> StoredDtype | None:
     """The pandas dtype for the field ``name`` of the dataclass ``kind`` (None: let pandas infer it)."""
     hint = typing.get_type_hints(kind).get(name)
     if hint is float:

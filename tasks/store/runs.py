@@ -50,6 +50,7 @@ def register_run(connection: duckdb.DuckDBPyConnection, run_id: str, config: dic
 def record_manifest(connection: duckdb.DuckDBPyConnection, run_id: str, key: str, value: object) -> None:
     """Set one entry of the run's manifest (e.g. the measured throughput, the sanity check's settings)."""
     row = connection.execute("SELECT manifest FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    assert row is not None, f"no run {run_id}: register_run records it first"
     manifest = {**json.loads(row[0]), key: value}
     connection.execute("UPDATE runs SET manifest = ? WHERE run_id = ?", [json.dumps(manifest, default=str), run_id])
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from tasks.errors import AuditError
 from tasks.model.attention_hook import AttentionEdit, editing
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 Head = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 """``head(model, final_hidden_at_c [N, D]) -> logits [N, C]``: the family's classification head."""
@@ -234,7 +237,7 @@ class ModelAdapter:
             create_sliding_window_causal_mask,
         )
 
-        config = model.config  # type: ignore[union-attr]
+        config = cast("PreTrainedConfig", model.config)  # every transformers model has its configuration
         if not self.causal:
             return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=attention_mask)
         positions = torch.arange(hidden.shape[1], device=hidden.device)[None]

@@ -6,10 +6,15 @@ token, the classification position ``c`` of docs/methodology.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import nn
 
 from tasks.model.adapters.base import ModelAdapter, linear_norm_inputs, split_heads
+
+if TYPE_CHECKING:
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
 
 def _score_head(model: nn.Module, at_c: torch.Tensor) -> torch.Tensor:
@@ -37,11 +42,12 @@ def _gpt2_norm_inputs(
     layer: nn.Module, attention: nn.Module, hidden: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GPT-2 fuses Q, K and V in one ``Conv1D`` (``x W + b``, weight ``[D, 3D]``); V is the last third."""
+    gpt2 = cast("GPT2Attention", attention)  # the GPT-2 adapter is only given GPT-2 attention modules
     x = layer.ln_1(hidden)  # type: ignore[operator]
-    size = attention.embed_dim
-    values = x @ attention.c_attn.weight[:, 2 * size :] + attention.c_attn.bias[2 * size :]
-    output = attention.c_proj.weight.T  # Conv1D stores [in, out]
-    return values.view(*x.shape[:2], attention.num_heads, -1), split_heads(output, attention.num_heads)
+    size = gpt2.embed_dim
+    values = x @ gpt2.c_attn.weight[:, 2 * size :] + gpt2.c_attn.bias[2 * size :]
+    output = gpt2.c_proj.weight.T  # Conv1D stores [in, out]
+    return values.view(*x.shape[:2], gpt2.num_heads, -1), split_heads(output, gpt2.num_heads)
 
 
 DECODERS: tuple[ModelAdapter, ...] = (
