@@ -79,6 +79,11 @@ class ReportContext:
         """The explanations with a verdict column in the example table."""
         return [title for title, _ in self.example_table[0]["verdicts"]] if self.example_table else []
 
+    @property
+    def example_pairs(self) -> bool:
+        """Whether the example table has a second-text column (some example is a text pair)."""
+        return any(row["text_pair"] is not None for row in self.example_table)
+
 
 @dataclass(frozen=True)
 class RunTables:

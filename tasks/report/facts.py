@@ -127,6 +127,11 @@ def verdict_settings(config: AuditConfig) -> list[tuple[str, str]]:
         ("No better than random", f"AOPC comprehensiveness gain over random < {options.equivalence_margin:g}"),
         ("Sensitive to attention", f"median TVD under permuted attention ≥ {options.sensitivity_min:g}"),
         ("Important head", f"mean TVD when masked ≥ {options.importance_min:g}"),
+        (
+            "References agree",
+            f"mean Kendall τ between the verdict references ≥ {options.consistency_min:g} (upper end of the "
+            "interval; below it the verdict is inconclusive: references disagree)",
+        ),
         ("Smallest judged slice", f"{options.min_examples} examples"),
         ("Confidence bins", "edges " + ", ".join(f"{edge:g}" for edge in options.confidence_bins)),
         ("Length bins", "edges " + ", ".join(f"{edge:g}" for edge in options.length_bins) + " content tokens"),
@@ -171,7 +176,10 @@ def strength_bands() -> str:
 
 
 def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str]) -> list[dict[str, Any]]:
-    """Every example with its prediction and its verdict per attention-based explanation (HTML table)."""
+    """Every example with its prediction and its verdict per attention-based explanation (HTML table).
+
+    ``text_pair`` is the second text of a text pair (None for a single text), shown beside the first.
+    """
     attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
     by_example: dict[str, dict[str, str]] = {}
     for row in verdicts.itertuples(index=False):
@@ -182,6 +190,7 @@ def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Seque
             {
                 "example_id": example.example_id,
                 "text": example.text,
+                "text_pair": _second_text(example),
                 "label": None if pd.isna(example.label_name) else example.label_name,
                 "predicted": example.predicted_name,
                 "confidence": float(example.confidence),
@@ -190,6 +199,12 @@ def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Seque
             }
         )
     return rows
+
+
+def _second_text(example: Any) -> str | None:
+    """The example's second text, or None for a single text (or a table without the column)."""
+    pair = getattr(example, "text_pair", None)
+    return None if pair is None or pd.isna(pair) else str(pair)
 
 
 def costs(rows: pd.DataFrame) -> list[dict[str, Any]]:
