@@ -182,6 +182,7 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
         tables.examples,
         int(manifest.get("model", {}).get("layers", 0)),
         seed,
+        options=config.verdict,
     )
     plausibility = aggregates.plausibility_rows(tables.metrics, faithfulness, seed)
     if plausibility:
