@@ -268,6 +268,11 @@ def test_the_html_loads_nothing_from_outside(html: str) -> None:
     assert not re.search(r"<script\b[^>]*\bsrc=", html, re.I)
 
 
+def test_the_literature_section_says_its_cutoffs_are_this_audits_own(html: str) -> None:
+    assert "The cutoffs that turn a paper's words into a test" in section(html, "literature")
+    assert "are this audit's own, not the papers'" in section(html, "literature")
+
+
 def test_the_html_names_the_run_and_its_command(html: str, stored_run: StoredRun) -> None:
     assert f"<code>{stored_run.run_id}</code>" in html
     assert "attention-audit run --model" in section(html, "reproduce")
