@@ -194,7 +194,7 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
         charts["matrix"] = figures.matrix_chart(tables.agreement_matrix, methods)
     verdict = summarise_verdicts(
         tables.slice_verdicts,
-        {row.method: row.comprehensiveness.mean for row in faithfulness},
+        {row.method: row.sufficiency.mean for row in faithfulness},
         config.verdict.min_examples,
     )
     return Analysis(

@@ -117,14 +117,14 @@ def _verdict_row(row: pd.Series) -> VerdictRow:
 
 
 def summarise_verdicts(
-    slice_verdicts: pd.DataFrame, faithfulness_by_method: Mapping[str, float], min_examples: int
+    slice_verdicts: pd.DataFrame, sufficiency_by_method: Mapping[str, float], min_examples: int
 ) -> VerdictReport:
     """Overall verdicts, the slice grid, layer verdicts, the recommendation and the sentences.
 
     Args:
         slice_verdicts: The stored ``slice_verdicts`` rows of one run.
-        faithfulness_by_method: AOPC comprehensiveness of every method (references included), for
-            recommending a reference when no attention-based explanation is faithful.
+        sufficiency_by_method: AOPC sufficiency of every method (references included; lower is better),
+            for recommending a reference when no attention-based explanation is faithful.
         min_examples: Slices smaller than this are inconclusive by construction and not named.
     """
     if slice_verdicts.empty:
@@ -150,21 +150,24 @@ def summarise_verdicts(
         )
         for _, row in heads[heads["slice"] == "layer"].iterrows()
     ]
-    recommended, sentences = _recommendation(overall, rows, faithfulness_by_method, min_examples)
+    recommended, sentences = _recommendation(overall, rows, sufficiency_by_method, min_examples)
     return VerdictReport(overall, grid, layers, recommended, sentences)
 
 
 def _recommendation(
     overall: Sequence[VerdictRow],
     rows: Sequence[VerdictRow],
-    faithfulness_by_method: Mapping[str, float],
+    sufficiency_by_method: Mapping[str, float],
     min_examples: int,
 ) -> tuple[str | None, list[str]]:
     """The verdict sentences and the explanation to show users (None when no explanation is faithful).
 
     The recommended explanation is the overall-faithful attention method with the largest AOPC gain
-    over random (ties: higher agreement); without one, the reference with the largest AOPC
-    comprehensiveness.
+    over random (ties: higher agreement); without one, the reference with the lowest AOPC sufficiency
+    (its top tokens alone keep the prediction best; ERASER, DeYoung et al. 2020). Not comprehensiveness:
+    leave-one-out scores each token by the drop in the predicted probability when that token is removed,
+    the very quantity comprehensiveness measures (with the same removal operator), so comprehensiveness
+    would favour it by construction. Sufficiency keeps the top tokens instead, which no reference scores by.
     """
     judged = [
         r for r in rows if r.slice != "overall" and r.n >= min_examples and not math.isnan(r.comprehensiveness.mean)
@@ -177,16 +180,18 @@ def _recommendation(
         return chosen.method, sentences
     references = {
         m: v
-        for m, v in faithfulness_by_method.items()
+        for m, v in sufficiency_by_method.items()
         if m in METHODS and METHODS[m].family == MethodFamily.REFERENCE and not math.isnan(v)
     }
     if references:
-        best_reference = max(references, key=lambda m: references[m])
+        best_reference = min(references, key=lambda m: references[m])
         title, value = METHODS[best_reference].title.lower(), references[best_reference]
         sentences.append(
             "Recommendation: no attention-based explanation is shown to be faithful for this model; show "
-            f"{title} instead (AOPC comprehensiveness {value:.3f}), and present attention, if at all, as a clue "
-            "that was not validated."
+            f"{title} instead (AOPC sufficiency {value:.3f}: its top tokens alone keep the prediction best among "
+            "the references), and present attention, if at all, as a clue that was not validated. The references "
+            "are compared by sufficiency, not by comprehensiveness, which leave-one-out would win by construction "
+            "(it scores each token by the very removal comprehensiveness measures)."
         )
         return best_reference, sentences
     sentences.append("Recommendation: no explanation is shown to be faithful for this model on this data.")
