@@ -195,7 +195,7 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
     verdict = summarise_verdicts(
         tables.slice_verdicts,
         {row.method: row.sufficiency.mean for row in faithfulness},
-        config.verdict.min_examples,
+        config.verdict,
     )
     return Analysis(
         methods=methods,
@@ -275,7 +275,7 @@ def assemble(
         charts=analysis.charts,
         methods=facts.method_definitions(methods),
         metrics=facts.metric_definitions(),
-        settings=facts.settings(config),
+        settings=facts.settings(config, manifest),
         strength_bands=facts.strength_bands(),
         costs=facts.costs(tables.costs),
         cost_bound=facts.cost_bound(tables.costs, tables.examples, manifest, config),

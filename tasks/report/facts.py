@@ -17,6 +17,7 @@ from tasks.evaluate.metrics import METRICS
 from tasks.evaluate.statistics import STRENGTH_BANDS
 from tasks.explain.registry import spec_of
 from tasks.records import UNDER_TEST
+from tasks.verdict.sample_size import sample_words
 
 
 def manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -87,10 +88,11 @@ def dataset_rows(examples: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def settings(config: AuditConfig) -> list[tuple[str, str]]:
-    """The method and sampling settings of the run, in words."""
+def settings(config: AuditConfig, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The method and sampling settings of the run, in words (with what ``--target-precision`` chose)."""
     options = config.methods
-    return [
+    sizing = manifest.get("data", {}).get("sample")
+    rows = [
         ("Methods", ", ".join(options.methods)),
         ("Removal operator", options.removal),
         (
@@ -116,6 +118,9 @@ def settings(config: AuditConfig) -> list[tuple[str, str]]:
             "percentile bootstrap 95 %, 2,000 resamples, seeded; paired Wilcoxon signed-rank tests",
         ),
     ]
+    if sizing:
+        rows.append(("Sample size", sample_words(sizing)))
+    return rows
 
 
 def verdict_settings(config: AuditConfig) -> list[tuple[str, str]]:

@@ -1,8 +1,8 @@
 """The verdict in words: what the report's summary says, from the stored slice verdicts.
 
 Pure functions of the ``slice_verdicts`` table (as a DataFrame): per attention method its overall verdict
-with the evidence, the slices where attention is most and least faithful, and which explanation to show
-users of the model.
+with the evidence, the slices where attention is most and least faithful, which explanation to show users of
+the model, and for each inconclusive verdict how many examples would decide it (``tasks.verdict.sample_size``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate
 from tasks.explain.registry import METHODS, spec_of
 from tasks.records import MethodFamily
+from tasks.verdict.evidence import EVIDENCE_COLUMNS
+from tasks.verdict.sample_size import ExamplesToDecide, examples_to_decide
 
 SLICE_ORDER = ("overall", "predicted class", "true class", "correctness", "confidence", "length")
 
@@ -37,6 +40,8 @@ class VerdictRow:
     erasure: Estimate
     sensitivity: Estimate
     evidence: Mapping[str, str]
+    to_decide: ExamplesToDecide | None = None
+    """For an inconclusive verdict, how many examples would decide it (None when it is decided)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ def _estimate(row: pd.Series, name: str) -> Estimate:
     )
 
 
-def _verdict_row(row: pd.Series) -> VerdictRow:
+def _verdict_row(row: pd.Series, options: VerdictOptions) -> VerdictRow:
+    estimates = {name: _estimate(row, name) for name in EVIDENCE_COLUMNS}
     return VerdictRow(
         method=row["method"],
         title=spec_of(row["method"]).title,
@@ -113,11 +119,12 @@ def _verdict_row(row: pd.Series) -> VerdictRow:
             "faithfulness": row["faithfulness"],
             "interventions": row["interventions"],
         },
+        to_decide=examples_to_decide(estimates, int(row["n"]), options) if row["verdict"] == "inconclusive" else None,
     )
 
 
 def summarise_verdicts(
-    slice_verdicts: pd.DataFrame, sufficiency_by_method: Mapping[str, float], min_examples: int
+    slice_verdicts: pd.DataFrame, sufficiency_by_method: Mapping[str, float], options: VerdictOptions
 ) -> VerdictReport:
     """Overall verdicts, the slice grid, layer verdicts, the recommendation and the sentences.
 
@@ -125,12 +132,13 @@ def summarise_verdicts(
         slice_verdicts: The stored ``slice_verdicts`` rows of one run.
         sufficiency_by_method: AOPC sufficiency of every method (references included; lower is better),
             for recommending a reference when no attention-based explanation is faithful.
-        min_examples: Slices smaller than this are inconclusive by construction and not named.
+        options: The run's verdict thresholds; slices smaller than ``min_examples`` are inconclusive by
+            construction and not named.
     """
     if slice_verdicts.empty:
         return VerdictReport((), (), (), None, ())
     methods_rows = slice_verdicts[slice_verdicts["method"] != "attention heads"]
-    rows = [_verdict_row(row) for _, row in methods_rows.iterrows()]
+    rows = [_verdict_row(row, options) for _, row in methods_rows.iterrows()]
     overall = [row for row in rows if row.slice == "overall"]
     grid = []
     for kind in SLICE_ORDER:
@@ -150,7 +158,7 @@ def summarise_verdicts(
         )
         for _, row in heads[heads["slice"] == "layer"].iterrows()
     ]
-    recommended, sentences = _recommendation(overall, rows, sufficiency_by_method, min_examples)
+    recommended, sentences = _recommendation(overall, rows, sufficiency_by_method, options.min_examples)
     return VerdictReport(overall, grid, layers, recommended, sentences)
 
 

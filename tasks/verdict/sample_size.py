@@ -46,7 +46,16 @@ EVIDENCE_WORDS = {
     "sensitivity": "permuted-attention TVD",
     "consistency": "agreement between the references",
 }
+SHORT_WORDS = {
+    "agreement": "agreement",
+    "comprehensiveness": "comprehensiveness",
+    "sufficiency": "sufficiency",
+    "erasure": "erasure",
+    "sensitivity": "permutation",
+    "consistency": "reference consistency",
+}
 SLICE_SIZE = "slice size"
+NO_NUMBER = "no number of examples would decide this"
 """The deciding 'evidence' when only the smallest judged slice size stands in the way."""
 
 
@@ -69,21 +78,36 @@ class ExamplesToDecide:
         verdict: The verdict they would give (None when no number would).
         deciding: The evidence whose interval is the last to leave its threshold (``EVIDENCE_WORDS`` keys, or
             ``SLICE_SIZE``); empty when no number would decide it.
-        reason: Why no number would decide it (empty otherwise).
+        reason: Why no number is given, in a sentence (empty otherwise).
+        blocked: The same in a few words, for a table cell (empty otherwise).
     """
 
     examples: int | None
     verdict: Verdict | None
     deciding: tuple[str, ...] = ()
     reason: str = ""
+    blocked: str = ""
 
     @property
     def words(self) -> str:
         """'about 400 examples would decide this (faithful; deciding: agreement with the references)'."""
         if self.examples is None:
-            return f"no number of examples would decide this: {self.reason}"
+            return self.reason
         deciding = ", ".join(EVIDENCE_WORDS.get(name, name) for name in self.deciding)
         return f"about {self.examples:,} examples would decide this ({self.verdict}; deciding: {deciding})"
+
+    @property
+    def sentence(self) -> str:
+        """``words`` as a sentence: capitalised, with a full stop."""
+        return f"{self.words[0].upper()}{self.words[1:]}."
+
+    @property
+    def short(self) -> str:
+        """For a table cell: '≈ 400 examples decide: faithful (agreement)', or why no number is given."""
+        if self.examples is None:
+            return self.blocked
+        deciding = ", ".join(SHORT_WORDS.get(name, name) for name in self.deciding)
+        return f"≈ {self.examples:,} examples decide: {self.verdict} ({deciding})"
 
 
 def examples_to_decide(estimates: Mapping[str, Estimate], n: int, options: VerdictOptions) -> ExamplesToDecide | None:
@@ -97,14 +121,22 @@ def examples_to_decide(estimates: Mapping[str, Estimate], n: int, options: Verdi
     """
     if judge(estimates, options, n=n).verdict != "inconclusive":
         return None
+    if n < 2:
+        reason = "the examples needed are unknown: one example gives no interval, so no variance to size from"
+        return ExamplesToDecide(None, None, reason=reason, blocked="n unknown: one example, no variance")
     crossings = _crossings(estimates, n, options)
     if not crossings:
-        return ExamplesToDecide(None, None, reason="every unclear evidence has its mean exactly on its threshold")
+        return ExamplesToDecide(
+            None,
+            None,
+            reason=f"{NO_NUMBER}: every unclear evidence has its mean exactly on its threshold",
+            blocked="no n decides: a mean on its threshold",
+        )
     ordered = sorted({size for _, size in crossings}, reverse=True)
     judged = {size: _judged_past(estimates, n, size, options) for size in ordered}
     final = judged[ordered[0]]  # past every crossing each evidence has its final status
     if final.verdict == "inconclusive":
-        return ExamplesToDecide(None, None, reason=_conflict(final))
+        return _undecidable(final)
     decided_from = ordered[0]
     for size in ordered[1:]:
         if judged[size].verdict != final.verdict:
@@ -158,16 +190,19 @@ def _projected(estimates: Mapping[str, Estimate], shrink: float) -> dict[str, Es
     return out
 
 
-def _conflict(final: Judgement) -> str:
+def _undecidable(final: Judgement) -> ExamplesToDecide:
     """Why no number of examples decides a verdict: each evidence's status once every interval has crossed."""
     if final.reason.startswith("references disagree"):
-        return "the references disagree with each other, so agreement with them says little however many examples"
+        reason = f"{NO_NUMBER}: the references disagree with each other, so agreement with them says little"
+        return ExamplesToDecide(None, None, reason=reason, blocked="no n decides: the references disagree")
     status = {"supports": "supports", "contradicts": "contradicts", "unclear": "stays unclear"}
-    return (
-        f"with the means where they are, agreement {status[final.agreement]}, removal against random "
-        f"{status[final.faithfulness]} and the interventions {status[final.interventions]}, which the rules do "
+    plural = {"supports": "support", "contradicts": "contradict", "unclear": "stay unclear"}
+    reason = (
+        f"{NO_NUMBER}: with the means where they are, agreement {status[final.agreement]}, removal against random "
+        f"{status[final.faithfulness]} and the interventions {plural[final.interventions]}, which the rules do "
         "not combine into a verdict"
     )
+    return ExamplesToDecide(None, None, reason=reason, blocked="no n decides: the evidence conflicts")
 
 
 def sample_for_precision(half_width: float, min_examples: int) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.config import AuditConfig, VerdictOptions
-from tasks.report.facts import example_table, verdict_settings
+from tasks.config import AuditConfig, DataSpec, VerdictOptions
+from tasks.report.facts import example_table, settings, verdict_settings
+from tasks.verdict.sample_size import sample_record, sized
 
 
 def test_every_verdict_threshold_is_in_the_settings_table_with_its_configured_value() -> None:
@@ -49,3 +50,15 @@ def test_a_single_text_has_no_second_text() -> None:
     rows = example_table(examples_frame([None, None]), pd.DataFrame(columns=["example_id", "method", "verdict"]), [])
 
     assert [row["text_pair"] for row in rows] == [None, None]
+
+
+def test_the_settings_say_what_the_target_precision_chose() -> None:
+    config = sized(AuditConfig(data=DataSpec(target_precision=0.1)))
+    manifest = {"data": {"sample": sample_record(0.1, 385, 20, 228)}}
+
+    rows = dict(settings(config, manifest))
+
+    assert rows["Sample"] == "385 examples in seeded hash order (seed 0)"
+    assert rows["Sample size"].startswith("sized for a 95 % interval half-width of at most about ±0.1")
+    assert rows["Sample size"].endswith("the split allows only 228, so the half-width is at most about ±0.13")
+    assert "Sample size" not in dict(settings(AuditConfig(), {"data": {}}))

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from tasks.config import VerdictOptions
 from tasks.report.verdicts import summarise_verdicts
 
 EVIDENCE = ("agreement", "comprehensiveness", "sufficiency", "erasure", "sensitivity", "consistency")
@@ -34,7 +35,7 @@ def test_without_a_faithful_attention_method_the_reference_is_chosen_by_sufficie
     verdicts = pd.DataFrame([overall_row("attention_last", "inconclusive"), overall_row("rollout", "not faithful")])
     sufficiency = {"leave_one_out": 0.20, "integrated_gradients": 0.05, "saliency": math.nan, "random": 0.01}
 
-    report = summarise_verdicts(verdicts, sufficiency, min_examples=20)
+    report = summarise_verdicts(verdicts, sufficiency, VerdictOptions())
 
     assert report.recommended == "integrated_gradients"
     recommendation = next(s for s in report.sentences if s.startswith("Recommendation:"))
@@ -45,6 +46,6 @@ def test_without_a_faithful_attention_method_the_reference_is_chosen_by_sufficie
 def test_leave_one_out_is_recommended_when_its_sufficiency_is_best() -> None:
     verdicts = pd.DataFrame([overall_row("attention_last", "inconclusive")])
 
-    report = summarise_verdicts(verdicts, {"leave_one_out": 0.02, "integrated_gradients": 0.05}, min_examples=20)
+    report = summarise_verdicts(verdicts, {"leave_one_out": 0.02, "integrated_gradients": 0.05}, VerdictOptions())
 
     assert report.recommended == "leave_one_out"

@@ -331,6 +331,24 @@ def test_the_json_summary_carries_the_verdicts_and_headline_metrics(context: rep
     assert document["recommended_explanation"] == context.verdict.recommended
 
 
+def test_every_inconclusive_slice_says_how_many_examples_would_decide_it(
+    context: report.ReportContext, html: str
+) -> None:
+    rows = [row for _, _, _, members in context.verdict.slices for row in members]
+    inconclusive = [row for row in rows if row.verdict == "inconclusive"]
+    assert inconclusive, "the six-example run has no inconclusive slice"
+    assert all(row.to_decide is not None for row in inconclusive)
+    assert all(row.to_decide is None for row in rows if row.verdict != "inconclusive")
+    table = section(html, "verdict")
+    assert all(row.to_decide.short in table for row in inconclusive)
+    document = json.loads(json.dumps(report.summary_document(context)))
+    stored = {(v["method"], v["slice"], v["slice_value"]): v["examples_to_decide"] for v in document["verdicts"]}
+    for row in inconclusive:
+        decided = stored[(row.method, row.slice, row.slice_value)]
+        assert decided["examples"] == row.to_decide.examples and decided["verdict"] == row.to_decide.verdict
+        assert decided["examples"] is None or decided["examples"] > row.n
+
+
 # --- one list of sections, each table read once -----------------------------------------------
 
 

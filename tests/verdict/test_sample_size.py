@@ -54,7 +54,8 @@ def test_agreement_straddling_its_threshold_is_decided_where_its_interval_leaves
     assert hand_n_star(0.1, 100, 0.05) == pytest.approx(400)
     assert decided is not None and decided.examples == 400
     assert decided.verdict == "faithful" and decided.deciding == ("agreement",)
-    assert decided.words == ("about 400 examples would decide this (faithful; deciding: agreement with the references)")
+    assert decided.words == "about 400 examples would decide this (faithful; deciding: agreement with the references)"
+    assert decided.short == "≈ 400 examples decide: faithful (agreement)"
 
 
 def test_a_comprehensiveness_gain_below_the_margin_decides_not_faithful() -> None:
@@ -91,6 +92,7 @@ def test_evidence_that_points_both_ways_is_decided_by_no_number_of_examples() ->
     assert decided is not None and decided.examples is None and decided.verdict is None
     assert "agreement contradicts, removal against random supports" in decided.reason
     assert decided.words.startswith("no number of examples would decide this: with the means where they are")
+    assert decided.short == "no n decides: the evidence conflicts"
 
 
 def test_a_slice_that_is_only_too_small_needs_the_smallest_judged_size() -> None:
@@ -98,6 +100,14 @@ def test_a_slice_that_is_only_too_small_needs_the_smallest_judged_size() -> None
 
     assert decided is not None and (decided.examples, decided.verdict) == (OPTIONS.min_examples, "faithful")
     assert decided.deciding == (SLICE_SIZE,)
+
+
+def test_one_example_has_no_variance_to_size_from() -> None:
+    single = {name: Estimate(e.mean, math.nan, math.nan, 1) for name, e in SUPPORTING.items()}
+
+    decided = examples_to_decide(single, 1, OPTIONS)
+
+    assert decided is not None and decided.examples is None and decided.short == "n unknown: one example, no variance"
 
 
 def test_a_decided_verdict_needs_nothing() -> None:
