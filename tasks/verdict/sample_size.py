@@ -22,6 +22,10 @@ examples on, if the mean stays where it is.
   is a difference of two TVDs; a TVD lies in [0, 1]), so ``σ ≤ 1`` (Popoviciu's inequality,
   ``σ ≤ (b − a)/2``) and ``n = ⌈(z/H)²⌉`` examples give every evidence of the overall slice a 95 % half-width
   of at most about ``H`` (a slice with a share ``f`` of them about ``H/√f``).
+
+References:
+    Popoviciu (1935), "Sur les équations algébriques ayant toutes leurs racines réelles", Mathematica 9.
+    Efron & Tibshirani (1993), "An Introduction to the Bootstrap", Chapman & Hall.
 """
 
 from __future__ import annotations
@@ -55,8 +59,8 @@ SHORT_WORDS = {
     "consistency": "reference consistency",
 }
 SLICE_SIZE = "slice size"
-NO_NUMBER = "no number of examples would decide this"
 """The deciding 'evidence' when only the smallest judged slice size stands in the way."""
+NO_NUMBER = "no number of examples would decide this"
 
 
 def examples_for_half_width(sd: float, half_width: float) -> float:
