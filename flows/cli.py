@@ -162,6 +162,10 @@ def _run(args: argparse.Namespace) -> int:
     _check_database(config.output.db)
     _check_report_folder(config.output.out_dir)
     print(f"run {plan.run_id}: {len(plan.examples)} examples of {config.data.dataset} ({config.data.split})")
+    if "sample" in plan.manifest["data"]:
+        from tasks.verdict.sample_size import sample_words
+
+        print(f"sample: {len(plan.examples)} examples, {sample_words(plan.manifest['data']['sample'])}")
     for item in plan.not_applicable:
         print(f"warning: {item.kind} {item.name} is not applicable to {item.reason}; the rest of the audit runs",
               file=sys.stderr)  # fmt: skip

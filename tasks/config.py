@@ -92,6 +92,9 @@ class DataSpec(_Frozen, frozen=True):
         limit: Audit at most this many examples, taken in seeded hash order (a random sample that is
             nested: the first 100 of a seed are also in its first 200). None audits the whole split.
         sample_seed: Seed of that hash order.
+        target_precision: Size the sample, before the run starts, for a 95 % interval half-width of at most
+            about this on every verdict evidence of the overall slice (``tasks.verdict.sample_size``: a
+            conservative bound, no pilot); sets ``limit``, which a given ``limit`` caps. None: no sizing.
         max_length: Texts longer than this many tokens (specials included) are truncated; the
             truncation is recorded per example.
     """
@@ -119,6 +122,14 @@ class DataSpec(_Frozen, frozen=True):
     )
     limit: int | None = Field(default=None, gt=0, description="audit at most N examples (seeded random sample)")
     sample_seed: int = Field(default=0, description="seed of the --limit sample")
+    target_precision: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="size the sample so that every verdict evidence's 95-percent interval is at most about "
+        "plus or minus this wide (a conservative bound; --limit caps it)",
+        json_schema_extra={"unset": "no sizing"},
+    )
     max_length: int = Field(
         default=128, ge=4, le=100_000, description="truncate texts to this many tokens, specials included"
     )
@@ -431,10 +442,14 @@ class AuditConfig(_Frozen, frozen=True):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """The parts of the configuration that decide the numbers (JSON-ready)."""
+        """The parts of the configuration that decide the numbers (JSON-ready).
+
+        ``data.target_precision`` is left out: it decides the numbers only through the ``limit`` it sets when
+        the run is planned, so ``--target-precision`` and the ``--limit`` it chose are the same run.
+        """
         return {
             "model": self.model.model_dump(mode="json"),
-            "data": self.data.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json", exclude={"target_precision"}),
             "methods": self.methods.model_dump(mode="json"),
             "interventions": self.interventions.model_dump(mode="json"),
         }

@@ -17,7 +17,8 @@ from tests.conftest import ROOT
 
 RUN_OPTIONS = (
     "--model --revision --trust-remote-code --allow-pickle --device --precision --dataset --split --text-column "
-    "--text-pair-column --label-column --no-labels --id-column --rationale-column --limit --sample-seed --max-length "
+    "--text-pair-column --label-column --no-labels --id-column --rationale-column --limit --sample-seed "
+    "--target-precision --max-length "
     "--methods --ig-steps --ig-rule --removal --k --random-draws --top-k --flow-max-tokens --units --explanations "
     "--seed --interventions --intervention-layers --permutation-draws --erasure-draws --adversarial-epsilon "
     "--adversarial-steps --verdict-references --agreement-min --equivalence-margin --sensitivity-min --min-examples "

@@ -152,6 +152,9 @@ def test_a_pair_audit_is_stored_and_reported_side_by_side(tiny_bundle, tiny_mode
     assert " ".join("".join((" " if c.space_before else "") + c.text for c in second).split()) == pair["hypothesis"]
     html = render_html(context)
     assert 'id="segments"' in html and "Second text" in html
+    table = html[html.index('id="examples-table"') :]
+    for premise, hypothesis in PAIRS[["premise", "hypothesis"]].itertuples(index=False):
+        assert f'<td class="text">{premise}</td><td class="text">{hypothesis}</td>' in table
 
 
 def _write(folder: Path) -> Path:

@@ -24,6 +24,7 @@ from tasks.model.bundle import ModelBundle
 from tasks.model.loading import load_model
 from tasks.records import EncodedExample, NotApplicable
 from tasks.verdict.resolve import resolve
+from tasks.verdict.sample_size import sample_record, sized
 
 TRACKED_PACKAGES = (
     "torch",
@@ -80,12 +81,15 @@ class RunPlan:
 def plan_run(config: AuditConfig) -> RunPlan:
     """Resolve the configuration, load the model and corpus, encode the corpus and derive the run's identity.
 
+    ``--target-precision`` sizes the sample here, before any work (``tasks.verdict.sample_size.sized``); the
+    manifest's ``data.sample`` records what was chosen.
+
     Raises:
         ValidationError: A name the registries do not know (``tasks.verdict.resolve``), before any work.
         AuditError: Any problem with the model, the corpus or their combination (e.g. labels that are
             not the model's classes).
     """
-    config = resolve(config)
+    config = sized(resolve(config))
     bundle = load_model(config.model)
     skipped = not_applicable(config, bundle)
     config = without(config, skipped)
@@ -93,6 +97,11 @@ def plan_run(config: AuditConfig) -> RunPlan:
     corpus = load_corpus(config.data)
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
     manifest = run_manifest(config, bundle, corpus)
+    data = config.data
+    if data.target_precision is not None and data.limit is not None:
+        manifest["data"]["sample"] = sample_record(
+            data.target_precision, data.limit, config.verdict.min_examples, corpus.rows_in_split
+        )
     identity = {
         "identity": config.identity(),
         "model": bundle.fingerprint,

@@ -79,6 +79,11 @@ class ReportContext:
         """The explanations with a verdict column in the example table."""
         return [title for title, _ in self.example_table[0]["verdicts"]] if self.example_table else []
 
+    @property
+    def example_pairs(self) -> bool:
+        """Whether the example table has a second-text column (some example is a text pair)."""
+        return any(row["text_pair"] is not None for row in self.example_table)
+
 
 @dataclass(frozen=True)
 class RunTables:
@@ -177,6 +182,7 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
         tables.examples,
         int(manifest.get("model", {}).get("layers", 0)),
         seed,
+        options=config.verdict,
     )
     plausibility = aggregates.plausibility_rows(tables.metrics, faithfulness, seed)
     if plausibility:
@@ -188,8 +194,8 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
         charts["matrix"] = figures.matrix_chart(tables.agreement_matrix, methods)
     verdict = summarise_verdicts(
         tables.slice_verdicts,
-        {row.method: row.comprehensiveness.mean for row in faithfulness},
-        config.verdict.min_examples,
+        {row.method: row.sufficiency.mean for row in faithfulness},
+        config.verdict,
     )
     return Analysis(
         methods=methods,
@@ -269,7 +275,7 @@ def assemble(
         charts=analysis.charts,
         methods=facts.method_definitions(methods),
         metrics=facts.metric_definitions(),
-        settings=facts.settings(config),
+        settings=facts.settings(config, manifest),
         strength_bands=facts.strength_bands(),
         costs=facts.costs(tables.costs),
         cost_bound=facts.cost_bound(tables.costs, tables.examples, manifest, config),

@@ -17,6 +17,7 @@ from tasks.evaluate.metrics import METRICS
 from tasks.evaluate.statistics import STRENGTH_BANDS
 from tasks.explain.registry import spec_of
 from tasks.records import UNDER_TEST
+from tasks.verdict.sample_size import sample_words
 
 
 def manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -87,10 +88,11 @@ def dataset_rows(examples: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def settings(config: AuditConfig) -> list[tuple[str, str]]:
-    """The method and sampling settings of the run, in words."""
+def settings(config: AuditConfig, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The method and sampling settings of the run, in words (with what ``--target-precision`` chose)."""
     options = config.methods
-    return [
+    sizing = manifest.get("data", {}).get("sample")
+    rows = [
         ("Methods", ", ".join(options.methods)),
         ("Removal operator", options.removal),
         (
@@ -116,6 +118,9 @@ def settings(config: AuditConfig) -> list[tuple[str, str]]:
             "percentile bootstrap 95 %, 2,000 resamples, seeded; paired Wilcoxon signed-rank tests",
         ),
     ]
+    if sizing:
+        rows.append(("Sample size", sample_words(sizing)))
+    return rows
 
 
 def verdict_settings(config: AuditConfig) -> list[tuple[str, str]]:
@@ -127,6 +132,11 @@ def verdict_settings(config: AuditConfig) -> list[tuple[str, str]]:
         ("No better than random", f"AOPC comprehensiveness gain over random < {options.equivalence_margin:g}"),
         ("Sensitive to attention", f"median TVD under permuted attention ≥ {options.sensitivity_min:g}"),
         ("Important head", f"mean TVD when masked ≥ {options.importance_min:g}"),
+        (
+            "References agree",
+            f"mean Kendall τ between the verdict references ≥ {options.consistency_min:g} (upper end of the "
+            "interval; below it the verdict is inconclusive: references disagree)",
+        ),
         ("Smallest judged slice", f"{options.min_examples} examples"),
         ("Confidence bins", "edges " + ", ".join(f"{edge:g}" for edge in options.confidence_bins)),
         ("Length bins", "edges " + ", ".join(f"{edge:g}" for edge in options.length_bins) + " content tokens"),
@@ -171,19 +181,26 @@ def strength_bands() -> str:
 
 
 def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str]) -> list[dict[str, Any]]:
-    """Every example with its prediction and its verdict per attention-based explanation (HTML table)."""
+    """Every example with its prediction and its verdict per attention-based explanation (HTML table).
+
+    ``text_pair`` is the second text of a text pair (None for a single text), shown beside the first.
+    """
     attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
     by_example: dict[str, dict[str, str]] = {}
     for row in verdicts.itertuples(index=False):
         by_example.setdefault(str(row.example_id), {})[str(row.method)] = str(row.verdict)
+    ordered = examples.sort_values("example_id")
+    pairs = ordered["text_pair"] if "text_pair" in ordered.columns else pd.Series(None, index=ordered.index)
     columns = ["example_id", "text", "label_name", "predicted_name", "confidence", "n_content_tokens"]
-    ordered = examples.sort_values("example_id")[columns]
     rows = []
-    for example_id, text, label, predicted, confidence, tokens in ordered.itertuples(index=False, name=None):
+    for (example_id, text, label, predicted, confidence, tokens), pair in zip(
+        ordered[columns].itertuples(index=False, name=None), pairs, strict=True
+    ):
         rows.append(
             {
                 "example_id": example_id,
                 "text": text,
+                "text_pair": _second_text(pair),
                 "label": None if pd.isna(label) else label,
                 "predicted": predicted,
                 "confidence": float(confidence),
@@ -192,6 +209,11 @@ def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Seque
             }
         )
     return rows
+
+
+def _second_text(pair: Any) -> str | None:
+    """The second text of a pair, or None for a single text."""
+    return None if pair is None or pd.isna(pair) else str(pair)
 
 
 def costs(rows: pd.DataFrame) -> list[dict[str, Any]]:

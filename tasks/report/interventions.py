@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate, PairedComparison, bootstrap_mean, paired_comparison
 from tasks.interventions.registry import INTERVENTIONS
 from tasks.report import charts
@@ -66,9 +68,19 @@ class InterventionReport:
 
 
 def summarise_interventions(
-    interventions: pd.DataFrame, head_agreement: pd.DataFrame, examples: pd.DataFrame, layers: int, seed: int = 0
+    interventions: pd.DataFrame,
+    head_agreement: pd.DataFrame,
+    examples: pd.DataFrame,
+    layers: int,
+    seed: int = 0,
+    *,
+    options: VerdictOptions,
 ) -> InterventionReport:
-    """Summarise every intervention present in the run."""
+    """Summarise every intervention present in the run.
+
+    The findings judge with the run's verdict thresholds: a permutation changes the output when its median
+    TVD reaches ``options.sensitivity_min``, a head matters when masking it reaches ``options.importance_min``.
+    """
     if interventions.empty:
         return InterventionReport((), {}, float("nan"), float("nan"), None, ())
     labels = examples.set_index("example_id")["label"]
@@ -83,11 +95,11 @@ def summarise_interventions(
         else float("nan")
     )
     builders = {
-        "permutation": _permutation,
+        "permutation": partial(_permutation, sensitivity_min=options.sensitivity_min),
         "uniform": _uniform,
         "top_vs_random_erasure": _erasure,
         "adversarial": _adversarial,
-        "head_masking": _head_masking,
+        "head_masking": partial(_head_masking, importance_min=options.importance_min),
     }
     sections, summary = [], []
     present = [name for name in INTERVENTIONS if name in set(interventions["intervention"])]
@@ -136,14 +148,16 @@ def _layer_label(layer: int | None, layers: int) -> str:
     return f"layer {layer + 1} of {layers}"
 
 
-def _permutation(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) -> InterventionSection:
+def _permutation(
+    rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int, *, sensitivity_min: float
+) -> InterventionSection:
     spec = INTERVENTIONS["permutation"]
     table, findings = [], []
     for layer in _layers_of(rows):
         median = bootstrap_mean(_per_example(rows, "median_tvd", layer).to_numpy(), seed=seed)
         flips = bootstrap_mean(_per_example(rows, "flip_rate", layer).to_numpy(), seed=seed)
         table.append(InterventionRow(_layer_label(layer, layers), layer, median, flips))
-        small = float((_per_example(rows, "median_tvd", layer) < 0.05).mean())
+        small = float((_per_example(rows, "median_tvd", layer) < sensitivity_min).mean())
         meaning = (
             "the output largely ignores which token gets which weight"
             if small > 0.5
@@ -152,7 +166,7 @@ def _permutation(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) 
         findings.append(
             f"Permuting the attention of the classification position in {_layer_label(layer, layers)} changes the "
             f"output by a median TVD of {median:.3f} on average and flips {100 * flips.mean:.1f} % of decisions; "
-            f"for {100 * small:.0f} % of examples the median change is below 0.05, i.e. {meaning}."
+            f"for {100 * small:.0f} % of examples the median change is below {sensitivity_min:g}, i.e. {meaning}."
         )
     return InterventionSection(spec.name, spec.title, spec.definition, spec.reading, spec.citation, table, findings)
 
@@ -257,18 +271,20 @@ def _adversarial(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) 
     )
 
 
-def _head_masking(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) -> InterventionSection:
+def _head_masking(
+    rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int, *, importance_min: float
+) -> InterventionSection:
     spec = INTERVENTIONS["head_masking"]
     changes = rows[rows["statistic"] == "tvd"].groupby(["layer", "head"])["value"].mean()
     flips = rows[rows["statistic"] == "flip"].groupby(["layer", "head"])["value"].mean()
     top_layer, top_head = cast("tuple[float, float]", changes.idxmax())  # a (layer, head) key: two numbers
     top_value = float(changes.max())
-    negligible = float((changes < 0.01).mean())
+    negligible = float((changes < importance_min).mean())
     top_flips = 100 * float(flips.loc[(top_layer, top_head)])
     finding = (
         f"Masking a single head changes the output by a mean TVD of {changes.mean():.3f}; the most important head is "
         f"head {int(top_head) + 1} of layer {int(top_layer) + 1} (mean TVD {top_value:.3f}, {top_flips:.1f} % flips), "
-        f"and {100 * negligible:.0f} % of heads change it by less than 0.01."
+        f"and {100 * negligible:.0f} % of heads change it by less than {importance_min:g}."
     )
     table = [
         InterventionRow(

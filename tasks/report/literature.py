@@ -4,7 +4,13 @@ The findings, their sources and their checks live in ``data/literature.json`` (n
 a reviewer can see what was compared. Each check reads this run's numbers and says *reproduces*, *does
 not reproduce*, or *not measured* (with the reason: a method or intervention the run did not include, or
 a finding no single audit can test). The statements are directional; a match is never claimed without
-the measurement behind it.
+the measurement behind it, and a finding whose every number is undefined (NaN) is *not measured*.
+
+The cutoffs that turn a paper's words into a test ("weak", "far better", "many", "rarely") are this audit's
+own, not the papers': each is in ``data/literature.json`` and printed in the evidence as "this audit's
+cutoff". "Weak" is a mean |ρ| below 0.3, the upper end of the 'weak' band of
+``tasks.evaluate.statistics.STRENGTH_BANDS``; "far better" is a lead of at least 0.2 in mean ρ, the width of
+one of those bands.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from tasks.explain.registry import METHODS
 from tasks.records import MethodFamily
 
 FINDINGS = Path(__file__).resolve().parents[2] / "data" / "literature.json"
+OWN = "this audit's cutoff"
+"""How every evidence names a cutoff: the numbers that turn a paper's words into a test are not the paper's."""
 
 
 @dataclass(frozen=True)
@@ -77,39 +85,62 @@ def _missing(numbers: RunNumbers, needed: list[str]) -> str | None:
     return f"the run did not compute {', '.join(absent)}" if absent else None
 
 
+def _rho(value: float) -> str:
+    return "undefined" if math.isnan(value) else f"{value:.2f}"
+
+
 def _weak_correlation(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
     absent = _missing(numbers, [*check["methods"], *check["references"]])
     if absent:
         return "not measured", absent
     values = {(m, r): numbers.mean_agreement(m, r, check["statistic"])
               for m in check["methods"] for r in check["references"]}  # fmt: skip
-    words = ", ".join(f"{m} vs {r} {v:.2f}" for (m, r), v in values.items())
-    weak = all(abs(v) < check["weak_below"] for v in values.values() if not math.isnan(v))
+    words = ", ".join(f"{m} vs {r} {_rho(v)}" for (m, r), v in values.items())
+    defined = [v for v in values.values() if not math.isnan(v)]
+    if not defined:
+        return "not measured", f"every correlation is undefined here ({words})"
+    weak = all(abs(v) < check["weak_below"] for v in defined)
     status = "reproduces" if weak else "does not reproduce"
-    return status, f"mean Spearman ρ here: {words} (weak means below {check['weak_below']:g})"
+    return status, (f"mean Spearman ρ here: {words} (weak: |ρ| below {check['weak_below']:g}, {OWN}, the upper "
+                    "end of its 'weak' band)")  # fmt: skip
 
 
 def _better_agreement(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    """A "far better" lead: the better method's mean ρ leads the worse one's by at least ``far_better_by``.
+
+    Only references with both correlations defined are compared (a paired comparison).
+    """
     absent = _missing(numbers, [check["better"], check["worse"]])
     references = [r for r in check["references"] if r in numbers.methods]
     if absent or not references:
         return "not measured", absent or f"the run computed none of {', '.join(check['references'])}"
-    better = np.nanmean([numbers.mean_agreement(check["better"], r, check["statistic"]) for r in references])
-    worse = np.nanmean([numbers.mean_agreement(check["worse"], r, check["statistic"]) for r in references])
-    status = "reproduces" if better > worse else "does not reproduce"
-    return status, (f"mean Spearman ρ with {', '.join(references)}: {check['better']} {better:.2f}, "
-                    f"{check['worse']} {worse:.2f}")  # fmt: skip
+    pairs = {
+        r: (numbers.mean_agreement(check["better"], r, check["statistic"]),
+            numbers.mean_agreement(check["worse"], r, check["statistic"]))
+        for r in references
+    }  # fmt: skip
+    pairs = {r: pair for r, pair in pairs.items() if not any(math.isnan(v) for v in pair)}
+    if not pairs:
+        return "not measured", f"every correlation with {', '.join(references)} is undefined here"
+    better = float(np.mean([b for b, _ in pairs.values()]))
+    worse = float(np.mean([w for _, w in pairs.values()]))
+    margin = check["far_better_by"]
+    status = "reproduces" if better - worse >= margin else "does not reproduce"
+    return status, (f"mean Spearman ρ with {', '.join(pairs)}: {check['better']} {better:.2f}, "
+                    f"{check['worse']} {worse:.2f}, a lead of {better - worse:+.2f} (far better: a lead of at "
+                    f"least {margin:g}, {OWN})")  # fmt: skip
 
 
 def _gradients_more_comprehensive(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
-    gradients = [m for m in check["gradients"] if m in numbers.methods]
-    attention = [m for m in numbers.methods if m in ATTENTION_METHODS]
-    if not gradients or not attention or "random" not in numbers.methods:
-        return "not measured", "the run lacks gradient methods, attention methods or the random ranking"
     aopc = {m: numbers.mean_metric(m, "aopc_comprehensiveness") for m in numbers.methods}
+    measured = {m for m, value in aopc.items() if not math.isnan(value)}
+    gradients = [m for m in check["gradients"] if m in measured]
+    attention = [m for m in numbers.methods if m in ATTENTION_METHODS and m in measured]
+    if not gradients or not attention or "random" not in measured:
+        return "not measured", "the run lacks gradient methods, attention methods or the random ranking"
     best_gradient = max(gradients, key=lambda m: aopc[m])
     best_attention = max(attention, key=lambda m: aopc[m])
-    beaten = [m for m in numbers.methods if m != "random" and not aopc[m] > aopc["random"]]
+    beaten = [m for m in sorted(measured, key=numbers.methods.index) if m != "random" and not aopc[m] > aopc["random"]]
     reproduces = aopc[best_gradient] > aopc[best_attention] and not beaten
     evidence = (
         f"AOPC comprehensiveness: best gradient method {best_gradient} {aopc[best_gradient]:.3f}, best attention "
@@ -123,25 +154,29 @@ def _gradients_more_comprehensive(numbers: RunNumbers, check: Mapping[str, Any])
 def _prunable_heads(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
     rows = numbers.interventions
     rows = rows[(rows["intervention"] == "head_masking") & (rows["statistic"] == "tvd")] if not rows.empty else rows
-    if rows.empty:
+    per_head = rows.groupby(["layer", "head"])["value"].mean().dropna() if not rows.empty else rows
+    if per_head.empty:
         return "not measured", "the run did not mask heads"
-    per_head = rows.groupby(["layer", "head"])["value"].mean()
     share = float((per_head < check["small_change"]).mean())
     status = "reproduces" if share >= check["share_at_least"] else "does not reproduce"
     return status, (f"{100 * share:.0f} % of the {len(per_head)} heads change the output by a mean TVD below "
-                    f"{check['small_change']:g} when masked")  # fmt: skip
+                    f"{check['small_change']:g} when masked (little change: a mean TVD below "
+                    f"{check['small_change']:g}; many: at least {100 * check['share_at_least']:g} % of the heads; "
+                    f"{OWN}s)")  # fmt: skip
 
 
 def _erasure_flips(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
     rows = numbers.interventions
     rows = rows[rows["intervention"] == "top_vs_random_erasure"] if not rows.empty else rows
-    if rows.empty:
+    top = float(rows[rows["statistic"] == "top_flip"]["value"].mean()) if not rows.empty else math.nan
+    random = float(rows[rows["statistic"] == "random_flip"]["value"].mean()) if not rows.empty else math.nan
+    if math.isnan(top) or math.isnan(random):
         return "not measured", "the run did not erase attention keys"
-    top = float(rows[rows["statistic"] == "top_flip"]["value"].mean())
-    random = float(rows[rows["statistic"] == "random_flip"]["value"].mean())
     reproduces = top < check["rarely_below"] and top - random < check["slightly_below"]
     return ("reproduces" if reproduces else "does not reproduce"), (
-        f"erasing the most-attended token flips {100 * top:.1f} % of decisions, a random token {100 * random:.1f} %"
+        f"erasing the most-attended token flips {100 * top:.1f} % of decisions, a random token {100 * random:.1f} % "
+        f"(rarely: below {100 * check['rarely_below']:g} %; only slightly more often: by less than "
+        f"{100 * check['slightly_below']:g} percentage points; {OWN}s)"
     )
 
 

@@ -13,6 +13,7 @@ from tasks.report.comparison import Comparison
 from tasks.report.context import ReportContext
 from tasks.report.interventions import InterventionSection
 from tasks.report.verdicts import VerdictRow
+from tasks.verdict.sample_size import ExamplesToDecide
 
 
 def estimate_json(estimate: Estimate) -> dict[str, float | int | None]:
@@ -95,6 +96,17 @@ def _verdict_json(row: VerdictRow) -> dict[str, Any]:
         "sufficiency_gain": estimate_json(row.sufficiency),
         "erasure_gain": estimate_json(row.erasure),
         "permutation_tvd": estimate_json(row.sensitivity),
+        "examples_to_decide": None if row.to_decide is None else _to_decide_json(row.to_decide),
+    }
+
+
+def _to_decide_json(decided: ExamplesToDecide) -> dict[str, Any]:
+    """How many examples would decide an inconclusive verdict, the verdict, the deciding evidence, or why none."""
+    return {
+        "examples": decided.examples,
+        "verdict": decided.verdict,
+        "deciding": list(decided.deciding),
+        "reason": decided.reason or None,
     }
 
 

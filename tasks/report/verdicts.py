@@ -1,8 +1,8 @@
 """The verdict in words: what the report's summary says, from the stored slice verdicts.
 
 Pure functions of the ``slice_verdicts`` table (as a DataFrame): per attention method its overall verdict
-with the evidence, the slices where attention is most and least faithful, and which explanation to show
-users of the model.
+with the evidence, the slices where attention is most and least faithful, which explanation to show users of
+the model, and for each inconclusive verdict how many examples would decide it (``tasks.verdict.sample_size``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate
 from tasks.explain.registry import METHODS, spec_of
 from tasks.records import MethodFamily
+from tasks.verdict.evidence import EVIDENCE_COLUMNS
+from tasks.verdict.sample_size import ExamplesToDecide, examples_to_decide
 
 SLICE_ORDER = ("overall", "predicted class", "true class", "correctness", "confidence", "length")
 
@@ -37,6 +40,8 @@ class VerdictRow:
     erasure: Estimate
     sensitivity: Estimate
     evidence: Mapping[str, str]
+    to_decide: ExamplesToDecide | None = None
+    """For an inconclusive verdict, how many examples would decide it (None when it is decided)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ def _estimate(row: pd.Series, name: str) -> Estimate:
     )
 
 
-def _verdict_row(row: pd.Series) -> VerdictRow:
+def _verdict_row(row: pd.Series, options: VerdictOptions) -> VerdictRow:
+    estimates = {name: _estimate(row, name) for name in EVIDENCE_COLUMNS}
     return VerdictRow(
         method=row["method"],
         title=spec_of(row["method"]).title,
@@ -113,24 +119,26 @@ def _verdict_row(row: pd.Series) -> VerdictRow:
             "faithfulness": row["faithfulness"],
             "interventions": row["interventions"],
         },
+        to_decide=examples_to_decide(estimates, int(row["n"]), options) if row["verdict"] == "inconclusive" else None,
     )
 
 
 def summarise_verdicts(
-    slice_verdicts: pd.DataFrame, faithfulness_by_method: Mapping[str, float], min_examples: int
+    slice_verdicts: pd.DataFrame, sufficiency_by_method: Mapping[str, float], options: VerdictOptions
 ) -> VerdictReport:
     """Overall verdicts, the slice grid, layer verdicts, the recommendation and the sentences.
 
     Args:
         slice_verdicts: The stored ``slice_verdicts`` rows of one run.
-        faithfulness_by_method: AOPC comprehensiveness of every method (references included), for
-            recommending a reference when no attention-based explanation is faithful.
-        min_examples: Slices smaller than this are inconclusive by construction and not named.
+        sufficiency_by_method: AOPC sufficiency of every method (references included; lower is better),
+            for recommending a reference when no attention-based explanation is faithful.
+        options: The run's verdict thresholds; slices smaller than ``min_examples`` are inconclusive by
+            construction and not named.
     """
     if slice_verdicts.empty:
         return VerdictReport((), (), (), None, ())
     methods_rows = slice_verdicts[slice_verdicts["method"] != "attention heads"]
-    rows = [_verdict_row(row) for _, row in methods_rows.iterrows()]
+    rows = [_verdict_row(row, options) for _, row in methods_rows.iterrows()]
     overall = [row for row in rows if row.slice == "overall"]
     grid = []
     for kind in SLICE_ORDER:
@@ -150,21 +158,24 @@ def summarise_verdicts(
         )
         for _, row in heads[heads["slice"] == "layer"].iterrows()
     ]
-    recommended, sentences = _recommendation(overall, rows, faithfulness_by_method, min_examples)
+    recommended, sentences = _recommendation(overall, rows, sufficiency_by_method, options.min_examples)
     return VerdictReport(overall, grid, layers, recommended, sentences)
 
 
 def _recommendation(
     overall: Sequence[VerdictRow],
     rows: Sequence[VerdictRow],
-    faithfulness_by_method: Mapping[str, float],
+    sufficiency_by_method: Mapping[str, float],
     min_examples: int,
 ) -> tuple[str | None, list[str]]:
     """The verdict sentences and the explanation to show users (None when no explanation is faithful).
 
     The recommended explanation is the overall-faithful attention method with the largest AOPC gain
-    over random (ties: higher agreement); without one, the reference with the largest AOPC
-    comprehensiveness.
+    over random (ties: higher agreement); without one, the reference with the lowest AOPC sufficiency
+    (its top tokens alone keep the prediction best; ERASER, DeYoung et al. 2020). Not comprehensiveness:
+    leave-one-out scores each token by the drop in the predicted probability when that token is removed,
+    the very quantity comprehensiveness measures (with the same removal operator), so comprehensiveness
+    would favour it by construction. Sufficiency keeps the top tokens instead, which no reference scores by.
     """
     judged = [
         r for r in rows if r.slice != "overall" and r.n >= min_examples and not math.isnan(r.comprehensiveness.mean)
@@ -177,16 +188,18 @@ def _recommendation(
         return chosen.method, sentences
     references = {
         m: v
-        for m, v in faithfulness_by_method.items()
+        for m, v in sufficiency_by_method.items()
         if m in METHODS and METHODS[m].family == MethodFamily.REFERENCE and not math.isnan(v)
     }
     if references:
-        best_reference = max(references, key=lambda m: references[m])
+        best_reference = min(references, key=lambda m: references[m])
         title, value = METHODS[best_reference].title.lower(), references[best_reference]
         sentences.append(
             "Recommendation: no attention-based explanation is shown to be faithful for this model; show "
-            f"{title} instead (AOPC comprehensiveness {value:.3f}), and present attention, if at all, as a clue "
-            "that was not validated."
+            f"{title} instead (AOPC sufficiency {value:.3f}: its top tokens alone keep the prediction best among "
+            "the references), and present attention, if at all, as a clue that was not validated. The references "
+            "are compared by sufficiency, not by comprehensiveness, which leave-one-out would win by construction "
+            "(it scores each token by the very removal comprehensiveness measures)."
         )
         return best_reference, sentences
     sentences.append("Recommendation: no explanation is shown to be faithful for this model on this data.")

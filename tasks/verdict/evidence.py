@@ -141,6 +141,22 @@ def intervention_evidence(interventions: pd.DataFrame) -> tuple[pd.Series, pd.Se
 # --- classifying evidence ---------------------------------------------------------------------
 
 
+def thresholds(options: VerdictOptions) -> dict[str, tuple[float, ...]]:
+    """Per evidence column, the values the classifiers below compare its interval with.
+
+    An evidence's status can change only where an end of its interval crosses one of them, which is what
+    ``tasks.verdict.sample_size`` needs to find how many examples would decide a verdict.
+    """
+    return {
+        "agreement": (options.agreement_min,),
+        "comprehensiveness": (0.0, options.equivalence_margin),
+        "sufficiency": (0.0,),
+        "erasure": (0.0,),
+        "sensitivity": (options.sensitivity_min,),
+        "consistency": (options.consistency_min,),
+    }
+
+
 def classify_agreement(agreement: Estimate, options: VerdictOptions) -> Evidence:
     """Supports when the interval reaches ``agreement_min``; contradicts when it stays below."""
     if agreement.n == 0 or math.isnan(agreement.low):

@@ -67,3 +67,24 @@ def test_an_intervention_layer_outside_the_model_is_refused(tiny_bundle, tiny_mo
     with pytest.raises(AuditError, match="names layer 7, but the model has 2 layers"):
         check_layers(config_for(tiny_model_dir, interventions={"layers": [7]}), tiny_bundle)
     check_layers(config_for(tiny_model_dir, interventions={"layers": [-2]}), tiny_bundle)
+
+
+def test_a_target_precision_sizes_the_sample_before_the_run_and_records_it(tiny_model_dir):
+    """±0.5 needs (1.96/0.5)² = 15.4 examples under σ ≤ 1, and a judged slice 20 here: the sample is capped
+    at 10 by --limit, which the manifest records with the half-width 10 examples allow (1.96/√10 = 0.62)."""
+    sized = plan_run(config_for(tiny_model_dir, data={**sample_data(), "target_precision": 0.5, "limit": 10},
+                                verdict={"min_examples": 20}))  # fmt: skip
+    limited = plan_run(config_for(tiny_model_dir, data={**sample_data(), "limit": 10}))
+
+    assert len(sized.examples) == 10 and sized.config.data.limit == 10
+    assert sized.run_id == limited.run_id, "--target-precision decides the numbers only through the limit it sets"
+    record = sized.manifest["data"]["sample"]
+    assert (record["needed"], record["examples"], record["target_precision"]) == (20, 10, 0.5)
+    assert record["half_width_bound"] == pytest.approx(1.96 / 10**0.5)
+    assert "sample" not in limited.manifest["data"]
+    whole = plan_run(config_for(tiny_model_dir, data={**sample_data(), "target_precision": 0.9}))
+    assert len(whole.examples) == 12 and whole.manifest["data"]["sample"]["needed"] == 20
+
+
+def sample_data() -> dict[str, object]:
+    return {"dataset": str(SAMPLE), "id_column": "id", "label_column": None}

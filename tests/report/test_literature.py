@@ -41,3 +41,72 @@ def test_findings_are_judged_on_the_runs_numbers():
     assert flips.status == "does not reproduce" and "50.0 %" in flips.evidence
     assert weak.status == "not measured" and "rollout" in weak.evidence
     assert not math.isnan(numbers.mean_agreement("saliency", "attention_norm", "spearman_rho"))
+
+
+def spearman_rows(values: dict[str, float], reference: str = "saliency") -> pd.DataFrame:
+    """Two examples, each method with ``values[method]`` as its Spearman ρ with ``reference``."""
+    return pd.DataFrame(
+        [
+            {"example_id": example, "method": method, "reference": reference, "metric": "spearman_rho", "value": value}
+            for example in ("a", "b")
+            for method, value in values.items()
+        ]
+    )
+
+
+def test_a_finding_whose_every_correlation_is_undefined_is_not_measured():
+    methods = ("attention_last", "rollout", "attention_norm", "saliency", "grad_x_input", "integrated_gradients")
+    metrics = spearman_rows({"attention_last": math.nan, "rollout": math.nan, "attention_norm": math.nan})
+    findings = {f["id"]: f for f in load_findings()}
+    chosen = [findings["attention-gradient-correlation-is-weak"], findings["norm-based-attention-agrees-better"]]
+
+    outcomes = check_findings(RunNumbers(metrics, pd.DataFrame(), methods), chosen)
+
+    assert [o.status for o in outcomes] == ["not measured", "not measured"]
+    assert all("undefined" in o.evidence for o in outcomes)
+
+
+def test_far_better_needs_the_documented_margin_not_just_a_higher_mean():
+    finding = next(f for f in load_findings() if f["id"] == "norm-based-attention-agrees-better")
+    margin = finding["check"]["far_better_by"]
+    methods = ("attention_last", "attention_norm", "saliency")
+
+    def status(norm: float, raw: float) -> str:
+        metrics = spearman_rows({"attention_norm": norm, "attention_last": raw})
+        return check_findings(RunNumbers(metrics, pd.DataFrame(), methods), [finding])[0].status
+
+    assert status(0.49, 0.44) == "does not reproduce"  # the full default test split: ahead, but not far
+    assert status(0.44 + margin + 0.01, 0.44) == "reproduces"
+    assert status(0.44 + margin - 0.01, 0.44) == "does not reproduce"
+
+
+def test_every_cutoff_is_printed_as_this_audits_own_with_its_value():
+    rows = []
+    for example in ("a", "b"):
+        for method in ("attention_last", "rollout", "attention_norm"):
+            rows.append({"example_id": example, "method": method, "reference": "saliency", "metric": "spearman_rho",
+                         "value": 0.2})  # fmt: skip
+    masking = [
+        {"example_id": e, "intervention": "head_masking", "layer": 0, "head": h, "statistic": "tvd", "value": 0.001}
+        for e in "ab"
+        for h in (0, 1)
+    ]
+    erasure = [
+        {"example_id": e, "intervention": "top_vs_random_erasure", "layer": 0, "head": None, "statistic": s, "value": 0}
+        for e in "ab"
+        for s in ("top_flip", "random_flip")
+    ]
+    numbers = RunNumbers(pd.DataFrame(rows), pd.DataFrame(masking + erasure),
+                         ("attention_last", "rollout", "attention_norm", "saliency", "grad_x_input",
+                          "integrated_gradients"))  # fmt: skip
+    findings = {f["id"]: f for f in load_findings()}
+    for name, cutoffs in {
+        "attention-gradient-correlation-is-weak": ["0.3"],
+        "norm-based-attention-agrees-better": ["0.2"],
+        "many-heads-can-be-masked": ["0.01", "50 %"],
+        "erasing-the-top-token-rarely-flips": ["10 %", "5 percentage points"],
+    }.items():
+        outcome = check_findings(numbers, [findings[name]])[0]
+        assert outcome.status != "not measured", name
+        assert "this audit's cutoff" in outcome.evidence, name
+        assert all(cutoff in outcome.evidence for cutoff in cutoffs), (name, outcome.evidence)

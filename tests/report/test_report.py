@@ -268,6 +268,11 @@ def test_the_html_loads_nothing_from_outside(html: str) -> None:
     assert not re.search(r"<script\b[^>]*\bsrc=", html, re.I)
 
 
+def test_the_literature_section_says_its_cutoffs_are_this_audits_own(html: str) -> None:
+    assert "The cutoffs that turn a paper's words into a test" in section(html, "literature")
+    assert "are this audit's own, not the papers'" in section(html, "literature")
+
+
 def test_the_html_names_the_run_and_its_command(html: str, stored_run: StoredRun) -> None:
     assert f"<code>{stored_run.run_id}</code>" in html
     assert "attention-audit run --model" in section(html, "reproduce")
@@ -324,6 +329,24 @@ def test_the_json_summary_carries_the_verdicts_and_headline_metrics(context: rep
     assert all(v["verdict"] in {"faithful", "not faithful", "inconclusive"} for v in document["verdicts"])
     assert {row["method"] for row in document["faithfulness"]} == set(METHOD_IDS)
     assert document["recommended_explanation"] == context.verdict.recommended
+
+
+def test_every_inconclusive_slice_says_how_many_examples_would_decide_it(
+    context: report.ReportContext, html: str
+) -> None:
+    rows = [row for _, _, _, members in context.verdict.slices for row in members]
+    inconclusive = [row for row in rows if row.verdict == "inconclusive"]
+    assert inconclusive, "the six-example run has no inconclusive slice"
+    assert all(row.to_decide is not None for row in inconclusive)
+    assert all(row.to_decide is None for row in rows if row.verdict != "inconclusive")
+    table = section(html, "verdict")
+    assert all(row.to_decide.short in table for row in inconclusive)
+    document = json.loads(json.dumps(report.summary_document(context)))
+    stored = {(v["method"], v["slice"], v["slice_value"]): v["examples_to_decide"] for v in document["verdicts"]}
+    for row in inconclusive:
+        decided = stored[(row.method, row.slice, row.slice_value)]
+        assert decided["examples"] == row.to_decide.examples and decided["verdict"] == row.to_decide.verdict
+        assert decided["examples"] is None or decided["examples"] > row.n
 
 
 # --- one list of sections, each table read once -----------------------------------------------
