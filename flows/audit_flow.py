@@ -107,7 +107,14 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
 
     for index, batch in enumerate(batches):
         future = compute.submit(
-            index, plan.run_id, config.model, batch, config.methods, config.interventions, config.execution
+            index,
+            plan.run_id,
+            config.model,
+            batch,
+            config.methods,
+            config.interventions,
+            config.execution,
+            plan.removal_sample & {example.example_id for example in batch},
         )
         in_flight.append(([example.example_id for example in batch], future))
         if len(in_flight) >= config.execution.concurrency:

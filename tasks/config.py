@@ -155,7 +155,14 @@ class MethodOptions(_Frozen, frozen=True):
             cost grows about with the fourth power of the length); longer inputs have no flow scores.
         units: What every metric ranks: ``token`` (default) or ``word``, a whitespace-separated word
             scored by the sum of its sub-token scores (``tasks.data.units``). Token scores are stored either way.
-        seed: Seed of everything random in the methods (the random baseline).
+        seed: Seed of everything random in the methods (the random baseline) and of the sample the second
+            removal operator recomputes.
+        removal_check: The second removal operator the faithfulness evidence is recomputed with (Hooker et
+            al. 2019: removed inputs leave the training distribution, so the numbers may depend on how
+            tokens are removed); None means ``mask``, or ``delete`` when ``removal`` is ``mask`` or ``pad``.
+            ``mask`` falls back to ``pad`` for a tokenizer without a mask token.
+        removal_check_sample: Examples the second operator recomputes, in seeded hash order (all when the
+            run has fewer); 0 turns the check off.
     """
 
     methods: tuple[str, ...] = Field(
@@ -180,7 +187,31 @@ class MethodOptions(_Frozen, frozen=True):
     explanations: str | None = Field(
         default=None, description="Parquet or JSONL file of explanations computed elsewhere, audited like attention"
     )
-    seed: int = Field(default=0, description="seed of the random baseline")
+    seed: int = Field(default=0, description="seed of the random baseline and of the removal-check sample")
+    removal_check: RemovalOperator | None = Field(
+        default=None,
+        description="second removal operator the faithfulness evidence is recomputed with",
+        json_schema_extra={"unset": "mask, or delete when --removal is mask or pad"},
+    )
+    removal_check_sample: int = Field(
+        default=100, ge=0, description="examples recomputed with the second removal operator (0: no check)"
+    )
+
+    @property
+    def second_removal(self) -> RemovalOperator:
+        """The second operator: ``removal_check``, or ``mask`` (``delete`` when ``removal`` already replaces)."""
+        if self.removal_check is not None:
+            return self.removal_check
+        return "mask" if self.removal == "delete" else "delete"
+
+    @model_validator(mode="after")
+    def _second_operator_differs(self) -> MethodOptions:
+        if self.removal_check is not None and self.removal_check == self.removal:
+            raise ValueError(
+                f"the second removal operator ({self.removal_check}) is the run's own (--removal {self.removal}): "
+                "choose another with --removal-check, or leave it unset"
+            )
+        return self
 
     @field_validator("k_fractions")
     @classmethod

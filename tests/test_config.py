@@ -20,7 +20,8 @@ RUN_OPTIONS = (
     "--text-pair-column --label-column --no-labels --id-column --rationale-column --limit --sample-seed "
     "--target-precision --max-length "
     "--methods --ig-steps --ig-rule --removal --k --random-draws --top-k --flow-max-tokens --units --explanations "
-    "--seed --interventions --intervention-layers --permutation-draws --erasure-draws --adversarial-epsilon "
+    "--seed --removal-check --removal-check-sample --interventions --intervention-layers --permutation-draws "
+    "--erasure-draws --adversarial-epsilon "
     "--adversarial-steps --verdict-references --agreement-min --equivalence-margin --sensitivity-min --min-examples "
     "--confidence-bins --length-bins --require --no-sanity --sanity-sample --batch-size --token-budget "
     "--gradient-token-budget --concurrency --threads --batch-retries --batch-timeout --no-cache --task-runner "
@@ -75,7 +76,7 @@ def test_resolving_is_idempotent_and_keeps_the_default_run_identity():
     assert AuditConfig.model_validate(resolved.model_dump(mode="json")) == resolved
     # The default audit's identity as stored before the registries moved out of the configuration: a
     # default run must keep its id (this changes only when the default methods or interventions do).
-    assert stable_hash(resolved.identity()) == "1c01d9efe7b8b004"
+    assert stable_hash(resolved.identity()) == "cf0cec2f75c5bfdc"
 
 
 @pytest.mark.parametrize("fractions", [(0.0,), (1.5,), ()])

@@ -39,50 +39,88 @@ class MetricSpec:
     pairwise: bool = False
 
 
+SECOND_REMOVAL_SUFFIX = "_removal2"
+"""Suffix of the metric ids recomputed with the second removal operator (``tasks.evaluate.removal_check``)."""
+
+_HARD_REMOVAL = (
+    MetricSpec(
+        "comprehensiveness",
+        "faithfulness",
+        True,
+        "Comprehensiveness",
+        "p_ŷ(x) − p_ŷ(x ∖ r_k), r_k = top max(1,⌊k·n⌋) content tokens",
+        "DeYoung et al. 2020",
+        per_k=True,
+    ),
+    MetricSpec(
+        "sufficiency",
+        "faithfulness",
+        False,
+        "Sufficiency",
+        "p_ŷ(x) − p_ŷ(r_k), keeping r_k and the special tokens",
+        "DeYoung et al. 2020",
+        per_k=True,
+    ),
+    MetricSpec(
+        "aopc_comprehensiveness",
+        "faithfulness",
+        True,
+        "AOPC comprehensiveness",
+        "mean of comprehensiveness over the rationale sizes k",
+        "DeYoung et al. 2020",
+    ),
+    MetricSpec(
+        "aopc_sufficiency",
+        "faithfulness",
+        False,
+        "AOPC sufficiency",
+        "mean of sufficiency over the rationale sizes k",
+        "DeYoung et al. 2020",
+    ),
+    MetricSpec(
+        "taucorr_loo",
+        "faithfulness",
+        True,
+        "τ with leave-one-out",
+        "Kendall τ-b between the method's scores and leave-one-out's",
+        "Attanasio et al. 2023 (ferret)",
+    ),
+)
+"""The evidence that removes tokens: recomputed with the second removal operator."""
+
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
+        *_HARD_REMOVAL,
+        *(
+            MetricSpec(
+                f"{base.name}{SECOND_REMOVAL_SUFFIX}",
+                base.kind,
+                base.higher_is_better,
+                f"{base.title}, second removal operator",
+                f"{base.name} recomputed on a seeded sample with the second removal operator ([MASK], or the pad "
+                "token without one; delete when the run masks)",
+                f"{base.citation}; Hooker et al. 2019 (removal leaves the training distribution); "
+                "Abnar & Zuidema 2020 ([MASK])",
+                per_k=base.per_k,
+            )
+            for base in _HARD_REMOVAL
+        ),
         MetricSpec(
-            "comprehensiveness",
+            "soft_comprehensiveness",
             "faithfulness",
             True,
-            "Comprehensiveness",
-            "p_ŷ(x) − p_ŷ(x ∖ r_k), r_k = top max(1,⌊k·n⌋) content tokens",
-            "DeYoung et al. 2020",
-            per_k=True,
+            "Soft normalised comprehensiveness",
+            "max(0, p_ŷ(x) − p_ŷ(x ⊙ m)) / (1 − S(0)), m_{j,d} ~ Bernoulli(1 − s_j), s min-max-normalised scores",
+            "Zhao & Aletras 2023 (Soft-NC)",
         ),
         MetricSpec(
-            "sufficiency",
-            "faithfulness",
-            False,
-            "Sufficiency",
-            "p_ŷ(x) − p_ŷ(r_k), keeping r_k and the special tokens",
-            "DeYoung et al. 2020",
-            per_k=True,
-        ),
-        MetricSpec(
-            "aopc_comprehensiveness",
+            "soft_sufficiency",
             "faithfulness",
             True,
-            "AOPC comprehensiveness",
-            "mean of comprehensiveness over the rationale sizes k",
-            "DeYoung et al. 2020",
-        ),
-        MetricSpec(
-            "aopc_sufficiency",
-            "faithfulness",
-            False,
-            "AOPC sufficiency",
-            "mean of sufficiency over the rationale sizes k",
-            "DeYoung et al. 2020",
-        ),
-        MetricSpec(
-            "taucorr_loo",
-            "faithfulness",
-            True,
-            "τ with leave-one-out",
-            "Kendall τ-b between the method's scores and leave-one-out's",
-            "Attanasio et al. 2023 (ferret)",
+            "Soft normalised sufficiency",
+            "max(0, S(x ⊙ m) − S(0)) / (1 − S(0)), S(x') = 1 − max(0, p_ŷ(x) − p_ŷ(x')), m_{j,d} ~ Bernoulli(s_j)",
+            "Zhao & Aletras 2023 (Soft-NS)",
         ),
         MetricSpec(
             "kendall_tau",

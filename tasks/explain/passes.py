@@ -262,6 +262,20 @@ class BatchContext:
         self.counter.forward_tokens += int(self.lengths[rows.cpu().numpy()].sum())
         return output.gather(1, self.targets[rows][:, None])[:, 0].double()
 
+    def target_probabilities_at(self, embeddings: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
+        """``p_ŷ`` at arbitrary input word embeddings ``[N, W', D]`` of this batch's rows, ``[N]``."""
+        width = embeddings.shape[1]
+        with torch.inference_mode():
+            logits = self._logits(
+                self.attention_mask[rows, :width],
+                inputs_embeds=embeddings,
+                token_type_ids=self.token_type_ids[rows, :width],
+            )
+        self.counter.forward_rows += len(rows)
+        self.counter.forward_tokens += int(self.lengths[rows.cpu().numpy()].sum())
+        probabilities = torch.softmax(logits.double(), dim=1).gather(1, self.targets[rows][:, None])[:, 0]
+        return probabilities.cpu().numpy()
+
     # --- interventions on the attention -------------------------------------------------------
 
     def intervened_probabilities(

@@ -8,7 +8,7 @@ stage cost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
@@ -23,6 +23,8 @@ from tasks.evaluate.batch_metrics import (
     plausibility_values,
     segment_share_values,
 )
+from tasks.evaluate.removal_check import second_removal_values
+from tasks.evaluate.soft import soft_values
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS, MethodSpec, methods_of
 from tasks.interventions.registry import INTERVENTIONS
@@ -47,8 +49,12 @@ def audit_batch(
     options: MethodOptions,
     interventions: InterventionOptions,
     execution: ExecutionSettings,
+    removal_sample: Collection[str] = frozenset(),
 ) -> BatchResult:
     """Compute every requested method, metric and intervention for one batch of examples.
+
+    The examples of ``removal_sample`` (``tasks.evaluate.removal_check.removal_sample`` of the run) also
+    have their removal metrics recomputed with the second removal operator.
 
     The model pass runs first and once; methods then read it (and the shared perturbation cache)
     in registry order; faithfulness and agreement metrics follow; the interventions on the attention
@@ -74,6 +80,8 @@ def audit_batch(
     ranked = records_in_units(records, units, options.units, methods_of(MethodFamily.BASELINE))
     by_unit = None if options.units == "token" else units
     metrics = _metric_values(context, records, ranked, options, by_unit, measure)
+    with measure("removal_check"):
+        metrics.extend(second_removal_values(context, records, options, removal_sample, by_unit))
     intervention_values = _intervention_values(context, interventions, measure)
     head_agreement = head_agreement_values(ranked, context, by_unit) if "head_masking" in interventions.names else []
     return BatchResult(
@@ -119,6 +127,8 @@ def _metric_values(
     metrics: list[MetricValue] = []
     with measure("faithfulness"):
         metrics.extend(faithfulness_values(ranked, context, options, by_unit))
+    with measure("soft_faithfulness"):
+        metrics.extend(soft_values(ranked, context, options, by_unit))
     with measure("agreement"):
         metrics.extend(agreement_values(ranked, options))
     metrics.extend(plausibility_values(ranked, context.examples, by_unit))

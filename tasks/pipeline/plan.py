@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tasks.config import AuditConfig, stable_hash
 from tasks.data.corpora import Corpus, load_corpus
 from tasks.data.encoding import encode_corpus, plan_batches
 from tasks.errors import AuditError
+from tasks.evaluate.removal_check import removal_sample, second_operator
 from tasks.explain import imported
 from tasks.model.bundle import ModelBundle
 from tasks.model.loading import load_model
@@ -71,6 +73,11 @@ class RunPlan:
     def methods(self) -> tuple[str, ...]:
         """Every method of the run: the configured ones, then the imported explanations."""
         return (*self.configured, *self.manifest.get("explanations", {}).get("methods", ()))
+
+    @cached_property
+    def removal_sample(self) -> frozenset[str]:
+        """The examples whose removal metrics are recomputed with the second operator (seeded sample)."""
+        return removal_sample(self.examples, self.config.methods)
 
     def batches(self, done: set[str], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:
         """Length-sorted batches of the examples not in ``done``."""
@@ -202,6 +209,12 @@ def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> di
         "versions": {"attention-audit": __version__, **{name: _version(name) for name in TRACKED_PACKAGES}},
         "platform": f"{platform.platform()}, Python {platform.python_version()}, {platform.machine()}",
         "device": str(bundle.device),
+        "removal_check": {
+            "operator": config.methods.removal,
+            "second_operator": second_operator(bundle.tokenizer, config.methods),
+            "sample": min(config.methods.removal_check_sample, len(corpus)),
+            "seed": config.methods.seed,
+        },
     }
 
 

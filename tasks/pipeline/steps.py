@@ -90,8 +90,11 @@ def audit_batch_task(
     options: MethodOptions,
     interventions: InterventionOptions,
     execution: ExecutionSettings,
+    removal_sample: frozenset[str] = frozenset(),
 ) -> BatchResult:
     """Compute every method, metric and intervention for one batch (the model is loaded once per worker).
+
+    ``removal_sample``: the run's examples the second removal operator recomputes (those of this batch count).
 
     Cached by ``batch_cache_key`` (unless ``execution.cache_batches`` is off); the timeout and retries
     are set by the flow from the execution settings.
@@ -100,7 +103,7 @@ def audit_batch_task(
     if execution.threads is not None:
         torch.set_num_threads(execution.threads)
     try:
-        return audit_batch(load_model(model), examples, options, interventions, execution)
+        return audit_batch(load_model(model), examples, options, interventions, execution, removal_sample)
     finally:
         torch.set_num_threads(previous)
 

@@ -28,6 +28,7 @@ from tasks.report.heatmaps import HeatmapExample, heatmaps, representative_examp
 from tasks.report.interventions import InterventionReport, summarise_interventions
 from tasks.report.literature import Outcome, RunNumbers, check_findings
 from tasks.report.methodology import AppendixSection, methodology_appendix
+from tasks.report.removal import SoftRow, SurvivalRow, soft_rows, survival_rows
 from tasks.report.verdicts import VerdictReport, summarise_verdicts
 from tasks.verdict.resolve import resolve
 
@@ -73,6 +74,8 @@ class ReportContext:
     coverage: Sequence[str]
     methodology: Sequence[AppendixSection]
     classes: Sequence[str] = field(default_factory=tuple)
+    removal_survival: Sequence[SurvivalRow] = field(default_factory=tuple)
+    soft_faithfulness: Sequence[SoftRow] = field(default_factory=tuple)
 
     @property
     def example_verdict_titles(self) -> list[str]:
@@ -283,4 +286,6 @@ def assemble(
         coverage=sentences.coverage(metrics, tables.examples, methods, config),
         methodology=methodology_appendix(),
         classes=sorted(tables.examples["predicted_name"].unique()),
+        removal_survival=survival_rows(metrics, methods, config.verdict, seed),
+        soft_faithfulness=soft_rows(metrics, methods, seed),
     )

@@ -56,6 +56,26 @@ def summary_document(context: ReportContext) -> dict[str, Any]:
             }
             for row in context.faithfulness
         ],
+        "removal_check": [
+            {
+                "method": row.method,
+                "examples": row.examples,
+                "first_operator": row.first,
+                "second_operator": row.second,
+                "aopc_comprehensiveness_gain_first": estimate_json(row.comprehensiveness_first),
+                "aopc_comprehensiveness_gain_second": estimate_json(row.comprehensiveness_second),
+                "survives": row.survives,
+            }
+            for row in context.removal_survival
+        ],
+        "soft_faithfulness": [
+            {
+                "method": row.method,
+                "soft_comprehensiveness": estimate_json(row.soft_comprehensiveness),
+                "soft_sufficiency": estimate_json(row.soft_sufficiency),
+            }
+            for row in context.soft_faithfulness
+        ],
         "agreement": [
             {
                 "method": row.method,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from flows.cli import build_parser, config_from_args, main
 from tasks.config import (
@@ -332,10 +333,14 @@ def test_run_help_lists_every_option_with_the_default_of_its_field(capsys: pytes
         assert "{" + ",".join(choices) + "}" in shown
 
 
-def a_value_other_than(base: object, kind: str, choices: tuple[str, ...] | None) -> str:
-    """A valid command-line value for an option of ``kind`` that differs from the field's default."""
+def a_value_other_than(base: object, kind: str, choices: tuple[str, ...] | None, flag: str = "") -> str:
+    """A valid command-line value for an option of ``kind`` that differs from the field's default.
+
+    A choice the configuration refuses on its own (``--removal-check delete`` while ``--removal`` is
+    ``delete``) is passed over for the next one.
+    """
     if choices:
-        return next(choice for choice in choices if choice != base)
+        return next(choice for choice in choices if choice != base and accepted(flag, choice))
     if kind == "int":
         return str(base + 1 if isinstance(base, int) else 64)
     return {"float": "0.5", "floats": "0.25,0.5", "ints": "1,2", "str": "x", "path": "some/where", "list": "rollout"}[
@@ -343,11 +348,26 @@ def a_value_other_than(base: object, kind: str, choices: tuple[str, ...] | None)
     ]
 
 
+def accepted(flag: str, value: str) -> bool:
+    """Whether ``run FLAG VALUE`` alone makes a valid configuration (True when no flag is named)."""
+    if not flag:
+        return True
+    try:
+        config_from_args(build_parser().parse_args(["run", flag, value]))
+    except ValidationError:
+        return False
+    return True
+
+
 def test_every_run_option_sets_its_field_alone_and_round_trips() -> None:
     default = AuditConfig()
     for flag in FLAGS:
         base = field_value(default, flag.field)
-        argv = [flag.flag] if flag.kind in SWITCHES else [flag.flag, a_value_other_than(base, flag.kind, flag.choices)]
+        argv = (
+            [flag.flag]
+            if flag.kind in SWITCHES
+            else [flag.flag, a_value_other_than(base, flag.kind, flag.choices, flag.flag)]
+        )
         config = config_from_args(build_parser().parse_args(["run", *argv]))
 
         changed = field_value(config, flag.field)

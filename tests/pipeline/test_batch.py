@@ -49,7 +49,14 @@ def test_the_stages_report_their_cost_and_the_model_pass_runs_once(tiny_bundle, 
     options = MethodOptions(methods=("attention_last", "saliency", "integrated_gradients", "leave_one_out"), ig_steps=8)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     costs = {cost.stage: cost for cost in result.costs}
-    assert list(costs) == ["model_pass", *options.methods, "faithfulness", "agreement"]
+    assert list(costs) == [
+        "model_pass",
+        *options.methods,
+        "faithfulness",
+        "soft_faithfulness",
+        "agreement",
+        "removal_check",
+    ]
     assert costs["model_pass"].forward_rows == costs["model_pass"].backward_rows == len(examples)
     assert costs["saliency"].forward_rows == costs["attention_last"].forward_rows == 0
     assert costs["integrated_gradients"].backward_rows == 8 * len(examples)
