@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import suppress
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import psutil
@@ -25,13 +26,15 @@ SAMPLE = ROOT / "data" / "samples" / "handmade-reviews.csv"
 def no_process_left_behind(prefect_server: dict[str, str]) -> Iterator[None]:
     """Every process a test starts (workers, flow runs, Dask workers) has exited when the test ends.
 
-    The session's Prefect server and its processes are not counted; a survivor gets ``KILL_WAIT``
-    seconds to exit, then it is killed and the test fails, naming it.
+    The session's Prefect server and its processes are not counted, nor Python's multiprocessing
+    resource tracker (one per interpreter, started by the first process pool, by design alive until
+    the interpreter exits); a survivor gets ``KILL_WAIT`` seconds to exit, then it is killed and the
+    test fails, naming it.
     """
     server = int(prefect_server["ATTENTION_AUDIT_TEST_SERVER_PID"])
     before = {child.pid for child in psutil.Process().children(recursive=True)}
     yield
-    ours = before | {member.pid for member in process_family(server)}
+    ours = before | {member.pid for member in process_family(server)} | {resource_tracker._resource_tracker._pid}
     started = [child for child in psutil.Process().children(recursive=True) if child.pid not in ours]
     _, survivors = psutil.wait_procs(started, timeout=KILL_WAIT)
     names = []
