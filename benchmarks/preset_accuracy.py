@@ -33,7 +33,7 @@ TOLERANCE = 0.01
 def main() -> int:
     from tasks.model.presets import PRESETS, ensure_model
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Check the README's preset test accuracies on the full builds.")
     parser.add_argument("--preset", default=",".join(CLAIMED_TEST_ACCURACY), help="comma-separated preset names")
     names = parser.parse_args().preset.split(",")
     failed = False
