@@ -25,6 +25,7 @@ from tasks.model.bundle import ModelBundle  # noqa: E402
 from tasks.model.loading import load_model  # noqa: E402
 from tasks.model.presets import encoder_path  # noqa: E402
 from tasks.records import EncodedExample  # noqa: E402
+from tests.processes import stop_process_group  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root."""
@@ -125,7 +126,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real Prefect server on 127.0.0.1 (started once, stopped at the end): the environment to reach it."""
+    """A real Prefect server on 127.0.0.1 (started once, stopped at the end): the environment to reach it.
+
+    The environment also names the server's process id (``ATTENTION_AUDIT_TEST_SERVER_PID``), so that a
+    test can tell the server from processes it started itself.
+    """
     import subprocess
     import sys
     import time
@@ -160,13 +165,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
                     tail = (home / "server.log").read_text()[-2000:]
                     raise RuntimeError(f"the Prefect server did not start: {tail}") from error
                 time.sleep(0.5)
-        yield env
+        yield {**env, "ATTENTION_AUDIT_TEST_SERVER_PID": str(server.pid)}
     finally:
-        import signal
-
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_process_group(server, grace=30.0)  # SIGINT, as Prefect documents; then SIGKILL to what remains
         log.close()

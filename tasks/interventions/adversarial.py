@@ -2,7 +2,8 @@
 
 For each chosen layer ``l``, every head's classification row ``α_{h,c}`` is replaced by
 ``α' = softmax(z)`` over the non-padding keys, with the logits ``z`` optimised by Adam (from
-``log α`` plus standard normal noise) to
+``log α`` plus standard normal noise, drawn per example over its own keys from a generator seeded by
+``(seed, layer, example id)``, so that an example's result does not depend on its batch) to
 
     maximise  JSD(α, α') − λ · max(0, TVD(p(α'), p(α)) − ε),
 
@@ -18,15 +19,25 @@ Reference:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from tasks.config import InterventionOptions
 from tasks.explain.passes import BatchContext
-from tasks.interventions.mechanism import edit_classification_rows, resolve_layer, statistic_values, tvd
-from tasks.records import InterventionValue
+from tasks.interventions.mechanism import (
+    edit_classification_rows,
+    example_rng,
+    resolve_layer,
+    statistic_values,
+    tvd,
+)
+from tasks.records import EncodedExample, InterventionValue
 
 ADVERSARIAL_PENALTY = 100.0
 """``λ`` of the adversarial objective: a TVD 0.01 over ε costs as much as a JSD gain of 1."""
+_NOISE_STREAM = 3
+"""Key of the initial noise in ``example_rng`` (permutation draws from 1, erasure from 2)."""
 
 
 def jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -59,6 +70,19 @@ def adversarial(context: BatchContext, options: InterventionOptions) -> list[Int
     return values
 
 
+def initial_noise(examples: Sequence[EncodedExample], shape: torch.Size, seed: int, layer: int) -> torch.Tensor:
+    """Standard normal noise ``[B, H, W]`` on each example's own keys, 0 on padding.
+
+    Row ``b`` is drawn from ``example_rng(examples[b], seed, layer, 3)`` over ``[H, length_b]`` only,
+    so it is the same whatever the batch's size, order and width.
+    """
+    noise = torch.zeros(shape)
+    for row, example in enumerate(examples):
+        draw = example_rng(example, seed, layer, _NOISE_STREAM).standard_normal((shape[1], example.length))
+        noise[row, :, : example.length] = torch.from_numpy(draw)
+    return noise
+
+
 def _optimise(
     context: BatchContext, options: InterventionOptions, layer: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,8 +97,7 @@ def _optimise(
     positions = context.classification_positions
     keys = context.attention_mask.bool()  # [B, W]
     attention = context.model_pass.attentions[layer][rows, :, positions].float()  # [B, H, W]
-    generator = torch.Generator().manual_seed(options.seed * 1_000_003 + layer)
-    noise = torch.randn(attention.shape, generator=generator).to(attention.device)
+    noise = initial_noise(examples, attention.shape, options.seed, layer).to(attention.device)
     logits = (attention.clamp_min(1e-12).log() + noise).requires_grad_(True)
     optimiser = torch.optim.Adam([logits], lr=options.adversarial_learning_rate)
     best_jsd = torch.zeros(len(examples))

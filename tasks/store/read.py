@@ -24,6 +24,10 @@ RESULT_KEYS = {
 def read_table(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
     """All rows of one table for one run (empty when an older file lacks the table).
 
+    A per-example result table (``RESULT_KEYS``) comes back sorted by its key columns, missing values
+    first: batches are written in the order they finish (``--concurrency``, a resumed run), and a
+    seeded bootstrap over rows in write order would give intervals that depend on that order.
+
     Raises:
         ValueError: ``table`` is not a table of the schema.
     """
@@ -34,7 +38,9 @@ def read_table(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -
     ).fetchone()
     if not present or present[0] == 0:
         return pd.DataFrame()
-    return connection.execute(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]).df()
+    keys = RESULT_KEYS.get(table)
+    order = f" ORDER BY {', '.join(f'{key} NULLS FIRST' for key in keys)}" if keys else ""
+    return connection.execute(f"SELECT * FROM {table} WHERE run_id = ?{order}", [run_id]).df()
 
 
 def finished_example_ids(connection: duckdb.DuckDBPyConnection, run_id: str) -> set[str]:

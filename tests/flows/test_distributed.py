@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import suppress
+from multiprocessing import resource_tracker
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tasks import store
 from tasks.config import AuditConfig
 from tests.conftest import ROOT
+from tests.processes import KILL_WAIT, process_family, stop_process_group
 
 pytestmark = pytest.mark.slow
 SAMPLE = ROOT / "data" / "samples" / "handmade-reviews.csv"
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(prefect_server: dict[str, str]) -> Iterator[None]:
+    """Every process a test starts (workers, flow runs, Dask workers) has exited when the test ends.
+
+    The session's Prefect server and its processes are not counted, nor Python's multiprocessing
+    resource tracker (one per interpreter, started by the first process pool, by design alive until
+    the interpreter exits); a survivor gets ``KILL_WAIT`` seconds to exit, then it is killed and the
+    test fails, naming it.
+    """
+    server = int(prefect_server["ATTENTION_AUDIT_TEST_SERVER_PID"])
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    yield
+    ours = before | {member.pid for member in process_family(server)} | {resource_tracker._resource_tracker._pid}
+    started = [child for child in psutil.Process().children(recursive=True) if child.pid not in ours]
+    _, survivors = psutil.wait_procs(started, timeout=KILL_WAIT)
+    names = []
+    for survivor in survivors:
+        with suppress(psutil.NoSuchProcess):
+            names.append(f"{survivor.pid} {' '.join(survivor.cmdline())[:120]}")
+            survivor.kill()
+    assert not names, f"processes left running by the test: {names}"
 
 
 def config_for(model: Path, folder: Path, **execution) -> dict:
@@ -79,8 +105,7 @@ def test_the_prefect_yaml_deployment_runs_on_a_process_worker(prefect_server, ti
                    "--watch-timeout", "400", timeout=500)  # fmt: skip
         assert "Completed" in done.stdout + done.stderr
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=60)
+        stop_process_group(worker, grace=20.0)  # SIGINT, as Prefect documents; then SIGKILL to what remains
     with store.connect(tmp_path / "audit.duckdb", read_only=True) as connection:
         run_id = store.read_run(connection)["run_id"]
         assert len(store.finished_example_ids(connection, run_id)) == 12

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tasks.explain.passes import BatchContext
-from tasks.interventions.adversarial import adversarial, jsd
+from tasks.interventions.adversarial import adversarial, initial_noise, jsd
 from tests.interventions.shared import OPTIONS
 
 
@@ -31,3 +31,16 @@ def test_adversarial_attention_stays_within_epsilon_and_diverges(context: BatchC
 def test_interventions_do_not_train_the_model(context: BatchContext, tiny_bundle):
     adversarial(context, OPTIONS)
     assert all(parameter.grad is None for parameter in tiny_bundle.model.parameters())
+
+
+def test_the_initial_noise_of_an_example_does_not_depend_on_its_batch(examples):
+    heads, width = 4, max(example.length for example in examples)
+    together = initial_noise(examples, torch.Size((len(examples), heads, width)), seed=0, layer=1)
+    for row, example in enumerate(examples):
+        alone = initial_noise([example], torch.Size((1, heads, example.length)), seed=0, layer=1)[0]
+        torch.testing.assert_close(together[row, :, : example.length], alone, rtol=0, atol=0)
+        assert torch.all(together[row, :, example.length :] == 0)  # padding draws nothing
+    reordered = initial_noise(examples[::-1], torch.Size((len(examples), heads, width)), seed=0, layer=1)
+    torch.testing.assert_close(reordered.flip(0), together, rtol=0, atol=0)
+    other_layer = initial_noise(examples, torch.Size((len(examples), heads, width)), seed=0, layer=0)
+    assert not torch.equal(other_layer, together)

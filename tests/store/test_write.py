@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from tasks import store
+from tasks.config import VerdictOptions
 from tasks.records import BatchResult, MetricValue
+from tasks.verdict.evidence import example_evidence
+from tasks.verdict.slices import slice_verdicts
 from tests.store.conftest import RUN, row_counts, subset
 
 MetricKey = tuple[str, str, int, str, str | None, float | None]
@@ -178,6 +181,30 @@ def test_content_hash_ignores_how_examples_were_grouped_into_batches(
     two = store.read_table(connection, "examples", "two-batches")
     assert one["batch_id"].nunique() == 1 and two["batch_id"].nunique() == 2
     assert store.content_hash(connection, "one-batch") == store.content_hash(connection, "two-batches")
+
+
+def test_tables_read_back_in_key_order_so_verdict_intervals_ignore_the_order_batches_were_written(
+    connection: duckdb.DuckDBPyConnection, result: BatchResult, labels: tuple[str, ...]
+) -> None:
+    """Concurrent or resumed batches finish in any order; a bootstrap over rows in write order would not."""
+    ids = [e.example_id for e in result.examples]
+    for run_id, groups in (("in-order", (ids[:3], ids[3:])), ("reversed", (ids[3:], ids[:3]))):
+        for group in groups:
+            store.write_batch(connection, run_id, subset(result, group), labels)
+    for table, keys in store.RESULT_KEYS.items():
+        first = store.read_table(connection, table, "in-order").drop(columns=["run_id", "batch_id"], errors="ignore")
+        second = store.read_table(connection, table, "reversed").drop(columns=["run_id", "batch_id"], errors="ignore")
+        pd.testing.assert_frame_equal(first.astype(str), second.astype(str), obj=table)
+        assert first.astype(str).equals(first.sort_values(keys, na_position="first").astype(str).reset_index(drop=True))
+
+    options = VerdictOptions(references=("leave_one_out",), min_examples=2)
+
+    def overall(run_id: str) -> pd.DataFrame:
+        metrics, examples = (store.read_table(connection, table, run_id) for table in ("metrics", "examples"))
+        evidence = example_evidence(metrics, pd.DataFrame(), ("attention_last",), options)
+        return slice_verdicts(evidence, examples, options)
+
+    pd.testing.assert_frame_equal(overall("in-order"), overall("reversed"))
 
 
 def test_content_hash_changes_when_one_value_changes(
