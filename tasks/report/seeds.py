@@ -180,15 +180,15 @@ def seed_sentences(report: SeedReport | None) -> list[str]:
             f"{row.attention_jsd.mean:.2f} for the seeds, whose predictions agree on "
             f"{100 * row.prediction_kept.mean:.0f} %)"
         )
-    sentence = (
-        f"Seed baseline (Wiegreffe & Pinter 2019), {len(report.models)} other fine-tuning"
-        f"{'s' if len(report.models) != 1 else ''} on {report.examples} examples: " + "; ".join(parts)
-    )
     unstable = [row.title.lower() for row in report.stability if row.result == "changes with the seed"]
     if unstable:
-        sentence += "; these explanations change with the seed more than they agree with the references: " + ", ".join(
-            unstable
+        parts.append(
+            "these explanations change with the seed more than they agree with the references: " + ", ".join(unstable)
         )
+    plural = "s" if len(report.models) != 1 else ""
+    sentence = f"Seed baseline (Wiegreffe & Pinter 2019), {len(report.models)} other fine-tuning{plural} on " + (
+        f"{report.examples} examples: " + "; ".join(parts) if parts else f"{report.examples} examples"
+    )
     return [sentence + "."]
 
 
