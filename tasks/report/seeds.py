@@ -89,8 +89,8 @@ def seed_report(
     if distances.empty:
         return None
     layers = [
-        layer_distance(int(layer), group, _adversarial(interventions, int(layer)), seed)
-        for layer, group in distances.groupby("layer", sort=True)
+        layer_distance(layer, distances[distances["layer"] == layer], _adversarial(interventions, layer), seed)
+        for layer in _layers(distances)
     ]
     stability = [] if agreement.empty else stability_rows(agreement, metrics, references, seed)
     return SeedReport(
@@ -155,9 +155,10 @@ def stability_rows(
 def seed_chart(distances: pd.DataFrame, interventions: pd.DataFrame) -> str:
     """Box plots per layer: the seeds' JSD from the audited attention beside the adversary's."""
     panels = []
-    for layer, rows in distances[distances["statistic"] == "attention_jsd"].groupby("layer", sort=True):
-        values = {"seeds": rows.groupby("example_id")["value"].mean().tolist()}
-        adversarial = _adversarial(interventions, int(layer))
+    jsd = distances[distances["statistic"] == "attention_jsd"]
+    for layer in _layers(jsd):
+        values = {"seeds": jsd[jsd["layer"] == layer].groupby("example_id")["value"].mean().tolist()}
+        adversarial = _adversarial(interventions, layer)
         if adversarial is not None:
             values["adversarial"] = adversarial.tolist()
         panels.append((f"layer {layer}", values))
@@ -190,6 +191,11 @@ def seed_sentences(report: SeedReport | None) -> list[str]:
         f"{report.examples} examples: " + "; ".join(parts) if parts else f"{report.examples} examples"
     )
     return [sentence + "."]
+
+
+def _layers(rows: pd.DataFrame) -> list[int]:
+    """The layers of the seed rows, in order."""
+    return sorted(int(layer) for layer in rows["layer"].unique().tolist())
 
 
 def _adversarial(interventions: pd.DataFrame, layer: int) -> pd.Series | None:
