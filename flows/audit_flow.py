@@ -32,6 +32,7 @@ from tasks.pipeline.steps import (
     record_failure_task,
     register_run_task,
     sanity_check_task,
+    seed_baseline_task,
     store_batch_task,
 )
 from tasks.records import BatchResult
@@ -159,8 +160,9 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
 
     Batches already stored for this run are reused, so a re-run of the same configuration (or of a
     killed run) computes only what is missing, and a batch computed before for the same model, data and
-    methods comes from Prefect's cache. After the batches: verdicts, the run's status, the report (with
-    Prefect artifacts), and the configured gate, which fails the flow run when a required check fails.
+    methods comes from Prefect's cache. After the batches: the sanity check and the seed baseline (when
+    asked for), verdicts, the run's status, the report (with Prefect artifacts), and the configured gate,
+    which fails the flow run when a required check fails.
 
     Raises:
         GateFailed: A check of ``config.gate`` failed (after the report was written).
@@ -169,6 +171,7 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
     db = config.output.db
     batches = audit_batches.with_options(task_runner=task_runner_for(config.execution))(config)
     sanity_check_task(db, batches.run_id, config)
+    seed_baseline_task(db, batches.run_id, config)
     judge_run_task(db, batches.run_id, batches.methods, config.verdict)
     status = finish_run_task(db, batches.run_id)
     paths = report(db, batches.run_id, config.output.out_dir, config.output.pdf) if render_report else None

@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--preset", default="movie-snippets", help="preset name [movie-snippets]")
     build.add_argument("--max-train-examples", type=int, default=None, help="train on at most N examples (quick build)")
     build.add_argument("--epochs", type=int, default=None, help="training epochs [preset's]")
+    build.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="training seed [preset's]: another seed builds another fine-tuning for --seed-models "
+        "(the preset's extra seeds are what --seed-models preset uses)",
+    )
     build.set_defaults(handler=_build_default)
 
     compare = commands.add_parser("compare", help="what moved between two stored runs")
@@ -338,13 +345,16 @@ def _build_default(args: argparse.Namespace) -> int:
         raise AuditError(f"unknown preset {args.preset!r}", f"use one of: {', '.join(PRESETS)}")
     preset = PRESETS[args.preset]
     overrides = {
-        k: v for k, v in {"max_train_examples": args.max_train_examples, "epochs": args.epochs}.items() if v is not None
+        k: v
+        for k, v in {"max_train_examples": args.max_train_examples, "epochs": args.epochs, "seed": args.seed}.items()
+        if v is not None
     }
     if overrides:
         preset = preset_with_training(preset, **overrides)
     folder = ensure_model(preset, progress=print)
     manifest = read_manifest(folder) or {}
     print(f"model: {folder}")
+    print(f"training seed: {manifest.get('training', {}).get('seed')}")
     print("accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in manifest.get("accuracy", {}).items()))
     return 0
 

@@ -1,10 +1,11 @@
 """The one typed, validated configuration of an audit; stored with every run.
 
-The configuration has seven parts. Four of them decide the per-example numbers (``model``, ``data``,
+The configuration has these parts. Four of them decide the per-example numbers (``model``, ``data``,
 ``methods``, ``interventions``) and, with the model and data fingerprints, make up the run's identity:
 re-running the same identity reuses finished examples. ``verdict`` turns the stored numbers into
-verdicts at the end of every run; ``execution`` and ``output`` decide only how and where the work runs.
-Changing a threshold, the batch size or the output folder therefore resumes the same run.
+verdicts at the end of every run; ``sanity`` and ``seeds`` (the seed baseline) are checks run once per
+run and settings; ``execution`` and ``output`` decide only how and where the work runs. Changing a
+threshold, the batch size or the output folder therefore resumes the same run.
 
 This module imports nothing of the project. The names a configuration takes from a registry (methods,
 interventions, verdict references, gate checks) are checked, and the default methods and interventions
@@ -384,6 +385,44 @@ class SanityOptions(_Frozen, frozen=True):
     similarity_max: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
+class SeedOptions(_Frozen, frozen=True):
+    """The seed baseline (``tasks.evaluate.seeds``; Wiegreffe & Pinter 2019, sections 3 and 4).
+
+    Other fine-tunings of the audited model (same architecture, tokenizer, labels and data, another random
+    seed) are run on the run's examples: how far their attention lies from the audited model's is the
+    variance the adversarial attention must exceed to mean anything, and how well each explanation
+    agrees with itself across seeds is its stability. Not part of the run's identity: the baseline runs
+    once per run and these settings.
+
+    Attributes:
+        models: Folders of the other fine-tunings (``save_pretrained``), or ``preset`` for the embedded
+            default's extra seeds (``tasks.model.presets.Preset.extra_seeds``; each is fine-tuned on first use,
+            about six minutes on two cores, and cached). Empty: no seed baseline.
+        sample_size: Compare at most this many examples (seeded hash order); None compares every example.
+        seed: Seed of that sample.
+    """
+
+    models: tuple[str, ...] = Field(
+        default=(),
+        description="other fine-tunings of the audited model (folders), or preset for the default's extra seeds",
+        json_schema_extra={"flag": "--seed-models", "unset": "none"},
+    )
+    sample_size: int | None = Field(
+        default=None,
+        ge=2,
+        description="examples compared across seeds",
+        json_schema_extra={"flag": "--seed-sample", "unset": "every example"},
+    )
+    seed: int = 0
+
+    @field_validator("models")
+    @classmethod
+    def _each_once(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(models)) != len(models):
+            raise ValueError("name each seed model once")
+        return models
+
+
 class ExecutionSettings(_Frozen, frozen=True):
     """How the work runs; does not change the numbers beyond floating-point rounding.
 
@@ -463,6 +502,7 @@ class AuditConfig(_Frozen, frozen=True):
         json_schema_extra={"flag": "--require"},
     )
     sanity: SanityOptions = Field(default_factory=SanityOptions)
+    seeds: SeedOptions = Field(default_factory=SeedOptions)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
 

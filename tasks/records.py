@@ -257,3 +257,41 @@ class NotApplicable:
     kind: str
     name: str
     reason: str
+
+
+@dataclass(frozen=True)
+class SeedDistance:
+    """How far another fine-tuning (seed) of the model lies from the audited one on one example.
+
+    Attributes:
+        example_id: The example's id.
+        seed_model: The other fine-tuning's folder.
+        layer: The layer whose classification row is compared (the adversarial intervention's layer).
+        statistic: ``attention_jsd`` or ``attention_tvd`` (between the classification rows, mean over
+            heads), ``output_tvd`` (between the output distributions) or ``prediction_kept`` (1 when
+            both predict the same class).
+        value: The number.
+    """
+
+    example_id: str
+    seed_model: str
+    layer: int
+    statistic: str
+    value: float
+
+
+@dataclass(frozen=True)
+class SeedAgreement:
+    """Kendall τ between one method's explanation on the audited model and on another seed, for one example.
+
+    Attributes:
+        example_id: The example's id.
+        seed_model: The other fine-tuning's folder.
+        method: The method's registry name.
+        kendall_tau: τ-b over the content units (NaN where undefined).
+    """
+
+    example_id: str
+    seed_model: str
+    method: str
+    kendall_tau: float

@@ -72,6 +72,15 @@ def scores_of(
     targets: Sequence[int] | None, token_budget: int,
 ) -> tuple[list[TokenScores], list[int]]:  # fmt: skip
     """Every method's scores on ``examples``, explaining ``targets`` (the model's predictions when None)."""
+    context, records = explained(bundle, examples, methods, options, targets, token_budget)
+    return records, [int(t) for t in context.targets]
+
+
+def explained(
+    bundle: ModelBundle, examples: Sequence[EncodedExample], methods: Sequence[str], options: MethodOptions,
+    targets: Sequence[int] | None, token_budget: int,
+) -> tuple[BatchContext, list[TokenScores]]:  # fmt: skip
+    """The batch's passes and every method's first-draw scores, explaining ``targets`` (ŷ when None)."""
     specs = [METHODS[name] for name in methods]
     context = BatchContext(
         bundle,
@@ -82,8 +91,7 @@ def scores_of(
         need_attention_grads=any(spec.needs_attention_grads for spec in specs),
         target_classes=targets,
     )
-    records = [record for spec in specs for record in spec.compute(context, options) if record.draw == 0]
-    return records, [int(t) for t in context.targets]
+    return context, [record for spec in specs for record in spec.compute(context, options) if record.draw == 0]
 
 
 def sanity_rows(

@@ -65,7 +65,12 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class Preset:
-    """A ready-made audit: which corpus the model is fine-tuned on and which split is audited."""
+    """A ready-made audit: which corpus the model is fine-tuned on and which split is audited.
+
+    Attributes:
+        extra_seeds: Training seeds of the other fine-tunings used by the seed baseline
+            (``--seed-models preset``; ``seed_variant``): the same build with only ``training.seed`` changed.
+    """
 
     name: str
     corpus: str
@@ -73,6 +78,7 @@ class Preset:
     audit_max_length: int
     training: TrainingConfig
     description: str
+    extra_seeds: tuple[int, ...] = (1, 2)
 
 
 BBC_NEWS_TRAINING = TrainingConfig(max_length=256, epochs=2, batch_size=16, learning_rate=1e-4)
@@ -206,6 +212,15 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 def preset_with_training(preset: Preset, **overrides: Any) -> Preset:
     """A copy of ``preset`` with some training settings changed (e.g. a small CI budget)."""
     return replace(preset, training=replace(preset.training, **overrides))
+
+
+def seed_variant(preset: Preset, seed: int) -> Preset:
+    """``preset`` fine-tuned with another training seed (head initialisation, dropout, batch order).
+
+    The seed is part of the training configuration, so each variant has its own cache folder and its
+    seed in its manifest (``training.seed``).
+    """
+    return preset_with_training(preset, seed=seed)
 
 
 def _pretrained_classifier(labels: tuple[str, ...]) -> tuple[Any, Any]:

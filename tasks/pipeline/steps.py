@@ -23,8 +23,9 @@ from prefect.context import TaskRunContext
 
 from tasks import faults, report, store
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
-from tasks.evaluate import costs, sanity
+from tasks.evaluate import costs, sanity, seeds
 from tasks.model.loading import load_model
+from tasks.model.seeds import load_seed_models, seed_model_specs
 from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import RunPlan, plan_run
 from tasks.records import BatchResult, EncodedExample
@@ -172,6 +173,56 @@ def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
         store.write_sanity_checks(connection, run_id, rows)
         store.record_manifest(connection, run_id, "sanity", options.model_dump(mode="json"))
     return len(rows)
+
+
+@task(name="seed-baseline", retries=1, cache_policy=NO_CACHE)
+def seed_baseline_task(db: Path, run_id: str, config: AuditConfig) -> int:
+    """Compare the audited model with its other fine-tunings, once per run, settings and seed models.
+
+    The seed models load through the cached loader from their specs (``tasks.model.seeds``); the manifest's
+    ``seeds`` entry records the settings and each seed model's folder, weights fingerprint and training
+    seed (when its build manifest has one). Returns the rows written (0 when nothing was asked or it is stored).
+    """
+    options = config.seeds
+    if not options.models:
+        return 0
+    loaded = load_seed_models(config.model, seed_model_specs(config.model, options.models, progress=print))
+    done = {
+        "settings": options.model_dump(mode="json"),
+        "models": [
+            {
+                "path": name,
+                "fingerprint": bundle.fingerprint,
+                "training_seed": bundle.source.get("build_manifest", {}).get("training", {}).get("seed"),
+            }
+            for name, bundle in loaded
+        ],
+    }
+    with store.connect(db, read_only=True) as connection:
+        recorded = store.read_run(connection, run_id)["manifest"].get("seeds")
+        stored = not store.read_table(connection, "seed_distances", run_id).empty
+    if stored and recorded == done:
+        return 0
+    plan = plan_run(config)
+    chosen = (
+        plan.examples
+        if options.sample_size is None
+        else sanity.sample(plan.examples, options.sample_size, options.seed)
+    )
+    distances, agreement = seeds.seed_baseline(
+        load_model(config.model),
+        loaded,
+        chosen,
+        plan.configured,
+        plan.config.methods,
+        plan.config.interventions.layers,
+        batch_size=config.execution.batch_size,
+        token_budget=config.execution.token_budget,
+    )
+    with store.connect(db) as connection:
+        store.write_seed_baseline(connection, run_id, distances, agreement)
+        store.record_manifest(connection, run_id, "seeds", done)
+    return len(distances) + len(agreement)
 
 
 @task(name="check-gate", cache_policy=NO_CACHE)

@@ -29,6 +29,7 @@ from tasks.report.interventions import InterventionReport, summarise_interventio
 from tasks.report.literature import Outcome, RunNumbers, check_findings
 from tasks.report.methodology import AppendixSection, methodology_appendix
 from tasks.report.removal import SoftRow, SurvivalRow, soft_rows, survival_rows
+from tasks.report.seeds import SeedReport, seed_chart, seed_report, seed_sentences
 from tasks.report.verdicts import VerdictReport, summarise_verdicts
 from tasks.verdict.resolve import resolve
 
@@ -76,6 +77,7 @@ class ReportContext:
     classes: Sequence[str] = field(default_factory=tuple)
     removal_survival: Sequence[SurvivalRow] = field(default_factory=tuple)
     soft_faithfulness: Sequence[SoftRow] = field(default_factory=tuple)
+    seeds: SeedReport | None = None
 
     @property
     def example_verdict_titles(self) -> list[str]:
@@ -103,6 +105,8 @@ class RunTables:
     agreement_matrix: pd.DataFrame
     slice_verdicts: pd.DataFrame
     example_verdicts: pd.DataFrame
+    seed_distances: pd.DataFrame
+    seed_agreement: pd.DataFrame
 
     @classmethod
     def read(cls, connection: Any, run_id: str) -> RunTables:
@@ -126,6 +130,7 @@ class Analysis:
     sanity: Sequence[SanityRow]
     consistency: Mapping[str, str]
     verdict: VerdictReport
+    seeds: SeedReport | None = None
 
 
 def build_context(connection: Any, run_id: str | None, *, generated_at: datetime, seed: int = 0) -> ReportContext:
@@ -193,6 +198,16 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
     sanity = aggregates.sanity_rows(tables.sanity_checks, config, seed)
     if sanity:
         charts["sanity"] = figures.sanity_chart(tables.sanity_checks, config)
+    seeds = seed_report(
+        tables.seed_distances,
+        tables.seed_agreement,
+        tables.interventions,
+        tables.metrics,
+        config.verdict.references,
+        seed,
+    )
+    if seeds is not None:
+        charts["seeds"] = seed_chart(tables.seed_distances, tables.interventions)
     if not tables.agreement_matrix.empty:
         charts["matrix"] = figures.matrix_chart(tables.agreement_matrix, methods)
     verdict = summarise_verdicts(
@@ -213,13 +228,14 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
         sanity=sanity,
         consistency=aggregates.consistency(tables.agreement_matrix, config),
         verdict=verdict,
+        seeds=seeds,
     )
 
 
 def summary_sentences(
     tables: RunTables, config: AuditConfig, analysis: Analysis, comparison: Comparison | None
 ) -> list[str]:
-    """The executive summary: the verdict and findings, what was skipped, the sanity check, what moved."""
+    """The executive summary: verdict and findings, what was skipped, sanity check, seed baseline, what moved."""
     return [
         *sentences.summary(
             tables.examples,
@@ -231,6 +247,7 @@ def summary_sentences(
         ),
         *sentences.not_applicable_sentences(analysis.not_applicable),
         *sentences.sanity_sentences(analysis.sanity, config),
+        *seed_sentences(analysis.seeds),
         *([" ".join(comparison.sentences()[:4]) + "."] if comparison else []),
     ]
 
@@ -288,4 +305,5 @@ def assemble(
         classes=sorted(tables.examples["predicted_name"].unique()),
         removal_survival=survival_rows(metrics, methods, config.verdict, seed),
         soft_faithfulness=soft_rows(metrics, methods, seed),
+        seeds=analysis.seeds,
     )

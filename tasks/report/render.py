@@ -28,8 +28,11 @@ RESULT_CLASSES = {
     "reproduces": "yes",
     "does not reproduce": "no",
     "not measured": "partly",
+    "stable": "yes",
+    "changes with the seed": "no",
+    "no references": "partly",
 }
-"""The colour class (``verdict-yes/no/partly``) of a sanity result or a literature outcome."""
+"""The colour class (``verdict-yes/no/partly``) of a sanity result, a literature outcome or a seed stability."""
 
 
 def format_number(value: float, spec: str = ".3f") -> str:

@@ -54,6 +54,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("plausibility", "Plausibility against human rationales", lambda c: bool(c.plausibility)),
     Section("interventions", "Interventions on the attention"),
     Section("sanity", "Sanity checks"),
+    Section(
+        "seeds", "Seed baseline: other fine-tunings of the model", lambda c: c.seeds is not None, entry="Seed baseline"
+    ),
     Section("literature", "The literature beside these numbers"),
     Section("examples", "Representative examples", also=("example-table", "every example")),
     Section("segments", "Text pairs: where the explanations fall", lambda c: bool(c.segments), entry="Text pairs"),

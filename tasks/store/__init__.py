@@ -1,10 +1,10 @@
 """The DuckDB file: the only package that imports duckdb. Owns the schema, writes and reads.
 
-The schema is version 6 (``schema.py``: every table, what one row means, the migrations from
-versions 1 to 5). ``connection.py`` opens a file and refuses, with a clear ``AuditError``, files that
+The schema is version 7 (``schema.py``: every table, what one row means, the migrations from
+versions 1 to 6). ``connection.py`` opens a file and refuses, with a clear ``AuditError``, files that
 are foreign, corrupt, newer or locked; ``frames.py`` turns records into the rows of each table;
-``write.py`` writes a batch atomically and idempotently and replaces a run's verdicts, sanity checks
-and not-applicable work; ``runs.py`` keeps a run's row; ``read.py`` reads results back.
+``write.py`` writes a batch atomically and idempotently and replaces a run's verdicts, sanity checks,
+seed baseline and not-applicable work; ``runs.py`` keeps a run's row; ``read.py`` reads results back.
 
 Callers use the package, ``from tasks import store`` then ``store.connect(...)``; the names below are
 its public interface.
@@ -39,7 +39,13 @@ from tasks.store.schema import (
     VERDICT_TABLES,
     table_columns,
 )
-from tasks.store.write import write_batch, write_not_applicable, write_sanity_checks, write_verdicts
+from tasks.store.write import (
+    write_batch,
+    write_not_applicable,
+    write_sanity_checks,
+    write_seed_baseline,
+    write_verdicts,
+)
 
 __all__ = [
     "DDL",
@@ -71,5 +77,6 @@ __all__ = [
     "write_batch",
     "write_not_applicable",
     "write_sanity_checks",
+    "write_seed_baseline",
     "write_verdicts",
 ]

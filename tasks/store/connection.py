@@ -4,7 +4,7 @@
 a file that is not DuckDB (left byte-identical), a DuckDB file of another application, a file written
 by a newer schema version, a file locked by another process, and a write that fails mid-transaction
 (rolled back, so the results stored before are intact). A new file gets the schema of
-``tasks.store.schema`` (version 6); an older one opened for writing is migrated in place.
+``tasks.store.schema`` (version 7); an older one opened for writing is migrated in place.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 attribute for is read from the record, with a pandas dtype that keeps ``None`` as SQL NULL; the
 columns a record does not have (the run, the batch, values derived from two records) are given by the
 caller. A column the table declares that is neither given nor an attribute is an error, so a record
-and its table cannot drift apart silently. The schema is that of ``tasks.store.schema`` (version 6).
+and its table cannot drift apart silently. The schema is that of ``tasks.store.schema`` (version 7).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from tasks.errors import AuditError
 from tasks.store.connection import transaction
 from tasks.store.frames import batch_id, frame_of
 
-MEASURED_MANIFEST_KEYS = ("throughput", "sanity")
+MEASURED_MANIFEST_KEYS = ("throughput", "sanity", "seeds")
 """Manifest entries recorded during a run (not by planning it): kept when the run is registered again."""
 
 

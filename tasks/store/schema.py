@@ -1,4 +1,4 @@
-"""The schema of an attention-audit database (version 6): tables, indexes and the migrations to it.
+"""The schema of an attention-audit database (version 7): tables, indexes and the migrations to it.
 
 Long format, one row per fact, every table keyed by ``run_id``:
 
@@ -33,12 +33,18 @@ Long format, one row per fact, every table keyed by ``run_id``:
                   absolute values); stage 0 randomises the classification head, stage s also the top s
                   layers.
 ``not_applicable`` one row per (kind, name) of configured work this model cannot support, with the reason.
+``seed_distances`` one row per (example, seed model, layer, statistic) of the seed baseline: how far another
+                  fine-tuning's classification-row attention (``attention_jsd``, ``attention_tvd``, mean over
+                  heads) and output (``output_tvd``, ``prediction_kept``) lie from the audited model's.
+``seed_agreement`` one row per (example, seed model, method): Kendall τ between the method's explanation on
+                  the audited model and on the seed model.
 ``schema_info``   the schema version and the tool version that created the file.
 
 Version 1 lacked ``interventions`` and ``head_agreement``; version 2 the verdict tables and
 ``tokens.in_rationale``; version 3 ``failures``; version 4 ``agreement_matrix``, ``sanity_checks`` and
 the reference-consistency columns; version 5 ``not_applicable``, ``examples.text_pair`` and
-``tokens.segment``. Opening an older file for writing applies ``MIGRATIONS`` (``tasks.store.connection``).
+``tokens.segment``; version 6 ``seed_distances`` and ``seed_agreement``. Opening an older file for
+writing applies ``MIGRATIONS`` (``tasks.store.connection``).
 
 This module holds SQL text only; it does not import duckdb.
 """
@@ -48,7 +54,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 TABLES: dict[str, str] = {
     "schema_info": """
@@ -226,6 +232,23 @@ TABLES: dict[str, str] = {
         reason VARCHAR NOT NULL,
         PRIMARY KEY (run_id, kind, name)
     )""",
+    "seed_distances": """
+    CREATE TABLE IF NOT EXISTS seed_distances (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        seed_model VARCHAR NOT NULL,
+        layer INTEGER NOT NULL,
+        statistic VARCHAR NOT NULL,
+        value DOUBLE
+    )""",
+    "seed_agreement": """
+    CREATE TABLE IF NOT EXISTS seed_agreement (
+        run_id VARCHAR NOT NULL,
+        example_id VARCHAR NOT NULL,
+        seed_model VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        kendall_tau DOUBLE
+    )""",
 }
 """The ``CREATE TABLE`` statement of every table, by name, in creation order."""
 INDEXES: dict[str, str] = {
@@ -263,6 +286,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE examples ADD COLUMN IF NOT EXISTS text_pair VARCHAR",
         "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS segment INTEGER DEFAULT 0",
     ),
+    6: _creating("seed_distances", "seed_agreement"),
 }
 """Statements that take a database from a version to the next (key: the version migrated from)."""
 

@@ -1,9 +1,9 @@
-"""Writing results: a batch, a run's verdicts, its sanity checks and its not-applicable work.
+"""Writing results: a batch, a run's verdicts, its sanity checks, seed baseline and not-applicable work.
 
 A batch is written in one transaction that first deletes whatever rows its examples already have, so
 a batch is either entirely present or absent, and re-writing it never duplicates rows; a successful
 write also removes the examples' ``failures`` rows. Run-wide tables (verdicts, agreement matrix,
-sanity checks, not applicable) are replaced as a whole for the run, in one transaction. SQL takes
+sanity checks, seed baseline, not applicable) are replaced as a whole for the run, in one transaction. SQL takes
 values as parameters, never formatted into the statement; only table names from
 ``tasks.store.schema`` are.
 """
@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from tasks import faults
-from tasks.records import BatchResult, NotApplicable
+from tasks.records import BatchResult, NotApplicable, SeedAgreement, SeedDistance
 from tasks.store.connection import transaction
 from tasks.store.frames import batch_frames, batch_id, frame_of
 from tasks.store.schema import RESULT_TABLES
@@ -90,11 +90,28 @@ def write_sanity_checks(connection: duckdb.DuckDBPyConnection, run_id: str, fram
     _replace_run_rows(connection, "sanity_checks", run_id, frame)
 
 
+def write_seed_baseline(
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    distances: Sequence[SeedDistance],
+    agreement: Sequence[SeedAgreement],
+) -> None:
+    """Replace a run's seed baseline (``seed_distances`` and ``seed_agreement``) in one transaction."""
+    with transaction(connection):
+        for table, records in (("seed_distances", distances), ("seed_agreement", agreement)):
+            _replace_rows(connection, table, run_id, frame_of(table, records, run_id=run_id))
+
+
 def _replace_run_rows(connection: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pd.DataFrame) -> None:
     """Replace every row of ``table`` for ``run_id`` by ``frame`` (its ``run_id`` is set), in one transaction."""
     with transaction(connection):
-        connection.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-        if not frame.empty:
-            connection.register("replacement_rows", frame.assign(run_id=run_id))
-            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
-            connection.unregister("replacement_rows")
+        _replace_rows(connection, table, run_id, frame)
+
+
+def _replace_rows(connection: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pd.DataFrame) -> None:
+    """Inside a transaction: delete ``table``'s rows of ``run_id`` and insert ``frame`` (its ``run_id`` set)."""
+    connection.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+    if not frame.empty:
+        connection.register("replacement_rows", frame.assign(run_id=run_id))
+        connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
+        connection.unregister("replacement_rows")

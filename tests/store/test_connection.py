@@ -166,3 +166,16 @@ def test_an_older_database_is_only_read_without_being_migrated(tmp_path: Path) -
         assert store.read_table(reading, "not_applicable", "old-run").empty
     with duckdb.connect(str(path), read_only=True) as reopened:
         assert reopened.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone() == ("5",)
+
+
+def test_a_version_6_database_gains_the_seed_tables_and_reads_as_empty_before(tmp_path: Path) -> None:
+    path = tmp_path / "v6.duckdb"
+    database_of_version(path, 6)
+
+    with store.connect(path, read_only=True) as reading:
+        assert store.read_table(reading, "seed_distances", "old-run").empty
+    with store.connect(path) as upgraded:
+        assert list(store.read_table(upgraded, "seed_agreement", "old-run").columns) == list(
+            store.table_columns("seed_agreement")
+        )
+        assert store.read_table(upgraded, "examples", "old-run")["example_id"].tolist() == ["x"]

@@ -236,3 +236,32 @@ def test_interventions_round_trip_with_their_layer_and_head(
     assert {(r.example_id, r.statistic): r.value for r in head.itertuples()} == pytest.approx(expected)
     agreement = store.read_table(connection, "head_agreement", RUN)
     assert len(agreement) == len(result.head_agreement) > 0
+
+
+# --- the seed baseline ----------------------------------------------------------------------------
+
+
+def test_the_seed_baseline_round_trips_and_a_second_write_replaces_the_first(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    from tasks.records import SeedAgreement, SeedDistance
+
+    distances = [
+        SeedDistance("a", "/models/seed-1", 5, "attention_jsd", 0.125),
+        SeedDistance("a", "/models/seed-1", 5, "prediction_kept", 1.0),
+        SeedDistance("b", "/models/seed-2", 5, "output_tvd", 0.0625),
+    ]
+    agreement = [
+        SeedAgreement("a", "/models/seed-1", "rollout", 0.5),
+        SeedAgreement("b", "/models/seed-1", "rollout", math.nan),
+    ]
+    store.write_seed_baseline(connection, RUN, distances, agreement)
+    store.write_seed_baseline(connection, RUN, distances[:1], agreement[:1])
+    store.write_seed_baseline(connection, RUN, distances, agreement)
+
+    read = store.read_table(connection, "seed_distances", RUN).drop(columns="run_id")
+    back = [SeedDistance(r.example_id, r.seed_model, int(r.layer), r.statistic, r.value) for r in read.itertuples()]
+    assert sorted(back, key=str) == sorted(distances, key=str)
+    taus = store.read_table(connection, "seed_agreement", RUN).sort_values("example_id")
+    assert taus["kendall_tau"].iloc[0] == 0.5 and pd.isna(taus["kendall_tau"].iloc[1])
+    assert list(taus.columns) == list(store.table_columns("seed_agreement"))
