@@ -44,15 +44,15 @@ def survival_rows(
     table = removal_survival(metrics, under_test, options, seed)
     return [
         SurvivalRow(
-            row.method,
-            int(row.examples),
-            row.first,
-            row.second,
-            row.comprehensiveness_first,
-            row.comprehensiveness_second,
-            bool(row.survives),
+            str(row["method"]),
+            int(row["examples"]),
+            row["first"],
+            row["second"],
+            row["comprehensiveness_first"],
+            row["comprehensiveness_second"],
+            bool(row["survives"]),
         )
-        for row in table.itertuples()
+        for row in table.to_dict("records")
     ]
 
 
