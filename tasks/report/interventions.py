@@ -84,16 +84,8 @@ def summarise_interventions(
     if interventions.empty:
         return InterventionReport((), {}, float("nan"), float("nan"), None, ())
     labels = examples.set_index("example_id")["label"]
-    labelled = labels.notna()
-    baseline_accuracy = (
-        float(
-            (
-                examples.loc[examples["label"].notna(), "label"] == examples.loc[examples["label"].notna(), "predicted"]
-            ).mean()
-        )
-        if labelled.any()
-        else float("nan")
-    )
+    labelled = examples[examples["label"].notna()]
+    baseline_accuracy = float((labelled["label"] == labelled["predicted"]).mean()) if len(labelled) else float("nan")
     builders = {
         "permutation": partial(_permutation, sensitivity_min=options.sensitivity_min),
         "uniform": _uniform,
@@ -118,18 +110,24 @@ def summarise_interventions(
         if agreement is not None:
             panels.append(("Head agreement: mean Kendall τ with the references", agreement))
         out_charts["heads"] = charts.heatmaps(panels)
-    if not math.isnan(rho):
-        if rho > 0.3:
-            meaning = "important heads attend like the references"
-        elif rho < 0.1:
-            meaning = "the heads that matter are not the ones whose attention looks like the references"
-        else:
-            meaning = "important heads only loosely attend like the references"
-        summary.append(
-            "Across heads, importance (output change when masked) and agreement with the references correlate "
-            f"with Spearman ρ = {rho:.2f}: {meaning}."
-        )
+    summary.extend(_head_correlation_sentence(rho))
     return InterventionReport(tuple(sections), out_charts, baseline_accuracy, rho, top_head, tuple(summary))
+
+
+def _head_correlation_sentence(rho: float) -> list[str]:
+    """How head importance and head agreement with the references relate, in words (none when undefined)."""
+    if math.isnan(rho):
+        return []
+    if rho > 0.3:
+        meaning = "important heads attend like the references"
+    elif rho < 0.1:
+        meaning = "the heads that matter are not the ones whose attention looks like the references"
+    else:
+        meaning = "important heads only loosely attend like the references"
+    return [
+        "Across heads, importance (output change when masked) and agreement with the references correlate "
+        f"with Spearman ρ = {rho:.2f}: {meaning}."
+    ]
 
 
 def _per_example(rows: pd.DataFrame, statistic: str, layer: int | None) -> pd.Series:

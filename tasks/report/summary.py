@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from tasks.evaluate.statistics import Estimate
+from tasks.report.aggregates import FaithfulnessRow
 from tasks.report.comparison import Comparison
 from tasks.report.context import ReportContext
 from tasks.report.interventions import InterventionSection
@@ -45,37 +46,8 @@ def summary_document(context: ReportContext) -> dict[str, Any]:
             }
             for row in context.verdict.layers
         ],
-        "faithfulness": [
-            {
-                "method": row.method,
-                "family": row.family,
-                "aopc_comprehensiveness": estimate_json(row.comprehensiveness),
-                "aopc_sufficiency": estimate_json(row.sufficiency),
-                "taucorr_loo": estimate_json(row.taucorr_loo),
-                "beats_random": row.beats_random,
-            }
-            for row in context.faithfulness
-        ],
-        "removal_check": [
-            {
-                "method": row.method,
-                "examples": row.examples,
-                "first_operator": row.first,
-                "second_operator": row.second,
-                "aopc_comprehensiveness_gain_first": estimate_json(row.comprehensiveness_first),
-                "aopc_comprehensiveness_gain_second": estimate_json(row.comprehensiveness_second),
-                "survives": row.survives,
-            }
-            for row in context.removal_survival
-        ],
-        "soft_faithfulness": [
-            {
-                "method": row.method,
-                "soft_comprehensiveness": estimate_json(row.soft_comprehensiveness),
-                "soft_sufficiency": estimate_json(row.soft_sufficiency),
-            }
-            for row in context.soft_faithfulness
-        ],
+        "faithfulness": [_faithfulness_json(row) for row in context.faithfulness],
+        **_robustness_json(context),
         "agreement": [
             {
                 "method": row.method,
@@ -98,6 +70,70 @@ def summary_document(context: ReportContext) -> dict[str, Any]:
         ],
         "compared_with": None if context.comparison is None else _comparison_json(context.comparison),
         "settings": dict(context.settings) | dict(context.verdict_settings),
+    }
+
+
+def _faithfulness_json(row: FaithfulnessRow) -> dict[str, Any]:
+    """One method's AOPC comprehensiveness and sufficiency, τ with leave-one-out, and whether it beats random."""
+    return {
+        "method": row.method,
+        "family": row.family,
+        "aopc_comprehensiveness": estimate_json(row.comprehensiveness),
+        "aopc_sufficiency": estimate_json(row.sufficiency),
+        "taucorr_loo": estimate_json(row.taucorr_loo),
+        "beats_random": row.beats_random,
+    }
+
+
+def _robustness_json(context: ReportContext) -> dict[str, Any]:
+    """Whether the evidence survives a second removal operator, the soft metrics, and the seed baseline."""
+    seeds = context.seeds
+    return {
+        "removal_check": [
+            {
+                "method": row.method,
+                "examples": row.examples,
+                "first_operator": row.first,
+                "second_operator": row.second,
+                "aopc_comprehensiveness_gain_first": estimate_json(row.comprehensiveness_first),
+                "aopc_comprehensiveness_gain_second": estimate_json(row.comprehensiveness_second),
+                "survives": row.survives,
+            }
+            for row in context.removal_survival
+        ],
+        "soft_faithfulness": [
+            {
+                "method": row.method,
+                "soft_comprehensiveness": estimate_json(row.soft_comprehensiveness),
+                "soft_sufficiency": estimate_json(row.soft_sufficiency),
+            }
+            for row in context.soft_faithfulness
+        ],
+        "seed_baseline": None
+        if seeds is None
+        else {
+            "models": list(seeds.models),
+            "examples": seeds.examples,
+            "layers": [
+                {
+                    "layer": row.layer,
+                    "seed_attention_jsd": estimate_json(row.attention_jsd),
+                    "seed_attention_tvd": estimate_json(row.attention_tvd),
+                    "adversarial_jsd": None if row.adversarial_jsd is None else estimate_json(row.adversarial_jsd),
+                    "adversary_beyond_every_seed": row.beyond_seeds,
+                }
+                for row in seeds.layers
+            ],
+            "stability": [
+                {
+                    "method": row.method,
+                    "tau_across_seeds": estimate_json(row.across_seeds),
+                    "tau_with_references": estimate_json(row.with_references),
+                    "result": row.result,
+                }
+                for row in seeds.stability
+            ],
+        },
     }
 
 
