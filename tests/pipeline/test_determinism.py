@@ -25,16 +25,10 @@ from tasks.pipeline.batch import audit_batch
 from tasks.records import EncodedExample
 from tasks.store import RESULT_KEYS
 from tasks.store.frames import batch_frames
+from tests import conftest
 from tests.conftest import encode
 
-TEXTS = (
-    "a great movie",
-    "terrible, boring and far too long",
-    "The acting is wonderful but the plot makes no sense at all.",
-    "unwatchable",
-    "I laughed, I cried, and I would happily see it again tomorrow.",
-    "flat characters and a predictable twist",
-)
+TEXTS = (*conftest.TEXTS, "flat characters and a predictable twist")
 METHOD_OPTIONS = MethodOptions(methods=tuple(METHODS), ig_steps=4, random_draws=2)
 INTERVENTION_OPTIONS = InterventionOptions(
     interventions=tuple(INTERVENTIONS), layers=(0, -1), permutation_draws=4, erasure_draws=2, adversarial_steps=10

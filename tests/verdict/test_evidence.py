@@ -7,13 +7,7 @@ import pytest
 from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate
 from tasks.verdict.evidence import classify_agreement, classify_faithfulness, classify_interventions, judge
-
-OPTIONS = VerdictOptions()
-
-
-def interval(mean: float, low: float, high: float, n: int = 100) -> Estimate:
-    return Estimate(mean, low, high, n)
-
+from tests.verdict.cases import OPTIONS, SUPPORTING, interval
 
 NONE = Estimate(float("nan"), float("nan"), float("nan"), 0)
 
@@ -56,15 +50,6 @@ def test_faithfulness_against_random_needs_both_measures_and_a_margin(comprehens
 )
 def test_interventions_support_only_when_the_output_follows_the_attention(erasure, sensitivity, evidence):
     assert classify_interventions(erasure, sensitivity, OPTIONS) == evidence
-
-
-SUPPORTING = {
-    "agreement": interval(0.5, 0.45, 0.55),
-    "comprehensiveness": interval(0.1, 0.08, 0.12),
-    "sufficiency": interval(-0.1, -0.12, -0.08),
-    "erasure": interval(0.05, 0.03, 0.07),
-    "sensitivity": interval(0.2, 0.15, 0.25),
-}
 
 
 def test_all_evidence_in_favour_is_faithful():

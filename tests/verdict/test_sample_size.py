@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import AuditConfig, DataSpec, ExecutionSettings, InterventionOptions, MethodOptions, VerdictOptions
+from tasks.config import AuditConfig, DataSpec, ExecutionSettings, InterventionOptions, MethodOptions
 from tasks.evaluate.statistics import Estimate
 from tasks.pipeline.batch import audit_batch
 from tasks.store import batch_frames
@@ -21,21 +21,7 @@ from tasks.verdict.sample_size import (
     sample_words,
     sized,
 )
-
-OPTIONS = VerdictOptions()
-
-
-def interval(mean: float, low: float, high: float, n: int = 100) -> Estimate:
-    return Estimate(mean, low, high, n)
-
-
-SUPPORTING = {
-    "agreement": interval(0.5, 0.45, 0.55),
-    "comprehensiveness": interval(0.1, 0.08, 0.12),
-    "sufficiency": interval(-0.1, -0.12, -0.08),
-    "erasure": interval(0.05, 0.03, 0.07),
-    "sensitivity": interval(0.2, 0.15, 0.25),
-}
+from tests.verdict.cases import OPTIONS, SUPPORTING, interval
 
 
 def hand_n_star(half_width: float, n: int, distance: float) -> float:
