@@ -360,10 +360,9 @@ def _build_default(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from tasks.explain.registry import METHODS
+    from tasks.explain.registry import describe_methods
 
-    for spec in METHODS.values():
-        print(f"{spec.name:22} {spec.family.value:10} {spec.formula}  ({spec.citation})")
+    print("\n".join(describe_methods()))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from tasks.config import MethodOptions
 from tasks.explain import attention, baseline, flow, gradients, perturbation
@@ -18,6 +19,27 @@ from tasks.explain.passes import BatchContext
 from tasks.records import MethodFamily, TokenScores
 
 Method = Callable[[BatchContext, MethodOptions], list[TokenScores]]
+
+
+class AttentionView(StrEnum):
+    """What an explanation under test reads of the attention: it decides which evidence bears on it.
+
+    The interventions on the attention (erasing the top key, permuting the weights) test whether the
+    model's output depends on the attention *weights* (Wiegreffe & Pinter 2019). That bears on an
+    explanation that is the weights (Jain & Wallace 2019), but faithfulness is a property of the
+    explanation, not of the mechanism it is read from (Jacovi & Goldberg 2020): a decomposition that
+    scales the weights by the norms of what they mix can be faithful while the weights alone are not
+    (Kobayashi et al. 2020; Modarressi et al. 2022). docs/methodology.md, "Verdict rules".
+    """
+
+    WEIGHTS = "weights"
+    """The scores are the attention probabilities, combined or reweighted, and nothing else of the
+    computation: an intervention showing that the output ignores the weights says that they explain
+    nothing, so the interventions take part in the verdict."""
+    DECOMPOSITION = "decomposition"
+    """The scores decompose what attention mixes (value vectors, and in later methods residuals, layer
+    norms, feed-forward layers, the head): the interventions on the weights are shown beside the verdict
+    but do not decide it."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,12 @@ class MethodSpec:
         formula: One-line definition for the report's methodology.
         citation: The paper.
         default: Computed when the run names no methods.
+        view: For an explanation under test, whether it reads the attention weights alone or decomposes
+            the computation (``AttentionView``); None for references, the baseline and imported
+            explanations, which the interventions keep deciding as before (what an imported explanation
+            reads is unknown).
+        view_reason: Why ``view`` is what it is, in one clause (the report and ``attention-audit methods``
+            print it).
     """
 
     name: str
@@ -48,6 +76,8 @@ class MethodSpec:
     needs_gradients: bool = False
     needs_attention_grads: bool = False
     default: bool = True
+    view: AttentionView | None = None
+    view_reason: str = ""
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -61,6 +91,8 @@ METHODS: dict[str, MethodSpec] = {
             title="Last-layer attention",
             formula="mean_h A[L,h][c,:]",
             citation="Jain & Wallace 2019",
+            view=AttentionView.WEIGHTS,
+            view_reason="its scores are the last layer's attention weights, averaged over heads",
         ),
         MethodSpec(
             name="attention_mean",
@@ -70,6 +102,8 @@ METHODS: dict[str, MethodSpec] = {
             title="Mean attention",
             formula="mean_{l,h} A[l,h][c,:]",
             citation="Jain & Wallace 2019",
+            view=AttentionView.WEIGHTS,
+            view_reason="its scores are the attention weights averaged over layers and heads",
         ),
         MethodSpec(
             name="rollout",
@@ -79,6 +113,11 @@ METHODS: dict[str, MethodSpec] = {
             title="Attention rollout",
             formula="R = Â[L]···Â[1], Â[l] = 0.5·mean_h A[l,h] + 0.5·I (rows renormalised); score R[c,:]",
             citation="Abnar & Zuidema 2020",
+            view=AttentionView.WEIGHTS,
+            view_reason=(
+                "it multiplies the attention weights across layers, with the residual as a fixed 0.5·I, "
+                "and reads nothing else"
+            ),
         ),
         MethodSpec(
             name="flow",
@@ -88,6 +127,8 @@ METHODS: dict[str, MethodSpec] = {
             title="Attention flow",
             formula="max-flow from (0, j) to (L, c) in the layered graph with capacities Â[l][i,j]",
             citation="Abnar & Zuidema 2020",
+            view=AttentionView.WEIGHTS,
+            view_reason="it is a max-flow over capacities that are the attention weights (with the fixed residual)",
         ),
         MethodSpec(
             name="attention_grad",
@@ -99,6 +140,11 @@ METHODS: dict[str, MethodSpec] = {
             title="Gradient-weighted attention",
             formula="R = I; R ← R + mean_h (∇_A z_ŷ ⊙ A[l,h])⁺ · R for each layer; score R[c,:]",
             citation="Chefer et al. 2021",
+            view=AttentionView.WEIGHTS,
+            view_reason=(
+                "it credits tokens only through the attention weights, each scaled by the gradient of the "
+                "logit with respect to it; where the weights do not move the output it has nothing else to read"
+            ),
         ),
         MethodSpec(
             name="attention_norm",
@@ -108,6 +154,11 @@ METHODS: dict[str, MethodSpec] = {
             title="Norm-based attention",
             formula="‖Σ_h A[L,h][c,j] · f_h(x_j)‖₂, f_h(x) = (x W_V^h + b_V^h) W_O^h",
             citation="Kobayashi et al. 2020",
+            view=AttentionView.DECOMPOSITION,
+            view_reason=(
+                "it weighs each attention weight by the norm of the transformed value vector it mixes "
+                "(Kobayashi et al. 2020), so a large weight on a small vector scores low"
+            ),
         ),
         MethodSpec(
             name="saliency",
@@ -158,6 +209,42 @@ METHODS: dict[str, MethodSpec] = {
             citation="DeYoung et al. 2020",
         ),
     )
+}
+
+
+FAMILY_HEADINGS = {
+    MethodFamily.ATTENTION: "attention and attention-derived (under test)",
+    MethodFamily.REFERENCE: "references (what the explanations under test are checked against)",
+    MethodFamily.BASELINE: "baseline (what every explanation must beat)",
+}
+"""How the report and ``attention-audit methods`` name each family of registered methods."""
+
+
+def describe_methods() -> list[str]:
+    """``attention-audit methods``: the registered methods grouped by family, each with its paper.
+
+    Per method one line ``id  title (paper)`` with ``[default]`` when a run without ``--methods`` computes
+    it, then its formula; an explanation under test adds what it reads (``AttentionView``) and why.
+    """
+    width = max(len(name) for name in METHODS) + 2
+    lines: list[str] = []
+    for family, heading in FAMILY_HEADINGS.items():
+        specs = [spec for spec in METHODS.values() if spec.family == family]
+        if not specs:
+            continue
+        lines.append(f"{heading}:" if not lines else f"\n{heading}:")
+        for spec in specs:
+            flag = "  [default]" if spec.default else ""
+            lines.append(f"  {spec.name:{width}}{spec.title} ({spec.citation}){flag}")
+            lines.append(f"  {'':{width}}{spec.formula}")
+            if spec.view is not None:
+                lines.append(f"  {'':{width}}reads {_VIEW_WORDS[spec.view]}: {spec.view_reason}")
+    return lines
+
+
+_VIEW_WORDS = {
+    AttentionView.WEIGHTS: "the attention weights alone",
+    AttentionView.DECOMPOSITION: "a decomposition of what attention mixes",
 }
 
 

@@ -31,6 +31,7 @@ from tasks.report.methodology import AppendixSection, methodology_appendix
 from tasks.report.removal import SoftRow, SurvivalRow, soft_rows, survival_rows
 from tasks.report.seeds import SeedReport, seed_chart, seed_report, seed_sentences
 from tasks.report.verdicts import VerdictReport, summarise_verdicts
+from tasks.report.views import view_sentences
 from tasks.verdict.resolve import resolve
 
 
@@ -245,6 +246,7 @@ def summary_sentences(
             analysis.plausibility,
             analysis.failures,
         ),
+        *view_sentences(analysis.verdict, tables.costs),
         *sentences.not_applicable_sentences(analysis.not_applicable),
         *sentences.sanity_sentences(analysis.sanity, config),
         *seed_sentences(analysis.seeds),

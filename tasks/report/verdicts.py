@@ -17,7 +17,7 @@ from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate
 from tasks.explain.registry import METHODS, spec_of
 from tasks.records import MethodFamily
-from tasks.verdict.evidence import EVIDENCE_COLUMNS
+from tasks.verdict.evidence import EVIDENCE_COLUMNS, interventions_decide
 from tasks.verdict.sample_size import ExamplesToDecide, examples_to_decide
 
 SLICE_ORDER = ("overall", "predicted class", "true class", "correctness", "confidence", "length")
@@ -119,7 +119,9 @@ def _verdict_row(row: pd.Series, options: VerdictOptions) -> VerdictRow:
             "faithfulness": row["faithfulness"],
             "interventions": row["interventions"],
         },
-        to_decide=examples_to_decide(estimates, int(row["n"]), options) if row["verdict"] == "inconclusive" else None,
+        to_decide=examples_to_decide(estimates, int(row["n"]), options, weights=interventions_decide(row["method"]))
+        if row["verdict"] == "inconclusive"
+        else None,
     )
 
 

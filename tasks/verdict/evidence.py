@@ -29,6 +29,14 @@ the evidence was not measured). The verdict:
 - **inconclusive** otherwise, and always for slices with fewer than ``min_examples`` examples; the reason
   names the evidence that was unclear or in conflict.
 
+The interventions test the attention *weights* (Wiegreffe & Pinter 2019), so they take part only for an
+explanation that reads the weights alone (``AttentionView.WEIGHTS`` in the method registry). For one that
+decomposes what attention mixes (``AttentionView.DECOMPOSITION``: norm-based attention and its successors)
+they are reported but do not decide: faithfulness is judged on the explanation itself (Jacovi & Goldberg
+2020), and the weights can be uninformative while the decomposition is not (Kobayashi et al. 2020;
+Modarressi et al. 2022). Such an explanation is faithful when removal against random and agreement
+support, and not faithful when removal against random contradicts.
+
 Per example the same rules apply to the example's own numbers (intervals of one value); per slice and
 per attention head see ``tasks.verdict.slices``.
 """
@@ -45,7 +53,7 @@ import pandas as pd
 
 from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate
-from tasks.explain.registry import spec_of
+from tasks.explain.registry import AttentionView, spec_of
 from tasks.records import UNDER_TEST
 
 Evidence = Literal["supports", "contradicts", "unclear"]
@@ -65,6 +73,15 @@ class Judgement:
     agreement: Evidence
     faithfulness: Evidence
     interventions: Evidence
+
+
+def interventions_decide(method: str) -> bool:
+    """Whether the interventions on the attention weights take part in ``method``'s verdict.
+
+    They do unless the registry says the explanation decomposes the computation (``AttentionView``):
+    references, the baseline and imported explanations keep the interventions, as before.
+    """
+    return spec_of(method).view is not AttentionView.DECOMPOSITION
 
 
 # --- per-example evidence ---------------------------------------------------------------------
@@ -199,12 +216,22 @@ def classify_interventions(erasure: Estimate, sensitivity: Estimate, options: Ve
     return "unclear"
 
 
-def judge(estimates: Mapping[str, Estimate], options: VerdictOptions, n: int | None = None) -> Judgement:
-    """The verdict from the evidence estimates (``EVIDENCE_COLUMNS``), with its reason."""
+def judge(
+    estimates: Mapping[str, Estimate], options: VerdictOptions, n: int | None = None, *, weights: bool = True
+) -> Judgement:
+    """The verdict from the evidence estimates (``EVIDENCE_COLUMNS``), with its reason.
+
+    Args:
+        estimates: Each evidence's mean and 95 % interval.
+        options: The thresholds.
+        n: The slice's examples (None: one example's own numbers, no minimum).
+        weights: The interventions on the attention weights take part (``interventions_decide``); when
+            False they are classified and named in the reason but decide nothing.
+    """
     agreement = classify_agreement(estimates["agreement"], options)
     faithfulness = classify_faithfulness(estimates["comprehensiveness"], estimates["sufficiency"], options)
     interventions = classify_interventions(estimates["erasure"], estimates["sensitivity"], options)
-    words = _evidence_words(estimates, agreement, faithfulness, interventions, options)
+    words = _evidence_words(estimates, agreement, faithfulness, interventions, options, weights=weights)
     if n is not None and n < options.min_examples:
         return Judgement(
             "inconclusive",
@@ -224,9 +251,10 @@ def judge(estimates: Mapping[str, Estimate], options: VerdictOptions, n: int | N
                 faithfulness,
                 interventions,
             )
-    if faithfulness == "supports" and agreement == "supports" and interventions != "contradicts":
+    deciding: Evidence = interventions if weights else "unclear"
+    if faithfulness == "supports" and agreement == "supports" and deciding != "contradicts":
         verdict: Verdict = "faithful"
-    elif faithfulness == "contradicts" or (agreement == "contradicts" and interventions == "contradicts"):
+    elif faithfulness == "contradicts" or (agreement == "contradicts" and deciding == "contradicts"):
         verdict = "not faithful"
     else:
         verdict = "inconclusive"
@@ -239,6 +267,8 @@ def _evidence_words(
     faithfulness: Evidence,
     interventions: Evidence,
     options: VerdictOptions,
+    *,
+    weights: bool = True,
 ) -> str:
     status = {"supports": "supports", "contradicts": "contradicts", "unclear": "is unclear"}
     parts = [
@@ -251,6 +281,11 @@ def _evidence_words(
         parts.append(
             f"interventions (top minus random key erased {estimates['erasure']:+.3f}, permuted attention "
             f"{estimates['sensitivity']:.3f}) {status[interventions]}"
+            + (
+                ""
+                if weights
+                else " for the attention weights, which this explanation does not read alone, so they do not decide"
+            )
         )
     else:
         parts.append("interventions were not run")
@@ -272,7 +307,7 @@ def example_verdicts(evidence: pd.DataFrame, examples: pd.DataFrame, options: Ve
                 "inconclusive", "fewer than two content tokens: nothing to rank", "unclear", "unclear", "unclear"
             )
         else:
-            judgement = judge(estimates, options)
+            judgement = judge(estimates, options, weights=interventions_decide(method))
         rows.append(
             {
                 "example_id": example_id,

@@ -114,7 +114,9 @@ class ExamplesToDecide:
         return f"≈ {self.examples:,} examples decide: {self.verdict} ({deciding})"
 
 
-def examples_to_decide(estimates: Mapping[str, Estimate], n: int, options: VerdictOptions) -> ExamplesToDecide | None:
+def examples_to_decide(
+    estimates: Mapping[str, Estimate], n: int, options: VerdictOptions, *, weights: bool = True
+) -> ExamplesToDecide | None:
     """How many examples would decide the verdict of a slice of ``n`` examples; None when it is decided.
 
     Args:
@@ -122,8 +124,14 @@ def examples_to_decide(estimates: Mapping[str, Estimate], n: int, options: Verdi
             measured stays unmeasured).
         n: The slice's examples.
         options: The verdict's thresholds.
+        weights: The interventions on the attention weights take part in the verdict
+            (``tasks.verdict.evidence.interventions_decide``); when False they are left out here, so that
+            they neither decide nor block a verdict.
     """
-    if judge(estimates, options, n=n).verdict != "inconclusive":
+    if not weights:
+        unmeasured = Estimate(float("nan"), float("nan"), float("nan"), 0)
+        estimates = {**estimates, "erasure": unmeasured, "sensitivity": unmeasured}
+    if judge(estimates, options, n=n, weights=weights).verdict != "inconclusive":
         return None
     if n < 2:
         reason = "the examples needed are unknown: one example gives no interval, so no variance to size from"
@@ -137,10 +145,10 @@ def examples_to_decide(estimates: Mapping[str, Estimate], n: int, options: Verdi
             blocked="no n decides: a mean on its threshold",
         )
     ordered = sorted({size for _, size in crossings}, reverse=True)
-    judged = {size: _judged_past(estimates, n, size, options) for size in ordered}
+    judged = {size: _judged_past(estimates, n, size, options, weights) for size in ordered}
     final = judged[ordered[0]]  # past every crossing each evidence has its final status
     if final.verdict == "inconclusive":
-        return _undecidable(final)
+        return _undecidable(final, weights)
     decided_from = ordered[0]
     for size in ordered[1:]:
         if judged[size].verdict != final.verdict:
@@ -150,10 +158,12 @@ def examples_to_decide(estimates: Mapping[str, Estimate], n: int, options: Verdi
     return ExamplesToDecide(decided_from, final.verdict, deciding)
 
 
-def _judged_past(estimates: Mapping[str, Estimate], n: int, size: int, options: VerdictOptions) -> Judgement:
+def _judged_past(
+    estimates: Mapping[str, Estimate], n: int, size: int, options: VerdictOptions, weights: bool
+) -> Judgement:
     """The verdict at ``size`` examples, just past any crossing there (so that strict comparisons hold)."""
     shrink = math.sqrt(n / (size * (1 + 1e-9)))
-    return judge(_projected(estimates, shrink), options, n=size)
+    return judge(_projected(estimates, shrink), options, n=size, weights=weights)
 
 
 def _crossings(estimates: Mapping[str, Estimate], n: int, options: VerdictOptions) -> list[tuple[str, int]]:
@@ -194,17 +204,21 @@ def _projected(estimates: Mapping[str, Estimate], shrink: float) -> dict[str, Es
     return out
 
 
-def _undecidable(final: Judgement) -> ExamplesToDecide:
+def _undecidable(final: Judgement, weights: bool) -> ExamplesToDecide:
     """Why no number of examples decides a verdict: each evidence's status once every interval has crossed."""
     if final.reason.startswith("references disagree"):
         reason = f"{NO_NUMBER}: the references disagree with each other, so agreement with them says little"
         return ExamplesToDecide(None, None, reason=reason, blocked="no n decides: the references disagree")
     status = {"supports": "supports", "contradicts": "contradicts", "unclear": "stays unclear"}
     plural = {"supports": "support", "contradicts": "contradict", "unclear": "stay unclear"}
+    interventions = (
+        f" and the interventions {plural[final.interventions]}"
+        if weights
+        else " (the interventions on the weights do not decide this explanation)"
+    )
     reason = (
         f"{NO_NUMBER}: with the means where they are, agreement {status[final.agreement]}, removal against random "
-        f"{status[final.faithfulness]} and the interventions {plural[final.interventions]}, which the rules do "
-        "not combine into a verdict"
+        f"{status[final.faithfulness]}{interventions}, which the rules do not combine into a verdict"
     )
     return ExamplesToDecide(None, None, reason=reason, blocked="no n decides: the evidence conflicts")
 

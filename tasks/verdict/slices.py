@@ -19,7 +19,7 @@ import pandas as pd
 
 from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate, bootstrap_mean
-from tasks.verdict.evidence import EVIDENCE_COLUMNS, Judgement, classify_agreement, judge
+from tasks.verdict.evidence import EVIDENCE_COLUMNS, Judgement, classify_agreement, interventions_decide, judge
 
 
 def slices(examples: pd.DataFrame, options: VerdictOptions) -> dict[tuple[str, str], pd.Index]:
@@ -80,7 +80,7 @@ def slice_verdicts(
         for method in methods:
             part = evidence.xs(method, level="method").reindex(members)
             estimates = {column: bootstrap_mean(part[column].to_numpy(), seed=seed) for column in EVIDENCE_COLUMNS}
-            judgement = judge(estimates, options, n=len(members))
+            judgement = judge(estimates, options, n=len(members), weights=interventions_decide(method))
             rows.append(_slice_row(method, kind, value, len(members), judgement, estimates))
     return pd.DataFrame(rows)
 

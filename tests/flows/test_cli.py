@@ -24,6 +24,7 @@ from tasks.config import (
 from tasks.explain.registry import METHODS
 from tasks.flags import FLAGS, SWITCHES, command_line, field_value
 from tasks.model.presets import encoder_path
+from tasks.records import MethodFamily
 
 GOOD_CSV = "text,label\na great movie,class_0\nterrible and far too long,class_1\nunwatchable,2\n"
 
@@ -211,8 +212,16 @@ def test_a_bad_run_leaves_no_database_behind(inputs: Inputs, capfd: pytest.Captu
 def test_methods_lists_every_registered_method(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["methods"]) == 0
 
-    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert listed == list(METHODS)
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    assert sorted(listed) == sorted(METHODS)
+    headings = [line for line in out.splitlines() if line and not line.startswith(" ")]
+    assert headings[0] == "attention and attention-derived (under test):"
+    for name, spec in METHODS.items():  # grouped: every method under its family's heading, with its paper
+        block = out.split(headings[0])[1].split("references")[0] if spec.family == MethodFamily.ATTENTION else out
+        assert f"  {name} " in block and f"({spec.citation})" in out
+    assert "reads a decomposition of what attention mixes: it weighs each attention weight" in out
+    assert "attention_last" in out.split("reads the attention weights alone")[0]
 
 
 def test_runs_of_a_fresh_database_says_there_are_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

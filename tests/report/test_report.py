@@ -41,7 +41,7 @@ HOSTILE_ID = f"row-6 {HOSTILE}"
 """The hostile example's id: ids come from the user's id column and the report shows them whole."""
 ESCAPED = "&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
 GENERATED_AT = datetime(2024, 5, 17, 9, 30, tzinfo=UTC)
-METHOD_IDS = ("attention_last", "rollout", "integrated_gradients", "leave_one_out", "random")
+METHOD_IDS = ("attention_last", "rollout", "attention_norm", "integrated_gradients", "leave_one_out", "random")
 SECTIONS = (
     "summary",
     "verdict",
@@ -427,3 +427,51 @@ def test_build_context_reads_each_table_of_the_run_once(
     assert {run_id for _, run_id in reads} == {stored_run.run_id}
     assert all(count == 1 for count in reads.values()), reads
     assert {table for table, _ in reads} == {table.name for table in dataclasses.fields(RunTables)}
+
+
+def test_the_summary_ranks_the_attention_views_with_their_evidence_and_cost(
+    context: report.ReportContext, connection: duckdb.DuckDBPyConnection, stored_run: StoredRun
+) -> None:
+    sentence = next(s for s in context.summary if s.startswith("Attention and attention-derived views"))
+    overall = connection.execute(
+        "SELECT method, verdict, comprehensiveness_mean FROM slice_verdicts WHERE run_id = ? AND slice = 'overall' "
+        "AND method IN ('attention_last', 'rollout', 'attention_norm')",
+        [stored_run.run_id],
+    ).fetchall()
+    rank = {"faithful": 0, "inconclusive": 1, "not faithful": 2}
+    expected = [m for m, _, _ in sorted(overall, key=lambda r: (rank[r[1]], -r[2]))]
+    titles = {
+        "attention_last": "last-layer attention",
+        "rollout": "attention rollout",
+        "attention_norm": "norm-based attention",
+    }
+    positions = [sentence.index(f". {titles[m]} (") for m in expected]
+    assert positions == sorted(positions)
+    for method, verdict, gain in overall:
+        seconds, forward, backward, examples = connection.execute(
+            "SELECT sum(seconds), sum(forward_rows), sum(backward_rows), sum(examples) FROM costs "
+            "WHERE run_id = ? AND stage = ?",
+            [stored_run.run_id, method],
+        ).fetchone()
+        words = (
+            f"{titles[method]} ("
+            + ("decomposes what attention mixes" if method == "attention_norm" else "reads the weights")
+            + f"): {verdict}, {gain:+.3f}"
+        )
+        assert words in sentence
+        assert (
+            f"{seconds / examples:.3f} s, {forward / examples:g} extra forward and {backward / examples:g} backward"
+            in sentence
+        )
+
+
+def test_a_decomposition_is_judged_without_the_interventions_on_the_weights(
+    connection: duckdb.DuckDBPyConnection, stored_run: StoredRun
+) -> None:
+    reasons = dict(
+        connection.execute(
+            "SELECT method, reason FROM slice_verdicts WHERE run_id = ? AND slice = 'overall'", [stored_run.run_id]
+        ).fetchall()
+    )
+    assert "do not decide" in reasons["attention_norm"]
+    assert "do not decide" not in reasons["attention_last"] and "do not decide" not in reasons["rollout"]
