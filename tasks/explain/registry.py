@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks.config import MethodOptions
-from tasks.explain import attention, baseline, flow, gradients, perturbation
+from tasks.explain import attention, baseline, decompx, flow, gradients, perturbation
 from tasks.explain.passes import BatchContext
+from tasks.model.adapters.base import ModelAdapter
 from tasks.records import MethodFamily, TokenScores
 
 Method = Callable[[BatchContext, MethodOptions], list[TokenScores]]
@@ -36,6 +37,8 @@ class MethodSpec:
         formula: One-line definition for the report's methodology.
         citation: The paper.
         default: Computed when the run names no methods.
+        unsupported: Why the method is not defined for a model family (its adapter), or ``""`` where it is;
+            the run records a non-empty reason as not applicable and computes the rest.
     """
 
     name: str
@@ -48,6 +51,7 @@ class MethodSpec:
     needs_gradients: bool = False
     needs_attention_grads: bool = False
     default: bool = True
+    unsupported: Callable[[ModelAdapter], str] | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -108,6 +112,18 @@ METHODS: dict[str, MethodSpec] = {
             title="Norm-based attention",
             formula="‖Σ_h A[L,h][c,j] · f_h(x_j)‖₂, f_h(x) = (x W_V^h + b_V^h) W_O^h",
             citation="Kobayashi et al. 2020",
+        ),
+        MethodSpec(
+            name="decompx",
+            family=MethodFamily.ATTENTION,
+            compute=decompx.decompx,
+            signed=True,
+            title="DecompX",
+            formula="z_ŷ^(k): token k's part of the logit, x_i = Σ_k x_i^(k) carried through attention, norms, "
+            "feed-forward (activation linearised) and head; biases shared by |x^(k)·b|",
+            citation="Modarressi et al. 2023",
+            default=False,
+            unsupported=decompx.unsupported,
         ),
         MethodSpec(
             name="saliency",
