@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tasks.config import MethodOptions
-from tasks.explain import attention, baseline, flow, gradients, perturbation
+from tasks.explain import attention, baseline, decompx, flow, gradients, perturbation
 from tasks.explain.passes import BatchContext
+from tasks.model.adapters.base import ModelAdapter
 from tasks.records import MethodFamily, TokenScores
 
 Method = Callable[[BatchContext, MethodOptions], list[TokenScores]]
@@ -64,6 +65,8 @@ class MethodSpec:
             reads is unknown).
         view_reason: Why ``view`` is what it is, in one clause (the report and ``attention-audit methods``
             print it).
+        unsupported: Why the method is not defined for a model family (its adapter), or ``""`` where it is;
+            the run records a non-empty reason as not applicable and computes the rest.
     """
 
     name: str
@@ -78,6 +81,7 @@ class MethodSpec:
     default: bool = True
     view: AttentionView | None = None
     view_reason: str = ""
+    unsupported: Callable[[ModelAdapter], str] | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -158,6 +162,23 @@ METHODS: dict[str, MethodSpec] = {
             view_reason=(
                 "it weighs each attention weight by the norm of the transformed value vector it mixes "
                 "(Kobayashi et al. 2020), so a large weight on a small vector scores low"
+            ),
+        ),
+        MethodSpec(
+            name="decompx",
+            family=MethodFamily.ATTENTION,
+            compute=decompx.decompx,
+            signed=True,
+            title="DecompX",
+            formula="z_ŷ^(k): token k's part of the logit, x_i = Σ_k x_i^(k) carried through attention, norms, "
+            "feed-forward (activation linearised) and head; biases shared by |x^(k)·b|",
+            citation="Modarressi et al. 2023",
+            default=False,
+            unsupported=decompx.unsupported,
+            view=AttentionView.DECOMPOSITION,
+            view_reason=(
+                "it carries each token's part of every hidden state through attention, norms, feed-forward and "
+                "head (Modarressi et al. 2023), so its scores add up to the logit"
             ),
         ),
         MethodSpec(

@@ -92,6 +92,9 @@ def test_the_layer_by_layer_forward_gives_the_models_logits(bundle, context):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_scores_a_padded_batch_as_one_example_at_a_time(bundle, examples, context, method):
     compute = METHODS[method].compute
+    check = METHODS[method].unsupported
+    if check is not None and check(bundle.adapter):
+        pytest.skip(check(bundle.adapter))  # recorded as not applicable (test_decompx_applies_or_says_why)
     together = {(r.example_id, r.draw): r.scores for r in compute(context, OPTIONS)}
     assert {example_id for example_id, _ in together} == {example.example_id for example in examples}
     for example in examples:
@@ -100,6 +103,21 @@ def test_every_method_scores_a_padded_batch_as_one_example_at_a_time(bundle, exa
             scores = together[(record.example_id, record.draw)]
             assert scores.shape == (example.length,)
             np.testing.assert_allclose(scores, record.scores, rtol=1e-4, atol=1e-6)
+
+
+DECOMPOSABLE = {"bert", "roberta", "xlm-roberta", "electra"}
+
+
+def test_decompx_logits_sum_to_the_models_logit_or_it_says_why(bundle, context):
+    """DecompX on BERT's layout: Σ_k z_ŷ^(k) = z_ŷ within 1e-4; elsewhere a not-applicable reason."""
+    reason = METHODS["decompx"].unsupported(bundle.adapter)  # type: ignore[misc]
+    if bundle.model.config.model_type not in DECOMPOSABLE:
+        assert reason.startswith(bundle.adapter.family) and "DecompX" in reason
+        return
+    assert reason == ""
+    logits = context.model_pass.logits.gather(1, context.targets[:, None])[:, 0]
+    for record, logit in zip(METHODS["decompx"].compute(context, OPTIONS), logits.tolist(), strict=True):
+        assert record.scores.sum() == pytest.approx(logit, abs=1e-4)
 
 
 @pytest.mark.parametrize("method", ["attention_last", "attention_mean", "rollout"])

@@ -170,3 +170,21 @@ def test_the_bbc_news_preset_builds_a_five_topic_classifier_that_reads_256_token
     bundle = load_model(ModelSpec(name_or_path=str(folder)))
     assert bundle.labels == ("business", "entertainment", "politics", "sports", "tech")
     assert PRESETS["bbc-news"].audit_max_length == 256
+
+
+@pytest.mark.slow
+def test_decompx_per_token_logits_sum_to_the_default_models_logit(quick_cache):
+    """docs/methodology.md (decompx): Σ_k z_ŷ^(k) = z_ŷ within 1e-3 on the default model (float32 pass)."""
+    from tasks.config import DataSpec, MethodOptions
+    from tasks.data.corpora import load_corpus
+    from tasks.data.encoding import encode_corpus
+    from tasks.explain.decompx import decompx
+    from tasks.explain.passes import BatchContext
+
+    bundle = load_model(ModelSpec(name_or_path=str(next((quick_cache / "models").iterdir()))))
+    corpus = load_corpus(DataSpec(dataset="movie-snippets", limit=16))
+    examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, 128)
+    context = BatchContext(bundle, examples, need_gradients=False)
+    logits = context.model_pass.logits.gather(1, context.targets[:, None])[:, 0].tolist()
+    for record, logit in zip(decompx(context, MethodOptions()), logits, strict=True):
+        assert record.scores.sum() == pytest.approx(logit, abs=1e-3)

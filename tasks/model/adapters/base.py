@@ -22,6 +22,8 @@ from tasks.model.attention_hook import AttentionEdit, editing
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig
 
+    from tasks.model.adapters.decomposition import Decomposable, HeadStage, LayerParts
+
 Head = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 """``head(model, final_hidden_at_c [N, D]) -> logits [N, C]``: the family's classification head."""
 Embed = Callable[[nn.Module, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
@@ -100,6 +102,9 @@ class ModelAdapter:
             they can be replaced inside the forward pass (interventions) and the layers can be run from
             cached hidden states. ``not_editable`` says why not, where not.
         last_layer: The last layer computed at ``c`` only (the head reads nothing else), for encoders.
+        layer_parts: A layer's modules in the order DecompX propagates through them (None: DecompX does
+            not apply; ``tasks.model.adapters.decomposition.not_decomposable`` says why).
+        head_stages: The classification head as linear maps and activations, for DecompX.
     """
 
     family: str
@@ -116,6 +121,8 @@ class ModelAdapter:
     editable: bool = True
     not_editable: str = ""
     last_layer: LastLayer | None = None
+    layer_parts: Callable[[nn.Module], LayerParts] | None = None
+    head_stages: Callable[[nn.Module], tuple[HeadStage, ...]] | None = None
 
     @property
     def supports_interventions(self) -> bool:
@@ -129,6 +136,27 @@ class ModelAdapter:
                 f"{what} is not applicable to {self.family} models: {self.not_editable}",
                 "leave it out with --interventions none",
             )
+
+    @property
+    def supports_decomposition(self) -> bool:
+        """Whether DecompX's token decomposition is wired for this family."""
+        return self.layer_parts is not None and self.head_stages is not None
+
+    def decomposable(self, model: nn.Module) -> Decomposable:
+        """The modules DecompX propagates through: every depth's parts, then the head's stages.
+
+        Raises:
+            AuditError: The family has no decomposition wired (with the reason).
+        """
+        from tasks.model.adapters.decomposition import Decomposable, not_decomposable
+
+        if self.layer_parts is None or self.head_stages is None:
+            raise AuditError(
+                f"DecompX is not applicable to {self.family} models: {not_decomposable(self.family, self.causal)}",
+                "leave it out with --methods",
+            )
+        layers = tuple(self.layer_parts(module) for module in self.layer_modules(model))
+        return Decomposable(layers=layers, head=self.head_stages(model))
 
     def classification_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The classification position ``c`` of every row, shape ``[B]``.

@@ -26,6 +26,7 @@ from tasks.model.adapters.base import (
     inner_layer,
     linear_norm_inputs,
 )
+from tasks.model.adapters.decomposition import HeadStage, bert_layer_parts, pooled_head, sequence_head
 from tasks.model.attention_hook import audit_attention
 
 Finish = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -173,7 +174,12 @@ _QKV = ("query", "key", "value")
 
 
 def _bert_style(
-    family: str, model_types: tuple[str, ...], base: str, head: Head, project: str | None = None
+    family: str,
+    model_types: tuple[str, ...],
+    base: str,
+    head: Head,
+    project: str | None = None,
+    head_stages: Callable[[nn.Module], tuple[HeadStage, ...]] | None = None,
 ) -> ModelAdapter:
     """An adapter for BERT's layer layout (``encoder.layer[i].attention.self`` / ``.output.dense``)."""
     return ModelAdapter(
@@ -186,12 +192,16 @@ def _bert_style(
         embed=_encoder_embed(project=project),
         norm_inputs=linear_norm_inputs("attention.self.value", "attention.output.dense", "num_attention_heads"),
         last_layer=encoder_last_layer("attention.self", _QKV, "num_attention_heads", _bert_finish),
+        layer_parts=bert_layer_parts,
+        head_stages=head_stages,
     )
 
 
 ENCODERS: tuple[ModelAdapter, ...] = (
-    _bert_style("BERT", ("bert",), "bert", _pooled_head("bert.pooler")),
-    _bert_style("RoBERTa", ("roberta", "xlm-roberta", "camembert"), "roberta", _sequence_head),
+    _bert_style("BERT", ("bert",), "bert", _pooled_head("bert.pooler"), head_stages=pooled_head("bert.pooler")),
+    _bert_style(
+        "RoBERTa", ("roberta", "xlm-roberta", "camembert"), "roberta", _sequence_head, head_stages=sequence_head
+    ),
     ModelAdapter(
         family="DistilBERT",
         model_types=("distilbert",),
@@ -214,7 +224,9 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         norm_inputs=linear_norm_inputs("attention.value", "attention.dense", "num_attention_heads"),
         last_layer=encoder_last_layer("attention", _QKV, "num_attention_heads", _albert_finish),
     ),
-    _bert_style("ELECTRA", ("electra",), "electra", _sequence_head, project="embeddings_project"),
+    _bert_style(
+        "ELECTRA", ("electra",), "electra", _sequence_head, project="embeddings_project", head_stages=sequence_head
+    ),
     ModelAdapter(
         family="DeBERTa-v2/v3",
         model_types=("deberta-v2",),

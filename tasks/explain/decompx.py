@@ -1,0 +1,201 @@
+"""DecompX (Modarressi et al. 2023): a per-token decomposition carried through the whole classifier.
+
+Every hidden state is written as a sum over the input tokens, ``x_i = Σ_k x_i^(k)``, starting from
+``x_i^(k) = δ_ik · h⁰_i`` (the embedding output, position and segment embeddings included, belongs to its
+own token). Each part of a post-layer-norm encoder layer maps the decomposition linearly:
+
+- **attention** (probabilities ``α^h`` of the model pass held fixed, as the paper does):
+  ``a_i^(k) = Σ_h W_O^h Σ_j α^h_ij W_V^h x_j^(k)``; its bias ``W_O b_V + b_O`` (``Σ_j α_ij = 1``) is a bias;
+- **residual**: ``r_i^(k) = x_i^(k) + a_i^(k)``;
+- **layer norm**, linearised with the token's own statistics (those of the whole ``r_i``):
+  ``LN(r_i)^(k) = γ ⊙ (r_i^(k) − mean_d r_i^(k)) / σ_i`` with ``σ_i = sqrt(var_d(r_i) + ε)``; ``β`` is a bias;
+- **feed-forward**: ``u^(k) = W1 y^(k)``, the activation linearised per token and dimension through the
+  origin (the paper's zero-offset approximation): ``act(u)^(k) = u^(k) ⊙ act(u) / u`` with ``u = Σ_k u^(k)``
+  (a ratio of 0 where ``u = 0``), then ``W2``; ``b1`` and ``b2`` are biases; residual and second norm as above;
+- **head** at the classification position ``c``: its linear maps and its activation (BERT's pooler tanh,
+  ELECTRA's gelu) the same way, to per-class logits ``z^(k)`` of ``[C]``.
+
+**Biases.** A bias ``b`` added at position ``i`` is split among the tokens in proportion to the absolute
+dot product of each token's current part with it, ``b^(k) = b · |x_i^(k)·b| / Σ_k' |x_i^(k')·b|`` (equal
+shares when every product is 0), the paper's recommended bias decomposition. Every step therefore keeps
+``Σ_k x_i^(k) = x_i`` exactly (up to rounding), and ``Σ_k z^(k) = z``: the per-token logits sum to the model's
+logit with no separate bias term. The score of token ``k`` is ``z_ŷ^(k)``, signed (evidence for or against ``ŷ``).
+
+**Cost and memory.** No extra model pass: the decomposition reads the model pass's attention
+probabilities and hidden state ``h⁰``. It is ``[T, T, D]`` per layer (float64) and ``[n, T, D_ff]`` inside the
+feed-forward block, computed for ``n`` query positions at a time with ``n · T`` at most the token budget.
+
+References:
+    Modarressi, Fayyaz, Aghazadeh, Yaghoobzadeh & Pilehvar (2023), "DecompX: Explaining Transformers
+    Decisions by Propagating Token Decomposition", ACL. https://arxiv.org/abs/2306.02873
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tasks.config import MethodOptions
+from tasks.explain.passes import BatchContext
+from tasks.model.adapters.base import ModelAdapter
+from tasks.model.adapters.decomposition import Decomposable, HeadStage, LayerParts, not_decomposable
+from tasks.records import TokenScores
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """One example's decomposition.
+
+    Attributes:
+        logits: ``[T, C]``: row ``k`` is token ``k``'s part ``z^(k)`` of every class's logit.
+        states: ``L + 1`` tensors ``[T, D]``: ``Σ_k x^(k)`` entering each layer and leaving the last,
+            which reconstruct the model's hidden states.
+    """
+
+    logits: torch.Tensor
+    states: tuple[torch.Tensor, ...]
+
+
+def position_chunks(length: int, token_budget: int) -> list[slice]:
+    """Query positions ``0..T-1`` in slices of ``n`` with ``n · T <= token_budget`` (at least one each)."""
+    size = max(1, token_budget // max(1, length))
+    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+
+
+def split_bias(parts: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``parts`` ``[..., K, D]`` plus ``bias`` ``[D]``, shared among the ``K`` tokens by ``|x^(k)·b|``.
+
+    Returns:
+        ``[..., K, D]`` whose sum over ``K`` is ``Σ_k parts^(k) + bias``.
+    """
+    weights = (parts @ bias).abs()  # [..., K]
+    total = weights.sum(dim=-1, keepdim=True)
+    uniform = torch.full_like(weights, 1.0 / weights.shape[-1])
+    shares = torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), uniform)
+    return parts + shares[..., None] * bias
+
+
+def linearised_norm(parts: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """``LN`` of a decomposition ``[..., K, D]``, linear in each part, with the statistics of the whole."""
+    whole = parts.sum(dim=-2, keepdim=True)  # [..., 1, D]
+    sigma = torch.sqrt(whole.var(dim=-1, unbiased=False, keepdim=True) + norm.eps)
+    centred = parts - parts.mean(dim=-1, keepdim=True)
+    normed = norm.weight.to(parts.dtype) * centred / sigma
+    return split_bias(normed, norm.bias.to(parts.dtype))
+
+
+def linearised_activation(parts: torch.Tensor, activation: Activation) -> torch.Tensor:
+    """``act`` of a decomposition ``[..., K, D']`` through the origin: ``u^(k) ⊙ act(u) / u``, ``u = Σ_k u^(k)``."""
+    whole = parts.sum(dim=-2, keepdim=True)
+    safe = torch.where(whole == 0, torch.ones_like(whole), whole)
+    ratio = torch.where(whole == 0, torch.zeros_like(whole), activation(whole) / safe)
+    return parts * ratio
+
+
+def linear(parts: torch.Tensor, module: nn.Linear) -> torch.Tensor:
+    """``W x^(k)`` for every part, the bias shared by ``split_bias``."""
+    out = parts @ module.weight.to(parts.dtype).T
+    return out if module.bias is None else split_bias(out, module.bias.to(parts.dtype))
+
+
+def attention_block(parts: torch.Tensor, layer: LayerParts, attention: torch.Tensor) -> torch.Tensor:
+    """``Σ_h W_O^h Σ_j α^h_ij W_V^h x_j^(k)`` with the bias ``W_O b_V + b_O`` shared, ``[T, K, D]``.
+
+    Args:
+        parts: ``[T, K, D]`` the layer's input decomposition.
+        layer: The layer's modules.
+        attention: ``[H, T, T]`` its attention probabilities (rows are queries).
+    """
+    dtype = parts.dtype
+    values = parts @ layer.value.weight.to(dtype).T  # [T(j), K, H·d]
+    values = values.view(*values.shape[:2], layer.heads, -1)
+    mixed = torch.einsum("hij,jkhd->ikhd", attention.to(dtype), values).flatten(2)
+    out = mixed @ layer.output.weight.to(dtype).T
+    bias = layer.output.weight.to(dtype) @ layer.value.bias.to(dtype) + layer.output.bias.to(dtype)
+    return split_bias(out, bias)
+
+
+def feed_forward(parts: torch.Tensor, layer: LayerParts) -> torch.Tensor:
+    """``W2 act(W1 y + b1) + b2`` of a decomposition ``[n, K, D]``, the activation linearised."""
+    hidden = linearised_activation(linear(parts, layer.intermediate), layer.activation)
+    return linear(hidden, layer.ffn_output)
+
+
+def decompose_layer(parts: torch.Tensor, layer: LayerParts, attention: torch.Tensor, token_budget: int) -> torch.Tensor:
+    """One post-LN layer of the decomposition: ``[T, K, D]`` in, ``[T, K, D]`` out.
+
+    The feed-forward block runs on ``n`` query positions at a time (``position_chunks``).
+    """
+    normed = linearised_norm(parts + attention_block(parts, layer, attention), layer.norm1)
+    out = torch.empty_like(normed)
+    for rows in position_chunks(parts.shape[0], token_budget):
+        block = normed[rows]
+        out[rows] = linearised_norm(block + feed_forward(block, layer), layer.norm2)
+    return out
+
+
+def decompose_head(parts: torch.Tensor, stages: tuple[HeadStage, ...]) -> torch.Tensor:
+    """The head's stages on the decomposition of the final state at ``c``: ``[K, D]`` to ``[K, C]``."""
+    for stage in stages:
+        if stage.linear is not None:
+            parts = linear(parts, stage.linear)
+        if stage.activation is not None:
+            parts = linearised_activation(parts, stage.activation)
+    return parts
+
+
+def decompose(
+    model: Decomposable,
+    embedded: torch.Tensor,
+    attentions: list[torch.Tensor],
+    position: int,
+    token_budget: int,
+) -> Decomposition:
+    """DecompX of one unpadded example.
+
+    Args:
+        model: The modules to propagate through (``ModelAdapter.decomposable``).
+        embedded: ``[T, D]``, the embedding output ``h⁰`` (the hidden state entering layer 0).
+        attentions: ``L`` tensors ``[H, T, T]``, each layer's attention probabilities.
+        position: The classification position ``c``.
+        token_budget: Most ``n · T`` per feed-forward chunk.
+
+    Returns:
+        The per-token logits and the reconstructed hidden states.
+    """
+    parts = torch.diag_embed(embedded.double().T).permute(1, 2, 0)  # [T(i), K, D], x_i^(k) = δ_ik h⁰_i
+    states = [parts.sum(dim=1)]
+    for layer, attention in zip(model.layers, attentions, strict=True):
+        parts = decompose_layer(parts, layer, attention, token_budget)
+        states.append(parts.sum(dim=1))
+    return Decomposition(logits=decompose_head(parts[position], model.head), states=tuple(states))
+
+
+def decompx(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
+    """DecompX: token ``k``'s signed part ``z_ŷ^(k)`` of the target logit, every example unpadded."""
+    bundle = context.bundle
+    model = bundle.adapter.decomposable(bundle.model)
+    model_pass = context.model_pass
+    positions = context.classification_positions.tolist()
+    targets = context.targets.tolist()
+    scores = []
+    with torch.inference_mode():
+        for row, example in enumerate(context.examples):
+            length = example.length
+            attentions = [attention[row, :, :length, :length] for attention in model_pass.attentions]
+            embedded = model_pass.hidden_states[0][row, :length]
+            result = decompose(model, embedded, attentions, positions[row], context.token_budget)
+            scores.append(result.logits[:, targets[row]].cpu().numpy())
+    return context.records("decompx", scores)
+
+
+def unsupported(adapter: ModelAdapter) -> str:
+    """Why DecompX is not defined for ``adapter``'s family, or ``""`` where it is."""
+    if adapter.supports_decomposition:
+        return ""
+    return f"{adapter.family} models: {not_decomposable(adapter.family, adapter.causal)}"
