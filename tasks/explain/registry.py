@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks.config import MethodOptions
-from tasks.explain import attention, baseline, flow, gradients, perturbation
+from tasks.explain import attention, baseline, flow, gradients, perturbation, value_zeroing
 from tasks.explain.passes import BatchContext
 from tasks.records import MethodFamily, TokenScores
 
@@ -36,6 +36,8 @@ class MethodSpec:
         formula: One-line definition for the report's methodology.
         citation: The paper.
         default: Computed when the run names no methods.
+        needs_attention_edits: Edits attention inside the forward pass, so it is not applicable to a
+            family whose attention cannot be edited (``ModelAdapter.supports_interventions``).
     """
 
     name: str
@@ -48,6 +50,7 @@ class MethodSpec:
     needs_gradients: bool = False
     needs_attention_grads: bool = False
     default: bool = True
+    needs_attention_edits: bool = False
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -108,6 +111,17 @@ METHODS: dict[str, MethodSpec] = {
             title="Norm-based attention",
             formula="‖Σ_h A[L,h][c,j] · f_h(x_j)‖₂, f_h(x) = (x W_V^h + b_V^h) W_O^h",
             citation="Kobayashi et al. 2020",
+        ),
+        MethodSpec(
+            name="value_zeroing",
+            family=MethodFamily.ATTENTION,
+            compute=value_zeroing.value_zeroing,
+            signed=False,
+            title="Value Zeroing",
+            formula="R = Ĉ[L]···Ĉ[1], C[l][i,j] = 1 − cos(h̃[l]_i(v_j := 0), h[l]_i) (rows normalised); score R[c,:]",
+            citation="Mohebbi et al. 2023",
+            default=False,
+            needs_attention_edits=True,
         ),
         MethodSpec(
             name="saliency",

@@ -22,6 +22,7 @@ from tasks.data.encoding import encode_corpus, plan_batches
 from tasks.errors import AuditError
 from tasks.evaluate.removal_check import removal_sample, second_operator
 from tasks.explain import imported
+from tasks.explain.registry import METHODS
 from tasks.model.bundle import ModelBundle
 from tasks.model.loading import load_model
 from tasks.records import EncodedExample, NotApplicable
@@ -140,14 +141,19 @@ def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplica
 
     Interventions replace attention probabilities inside the forward pass; a family whose attention is
     computed out of reach of transformers' attention function (DeBERTa's disentangled attention) cannot
-    have them. Every method reads only what every family exposes, so none is refused today; the kind
-    stays so that a method that needs more can say so here.
+    have them, nor the methods that edit attention the same way (``MethodSpec.needs_attention_edits``:
+    Value Zeroing). Every other method reads only what every family exposes.
     """
     adapter = bundle.adapter
     if adapter.supports_interventions:
         return ()
     reason = f"{adapter.family} models: {adapter.not_editable}"
-    return tuple(NotApplicable("intervention", name, reason) for name in config.interventions.names)
+    methods = tuple(
+        NotApplicable("method", name, reason)
+        for name in config.methods.methods
+        if name in METHODS and METHODS[name].needs_attention_edits
+    )
+    return methods + tuple(NotApplicable("intervention", name, reason) for name in config.interventions.names)
 
 
 def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
