@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tasks.config import MethodOptions
-from tasks.explain import attention, baseline, decompx, flow, gradients, perturbation
+from tasks.explain import attention, baseline, decompx, flow, gradients, perturbation, value_zeroing
 from tasks.explain.passes import BatchContext
 from tasks.model.adapters.base import ModelAdapter
 from tasks.records import MethodFamily, TokenScores
@@ -179,6 +179,22 @@ METHODS: dict[str, MethodSpec] = {
             view_reason=(
                 "it carries each token's part of every hidden state through attention, norms, feed-forward and "
                 "head (Modarressi et al. 2023), so its scores add up to the logit"
+            ),
+        ),
+        MethodSpec(
+            name="value_zeroing",
+            family=MethodFamily.ATTENTION,
+            compute=value_zeroing.value_zeroing,
+            signed=False,
+            title="Value Zeroing",
+            formula="R = Ĉ[L]···Ĉ[1], C[l][i,j] = 1 − cos(h̃[l]_i(v_j := 0), h[l]_i) (rows normalised); score R[c,:]",
+            citation="Mohebbi et al. 2023",
+            default=False,
+            unsupported=value_zeroing.unsupported,
+            view=AttentionView.DECOMPOSITION,
+            view_reason=(
+                "it measures how much each token's value vector changes every layer's output, residuals, norms "
+                "and feed-forward included (Mohebbi et al. 2023), not how much weight it receives"
             ),
         ),
         MethodSpec(

@@ -22,6 +22,7 @@ from tasks.errors import AuditError
 from tasks.explain.gradients import completeness_holds
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
+from tasks.explain.value_zeroing import value_zeroing_maps
 from tasks.interventions.mechanism import tvd
 from tasks.interventions.registry import INTERVENTIONS, run_interventions
 from tasks.model.bundle import ModelBundle
@@ -242,6 +243,61 @@ def test_masking_a_head_equals_zeroing_its_columns_of_the_output_projection(bund
         logits = torch.stack([own_logits(model, e.input_ids) for e in context.examples])
     expected = tvd(torch.softmax(context.model_pass.logits.double(), -1), torch.softmax(logits, -1))
     np.testing.assert_allclose(ours, expected.numpy(), atol=1e-6)
+
+
+VALUE_PROJECTIONS = (".value", ".v_lin", ".v_proj", ".c_attn")
+"""Names of the value projections of the tiny families (GPT-2's ``c_attn`` fuses Q, K, V; V is the last third)."""
+
+
+def value_zeroed_outputs(model: torch.nn.Module, input_ids: np.ndarray, layer: int, token: int) -> torch.Tensor:
+    """The model's own ``hidden_states`` with token ``token``'s value vector zeroed in ``layer`` only.
+
+    A hook on every value projection counts the calls (the ``k``-th is depth ``k``, ALBERT's shared
+    module included) and zeroes row ``token`` of its output at depth ``layer``, every head at once.
+    """
+    calls = [0]
+
+    def zero(module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+        at, calls[0] = calls[0], calls[0] + 1
+        if at != layer:
+            return output
+        output = output.clone()
+        first = 2 * output.shape[-1] // 3 if type(module).__name__ == "Conv1D" else 0
+        output[:, token, first:] = 0
+        return output
+
+    hooks = [m.register_forward_hook(zero) for n, m in model.named_modules() if n.endswith(VALUE_PROJECTIONS)]
+    try:
+        with torch.no_grad():
+            return torch.stack(
+                model(input_ids=torch.from_numpy(input_ids)[None], output_hidden_states=True).hidden_states
+            )
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def test_value_zeroing_maps_equal_the_models_own_forward_with_one_value_vector_zeroed(bundle, context):
+    if not editable(bundle):
+        with pytest.raises(AuditError, match="value zeroing is not applicable"):
+            METHODS["value_zeroing"].compute(context, OPTIONS)
+        return
+    maps = value_zeroing_maps(context)
+    layers = bundle.model.config.num_hidden_layers
+    checked = range(layers - 1) if bundle.adapter.causal else range(layers)  # a decoder's last state is final-normed
+    row = 1
+    example = context.examples[row]
+    clean = value_zeroed_outputs(bundle.model, example.input_ids, -1, 0)[:, 0].double()
+    for layer in checked:
+        expected = np.zeros((example.length, example.length))
+        for token in range(example.length):
+            zeroed = value_zeroed_outputs(bundle.model, example.input_ids, layer, token)[layer + 1, 0].double()
+            expected[:, token] = 1 - torch.nn.functional.cosine_similarity(zeroed, clean[layer + 1], dim=-1).numpy()
+        np.testing.assert_allclose(maps[row][layer].numpy(), expected, atol=2e-5)
+        assert expected.max() > 1e-4
+    for record in METHODS["value_zeroing"].compute(context, OPTIONS):
+        assert record.scores.sum() == pytest.approx(1.0, abs=1e-9)
+        assert (record.scores >= 0).all()
 
 
 def test_interventions_on_deberta_are_refused_with_the_reason(bundle, context):

@@ -63,6 +63,22 @@ def test_interventions_a_family_cannot_support_are_recorded_and_left_out(tiny_bu
     assert not_applicable(config, tiny_bundle) == ()
 
 
+def test_value_zeroing_on_a_family_whose_attention_cannot_be_edited_is_a_not_applicable_row(
+    tiny_bundle, tiny_model_dir
+):
+    bundle = replace(tiny_bundle, adapter=adapter_for("deberta-v2"))
+    config = config_for(
+        tiny_model_dir,
+        methods={"methods": ["rollout", "value_zeroing", "leave_one_out"]},
+        interventions={"interventions": ["uniform"]},
+    )
+    skipped = not_applicable(config, bundle)
+    assert [(item.kind, item.name) for item in skipped] == [("method", "value_zeroing"), ("intervention", "uniform")]
+    assert all("disentangled attention" in item.reason for item in skipped)
+    assert without(config, skipped).methods.methods == ("rollout", "leave_one_out")
+    assert not_applicable(config, tiny_bundle) == ()
+
+
 def test_an_intervention_layer_outside_the_model_is_refused(tiny_bundle, tiny_model_dir):
     with pytest.raises(AuditError, match="names layer 7, but the model has 2 layers"):
         check_layers(config_for(tiny_model_dir, interventions={"layers": [7]}), tiny_bundle)

@@ -8,7 +8,7 @@ layer (norm-based attention). The families' parts live in ``encoders`` and ``dec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -235,6 +235,28 @@ class ModelAdapter:
         if self.final_norm is not None:
             hidden = attribute(base, self.final_norm)(hidden)
         return self.head_logits(model, hidden, positions)
+
+    def patched_layer_outputs(
+        self,
+        model: nn.Module,
+        inputs: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor,
+        edit: AttentionEdit | None = None,
+    ) -> list[torch.Tensor]:
+        """Every layer's output, each layer run on its own cached clean input (value zeroing).
+
+        Layer ``l`` reads ``inputs[l]`` (``hidden_states[l]`` of the clean forward pass, ``[N, W, D]``),
+        not the output of the layer below, so an ``edit`` active in every layer changes each layer's
+        output only through that layer's own attention: one forward's work gives ``L`` one-layer
+        interventions (Mohebbi et al. 2023). Returns ``L`` tensors ``[N, W, D]``, before any final norm.
+        """
+        self.require("running layers from cached hidden states")
+        base = self.base_model(model)
+        mask = self._mask(model, inputs[0], attention_mask)
+        extra = self._layer_inputs(base, inputs[0])
+        layers = self.layer_modules(model)
+        with editing(edit, first_layer=0) if edit is not None else nullcontext():
+            return [layer(hidden, attention_mask=mask, **extra) for layer, hidden in zip(layers, inputs, strict=True)]
 
     def forward_logits(
         self,
