@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks.config import MethodOptions
-from tasks.explain import attention, baseline, flow, gradients, perturbation
+from tasks.explain import attention, baseline, decomposition, flow, gradients, perturbation
 from tasks.explain.passes import BatchContext
+from tasks.model.adapters.base import ModelAdapter
 from tasks.records import MethodFamily, TokenScores
 
 Method = Callable[[BatchContext, MethodOptions], list[TokenScores]]
@@ -36,6 +37,8 @@ class MethodSpec:
         formula: One-line definition for the report's methodology.
         citation: The paper.
         default: Computed when the run names no methods.
+        not_applicable_to: Why the method does not apply to a model family (``""`` where it does);
+            None: it applies to every family. The run records it as not applicable with the reason.
     """
 
     name: str
@@ -48,6 +51,7 @@ class MethodSpec:
     needs_gradients: bool = False
     needs_attention_grads: bool = False
     default: bool = True
+    not_applicable_to: Callable[[ModelAdapter], str] | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -108,6 +112,34 @@ METHODS: dict[str, MethodSpec] = {
             title="Norm-based attention",
             formula="‖Σ_h A[L,h][c,j] · f_h(x_j)‖₂, f_h(x) = (x W_V^h + b_V^h) W_O^h",
             citation="Kobayashi et al. 2020",
+        ),
+        MethodSpec(
+            name="alti",
+            family=MethodFamily.ATTENTION,
+            compute=decomposition.alti,
+            signed=False,
+            title="ALTI",
+            formula=(
+                "c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁), y_i = Σ_j T_i(x_j) + b̃_i = LN1 output; "
+                "rows normalised; R = C[L]···C[1]; score R[c,:]"
+            ),
+            citation="Ferrando et al. 2022",
+            default=False,
+            not_applicable_to=decomposition.unsupported,
+        ),
+        MethodSpec(
+            name="globenc",
+            family=MethodFamily.ATTENTION,
+            compute=decomposition.globenc,
+            signed=False,
+            title="GlobEnc",
+            formula=(
+                "‖γ₂ ⊙ (T_i(x_j) − μ) / σ₂,i‖₂ through LN1 and LN2 (residuals included, FFN left out); "
+                "rows normalised; R = N[L]···N[1]; score R[c,:]"
+            ),
+            citation="Modarressi et al. 2022",
+            default=False,
+            not_applicable_to=decomposition.unsupported,
         ),
         MethodSpec(
             name="saliency",

@@ -22,6 +22,7 @@ from tasks.data.encoding import encode_corpus, plan_batches
 from tasks.errors import AuditError
 from tasks.evaluate.removal_check import removal_sample, second_operator
 from tasks.explain import imported
+from tasks.explain.registry import spec_of
 from tasks.model.bundle import ModelBundle
 from tasks.model.loading import load_model
 from tasks.records import EncodedExample, NotApplicable
@@ -140,14 +141,20 @@ def not_applicable(config: AuditConfig, bundle: ModelBundle) -> tuple[NotApplica
 
     Interventions replace attention probabilities inside the forward pass; a family whose attention is
     computed out of reach of transformers' attention function (DeBERTa's disentangled attention) cannot
-    have them. Every method reads only what every family exposes, so none is refused today; the kind
-    stays so that a method that needs more can say so here.
+    have them. A method whose ``MethodSpec.not_applicable_to`` gives a reason for this family (ALTI and
+    GlobEnc on pre-norm decoders) is refused with that reason.
     """
     adapter = bundle.adapter
+    methods = []
+    for name in config.methods.methods:
+        check = spec_of(name).not_applicable_to
+        reason = check(adapter) if check is not None else ""
+        if reason:
+            methods.append(NotApplicable("method", name, reason))
     if adapter.supports_interventions:
-        return ()
+        return tuple(methods)
     reason = f"{adapter.family} models: {adapter.not_editable}"
-    return tuple(NotApplicable("intervention", name, reason) for name in config.interventions.names)
+    return (*methods, *(NotApplicable("intervention", name, reason) for name in config.interventions.names))
 
 
 def without(config: AuditConfig, skipped: tuple[NotApplicable, ...]) -> AuditConfig:
