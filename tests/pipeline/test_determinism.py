@@ -8,7 +8,8 @@ head_agreement) is compared. Only floating-point noise from padding and from how
 differ: measured on this model, at most 2.2e-6 in a token score, 1.6e-5 in a metric (``alti``'s
 ``soft_sufficiency`` of example 2, value 0.032, whose ALTI scores differ by 8e-8 between batchings: that
 example's soft metrics amplify the forward passes' float noise for every method, ``leave_one_out`` 9e-6)
-and 6e-7 in an intervention statistic; the tolerance is ``atol = 2e-5`` plus ``rtol = 1e-4``. Before each example drew its own adversarial noise, ``jsd`` differed by up to 0.13.
+and 6e-7 in an intervention statistic; the tolerance is ``atol = 2e-5`` plus ``rtol = 1e-4``. Before
+each example drew its own adversarial noise, ``jsd`` differed by up to 0.13.
 """
 
 from __future__ import annotations
