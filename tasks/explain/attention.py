@@ -62,6 +62,18 @@ def rollout_matrices(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
     return rollout
 
 
+def product_rollout(matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Rollout without an added identity, ``R = M[L] · M[L-1] ··· M[1]`` (first layer first).
+
+    For per-layer matrices that already include the residual connection (ALTI, GlobEnc), rows
+    normalised. Args: ``L`` tensors ``[B, W, W]``. Returns ``[B, W, W]``.
+    """
+    rollout = matrices[0]
+    for matrix in matrices[1:]:
+        rollout = matrix @ rollout
+    return rollout
+
+
 def attention_last(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
     """``mean_h A[L,h][c,:]``: the last layer's attention from the classification position."""
     last = context.model_pass.attentions[-1].mean(dim=1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tasks.config import MethodOptions
-from tasks.explain import attention, baseline, decompx, flow, gradients, perturbation, value_zeroing
+from tasks.explain import attention, baseline, decomposition, decompx, flow, gradients, perturbation, value_zeroing
 from tasks.explain.passes import BatchContext
 from tasks.model.adapters.base import ModelAdapter
 from tasks.records import MethodFamily, TokenScores
@@ -195,6 +195,44 @@ METHODS: dict[str, MethodSpec] = {
             view_reason=(
                 "it measures how much each token's value vector changes every layer's output, residuals, norms "
                 "and feed-forward included (Mohebbi et al. 2023), not how much weight it receives"
+            ),
+        ),
+        MethodSpec(
+            name="alti",
+            family=MethodFamily.ATTENTION,
+            compute=decomposition.alti,
+            signed=False,
+            title="ALTI",
+            formula=(
+                "c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁), y_i = Σ_j T_i(x_j) + b̃_i = LN1 output; "
+                "rows normalised; R = C[L]···C[1]; score R[c,:]"
+            ),
+            citation="Ferrando et al. 2022",
+            default=False,
+            unsupported=decomposition.unsupported,
+            view=AttentionView.DECOMPOSITION,
+            view_reason=(
+                "it splits each layer's attention-block output by source token, values, residual and layer norm "
+                "included (Ferrando et al. 2022), not only the weights"
+            ),
+        ),
+        MethodSpec(
+            name="globenc",
+            family=MethodFamily.ATTENTION,
+            compute=decomposition.globenc,
+            signed=False,
+            title="GlobEnc",
+            formula=(
+                "‖γ₂ ⊙ (T_i(x_j) − μ) / σ₂,i‖₂ through LN1 and LN2 (residuals included, FFN left out); "
+                "rows normalised; R = N[L]···N[1]; score R[c,:]"
+            ),
+            citation="Modarressi et al. 2022",
+            default=False,
+            unsupported=decomposition.unsupported,
+            view=AttentionView.DECOMPOSITION,
+            view_reason=(
+                "it carries each source token's part of the attention-block output through both layer norms, "
+                "residuals included (Modarressi et al. 2022)"
             ),
         ),
         MethodSpec(

@@ -92,6 +92,9 @@ def test_the_layer_by_layer_forward_gives_the_models_logits(bundle, context):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_scores_a_padded_batch_as_one_example_at_a_time(bundle, examples, context, method):
+    check = METHODS[method].unsupported
+    if check is not None and check(bundle.adapter):
+        pytest.skip("not applicable to the family (see the not-applicable test)")
     compute = METHODS[method].compute
     check = METHODS[method].unsupported
     if check is not None and check(bundle.adapter):
@@ -126,6 +129,81 @@ def test_attention_rows_and_rollout_are_distributions_over_the_real_tokens(conte
     for record in METHODS[method].compute(context, OPTIONS):
         assert record.scores.sum() == pytest.approx(1.0, abs=1e-5)
         assert (record.scores >= 0).all()
+
+
+FIRST_NORMS = {
+    "bert": "attention.output.LayerNorm",
+    "electra": "attention.output.LayerNorm",
+    "roberta": "attention.output.LayerNorm",
+    "xlm-roberta": "attention.output.LayerNorm",
+    "deberta-v2": "attention.output.LayerNorm",
+    "distilbert": "sa_layer_norm",
+    "albert": "attention.LayerNorm",
+}
+"""Where each post-LN family's LN1 (after the attention block's residual) is, read independently of the adapter."""
+
+
+@pytest.mark.parametrize("method", ["alti", "globenc"])
+def test_alti_and_globenc_apply_to_the_post_ln_encoders_and_are_distributions(bundle, context, method):
+    applies = bundle.model.config.model_type in FIRST_NORMS
+    assert (METHODS[method].unsupported(bundle.adapter) == "") == applies  # type: ignore[misc]
+    if not applies:
+        with pytest.raises(AuditError, match="pre-norm"):
+            METHODS[method].compute(context, OPTIONS)
+        return
+    for record in METHODS[method].compute(context, OPTIONS):
+        assert record.scores.sum() == pytest.approx(1.0, abs=1e-5)
+        assert (record.scores >= 0).all()
+
+
+def test_the_attention_block_decomposition_reconstructs_the_hooked_ln1_output(bundle, context):
+    """``Σ_j T_i(x_j) + b̃_i`` (ALTI, GlobEnc) equals what the family's LN1 returns, every layer."""
+    from tasks.explain.decomposition import reconstructions
+
+    model_type = bundle.model.config.model_type
+    if model_type not in FIRST_NORMS:
+        pytest.skip("pre-norm decoders: not applicable (see the test above)")
+    modules = bundle.adapter.layer_modules(bundle.model)
+    norms = {id(n): n for n in (_path(inner_of(m), FIRST_NORMS[model_type]) for m in modules)}.values()
+    captured: list[torch.Tensor] = []
+    handles = [n.register_forward_hook(lambda _m, _i, output: captured.append(output.detach())) for n in norms]
+    rebuilt = reconstructions(context)
+    try:
+        for row, example in enumerate(context.examples):
+            captured.clear()
+            with torch.no_grad():
+                bundle.model(input_ids=torch.from_numpy(example.input_ids)[None])
+            assert len(captured) == len(rebuilt)
+            for layer, output in enumerate(captured):
+                torch.testing.assert_close(
+                    rebuilt[layer][row, : example.length], output[0].double(), atol=1e-4, rtol=1e-4
+                )
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_alti_and_globenc_on_a_decoder_are_recorded_not_applicable_with_the_reason(bundle):
+    from tasks.config import AuditConfig
+    from tasks.pipeline.plan import not_applicable, without
+    from tasks.verdict.resolve import resolve
+
+    config = resolve(
+        AuditConfig.model_validate(
+            {"model": {"name_or_path": "unused"}, "methods": {"methods": ["rollout", "alti", "globenc"]}}
+        )
+    )
+    skipped = [item for item in not_applicable(config, bundle) if item.kind == "method"]
+    if bundle.model.config.model_type in FIRST_NORMS:
+        assert skipped == []
+        return
+    assert [item.name for item in skipped] == ["alti", "globenc"]
+    assert all("pre-norm" in item.reason and bundle.adapter.family in item.reason for item in skipped)
+    assert without(config, tuple(skipped)).methods.methods == ("rollout",)
+
+
+def inner_of(module: torch.nn.Module) -> torch.nn.Module:
+    return module.albert_layers[-1] if hasattr(module, "albert_layers") else module  # type: ignore[return-value]
 
 
 def test_integrated_gradients_are_complete(context):

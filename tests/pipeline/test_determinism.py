@@ -5,9 +5,11 @@ not change the numbers. Here the whole method set and every intervention run thr
 (``plan_batches``, then ``audit_batch`` per batch) at two batch sizes and at two token budgets, and every
 row the batches would store (``batch_frames``: examples, tokens, token_scores, metrics, interventions,
 head_agreement) is compared. Only floating-point noise from padding and from how passes are chunked may
-differ: measured on this model, at most 2.2e-6 in a token score, 6e-6 in a metric (a relative
-completeness error) and 6e-7 in an intervention statistic; the tolerance is ``atol = 1e-5`` plus
-``rtol = 1e-4``. Before each example drew its own adversarial noise, ``jsd`` differed by up to 0.13.
+differ: measured on this model, at most 2.2e-6 in a token score, 1.6e-5 in a metric (``alti``'s
+``soft_sufficiency`` of example 2, value 0.032, whose ALTI scores differ by 8e-8 between batchings: that
+example's soft metrics amplify the forward passes' float noise for every method, ``leave_one_out`` 9e-6)
+and 6e-7 in an intervention statistic; the tolerance is ``atol = 2e-5`` plus ``rtol = 1e-4``. Before
+each example drew its own adversarial noise, ``jsd`` differed by up to 0.13.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ METHOD_OPTIONS = MethodOptions(methods=tuple(METHODS), ig_steps=4, random_draws=
 INTERVENTION_OPTIONS = InterventionOptions(
     interventions=tuple(INTERVENTIONS), layers=(0, -1), permutation_draws=4, erasure_draws=2, adversarial_steps=10
 )
-ATOL, RTOL = 1e-5, 1e-4
-"""Float noise allowed between batchings (measured at most 6e-6; see the module docstring)."""
+ATOL, RTOL = 2e-5, 1e-4
+"""Float noise allowed between batchings (measured at most 1.6e-5; see the module docstring)."""
 EXECUTIONS = {
     "batch size 6, token budget 8192": ExecutionSettings(batch_size=6, token_budget=8192, gradient_token_budget=2048),
     "batch size 2, token budget 8192": ExecutionSettings(batch_size=2, token_budget=8192, gradient_token_budget=2048),

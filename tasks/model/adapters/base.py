@@ -78,6 +78,44 @@ def linear_norm_inputs(value: str, output: str, heads: str, input_norm: str | No
     return norm_inputs
 
 
+# --- the attention block's norms (decompositions: ALTI, GlobEnc) ------------------------------------
+
+
+@dataclass(frozen=True)
+class PostNormBlock:
+    """Where a post-LN layer keeps what decomposes its attention block: ``LN1(x + Attn(x) W_O + b_O)``.
+
+    Paths are dotted from the (inner) layer. The attention block's output is
+    ``y = LN1(x + Σ_h A_h (x W_V^h + b_V^h) W_O^h + b_O)``; the layer's output is ``LN2(y + FFN(y))``.
+
+    Attributes:
+        output: The attention output projection (``nn.Linear``), whose bias is ``b_O``.
+        first_norm: ``LN1``, the ``nn.LayerNorm`` after the attention block's residual connection.
+        second_norm: ``LN2``, the ``nn.LayerNorm`` after the feed-forward block's residual connection.
+    """
+
+    output: str
+    first_norm: str
+    second_norm: str
+
+
+@dataclass(frozen=True)
+class BlockNorms:
+    """One layer's modules for a decomposition: ``b_O [D]``, ``LN1`` and ``LN2`` (``nn.LayerNorm``)."""
+
+    output_bias: torch.Tensor
+    first_norm: nn.LayerNorm
+    second_norm: nn.LayerNorm
+
+
+NO_POST_NORM = (
+    "its layers are pre-norm (the norm precedes the attention, so there is no layer norm after the "
+    "residual connection to linearise), and the decomposition of the attention block that ALTI and "
+    "GlobEnc define is that of post-LN encoders"
+)
+"""Why a family without a ``PostNormBlock`` cannot have the attention block decomposed."""
+
+
 # --- the adapter ------------------------------------------------------------------------------------
 
 
@@ -105,6 +143,9 @@ class ModelAdapter:
         layer_parts: A layer's modules in the order DecompX propagates through them (None: DecompX does
             not apply; ``tasks.model.adapters.decomposition.not_decomposable`` says why).
         head_stages: The classification head as linear maps and activations, for DecompX.
+
+        post_norm: Where a post-LN layer keeps its output projection and both layer norms (ALTI,
+            GlobEnc); None where the layers are not post-LN (``NO_POST_NORM`` says why that matters).
     """
 
     family: str
@@ -123,6 +164,8 @@ class ModelAdapter:
     last_layer: LastLayer | None = None
     layer_parts: Callable[[nn.Module], LayerParts] | None = None
     head_stages: Callable[[nn.Module], tuple[HeadStage, ...]] | None = None
+
+    post_norm: PostNormBlock | None = None
 
     @property
     def supports_interventions(self) -> bool:
@@ -157,6 +200,23 @@ class ModelAdapter:
             )
         layers = tuple(self.layer_parts(module) for module in self.layer_modules(model))
         return Decomposable(layers=layers, head=self.head_stages(model))
+
+    def block_norms(self, model: nn.Module, layer: int) -> BlockNorms:
+        """``b_O``, ``LN1`` and ``LN2`` of layer ``layer`` (ALBERT: of the group's last layer).
+
+        Raises:
+            AuditError: The family is not post-LN, so its attention block cannot be decomposed.
+        """
+        if self.post_norm is None:
+            raise AuditError(
+                f"decomposing the attention block is not applicable to {self.family} models: {NO_POST_NORM}",
+                "leave out alti and globenc with --methods",
+            )
+        inner = inner_layer(self.layer_modules(model)[layer])
+        output = attribute(inner, self.post_norm.output)
+        bias = output.bias if output.bias is not None else torch.zeros_like(output.weight[:, 0])
+        first, second = attribute(inner, self.post_norm.first_norm), attribute(inner, self.post_norm.second_norm)
+        return BlockNorms(bias, first, second)
 
     def classification_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The classification position ``c`` of every row, shape ``[B]``.

@@ -22,6 +22,7 @@ from tasks.model.adapters.base import (
     Head,
     LastLayer,
     ModelAdapter,
+    PostNormBlock,
     attribute,
     inner_layer,
     linear_norm_inputs,
@@ -168,6 +169,7 @@ def _albert_finish(layer: nn.Module, context: torch.Tensor, at: torch.Tensor) ->
 
 
 _QKV = ("query", "key", "value")
+_BERT_NORMS = PostNormBlock("attention.output.dense", "attention.output.LayerNorm", "output.LayerNorm")
 
 
 # --- the adapters -----------------------------------------------------------------------------------
@@ -194,6 +196,7 @@ def _bert_style(
         last_layer=encoder_last_layer("attention.self", _QKV, "num_attention_heads", _bert_finish),
         layer_parts=bert_layer_parts,
         head_stages=head_stages,
+        post_norm=_BERT_NORMS,
     )
 
 
@@ -212,6 +215,7 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         embed=_distilbert_embed,
         norm_inputs=linear_norm_inputs("attention.v_lin", "attention.out_lin", "n_heads"),
         last_layer=encoder_last_layer("attention", ("q_lin", "k_lin", "v_lin"), "n_heads", _distilbert_finish),
+        post_norm=PostNormBlock("attention.out_lin", "sa_layer_norm", "output_layer_norm"),
     ),
     ModelAdapter(
         family="ALBERT",
@@ -223,6 +227,7 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         embed=_encoder_embed(project="encoder.embedding_hidden_mapping_in"),
         norm_inputs=linear_norm_inputs("attention.value", "attention.dense", "num_attention_heads"),
         last_layer=encoder_last_layer("attention", _QKV, "num_attention_heads", _albert_finish),
+        post_norm=PostNormBlock("attention.dense", "attention.LayerNorm", "full_layer_layer_norm"),
     ),
     _bert_style(
         "ELECTRA", ("electra",), "electra", _sequence_head, project="embeddings_project", head_stages=sequence_head
@@ -236,6 +241,7 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         head=_pooled_head("pooler"),
         embed=_encoder_embed(),
         norm_inputs=linear_norm_inputs("attention.self.value_proj", "attention.output.dense", "num_attention_heads"),
+        post_norm=_BERT_NORMS,
         editable=False,
         not_editable=(
             "its disentangled attention is computed inside its own module, not by the attention function "
