@@ -19,6 +19,7 @@ from tasks.records import UNDER_TEST, MethodFamily
 from tasks.report.aggregates import BASELINE, AgreementRow, FaithfulnessRow, PlausibilityRow, SanityRow
 from tasks.report.interventions import InterventionReport
 from tasks.report.verdicts import VerdictReport
+from tasks.report.words import in_sentence
 
 BEATS_RANDOM_WORDS = {
     "yes": "more faithful than a random ranking on both measures",
@@ -98,7 +99,7 @@ def sanity_sentences(rows: Sequence[SanityRow], config: AuditConfig) -> list[str
     )
     if failing:
         sentence += "; these barely change and so cannot be explaining this model: " + ", ".join(
-            f"{row.title.lower()} (ρ {row.fully_randomised.mean:.2f})" for row in failing
+            f"{in_sentence(row.title)} (ρ {row.fully_randomised.mean:.2f})" for row in failing
         )
     return [sentence + "."]
 
@@ -123,18 +124,18 @@ def plausibility_sentences(rows: Sequence[PlausibilityRow]) -> list[str]:
     if deceptive:
         sentences.append(
             "Looks right but is not faithful: "
-            + ", ".join(f"{row.title.lower()} (AUPRC {row.auprc.mean:.2f})" for row in deceptive)
+            + ", ".join(f"{in_sentence(row.title)} (AUPRC {row.auprc.mean:.2f})" for row in deceptive)
             + f" highlight what people highlight better than chance (AUPRC {chance:.2f}) but do not beat random "
             "removal on both measures."
         )
     if hidden:
         sentences.append(
             "Faithful but not plausible: "
-            + ", ".join(f"{row.title.lower()} (AUPRC {row.auprc.mean:.2f})" for row in hidden)
+            + ", ".join(f"{in_sentence(row.title)} (AUPRC {row.auprc.mean:.2f})" for row in hidden)
             + f" reflect what the model uses but do not match the human rationales better than chance ({chance:.2f})."
         )
     if not sentences:
-        both = [row.title.lower() for row in rows if row.quadrant == "plausible and faithful"]
+        both = [in_sentence(row.title) for row in rows if row.quadrant == "plausible and faithful"]
         sentences.append(
             "Against the human rationales, "
             + (", ".join(both) if both else "no explanation")
@@ -157,14 +158,15 @@ def method_details(faithfulness: Sequence[FaithfulnessRow], agreement: Sequence[
     if ranked:
         best = max(ranked, key=lambda r: r.comprehensiveness.mean)
         sentence = (
-            f"By AOPC comprehensiveness the most faithful explanation is {best.title.lower()} "
+            f"By AOPC comprehensiveness the most faithful explanation is {in_sentence(best.title)} "
             f"({best.comprehensiveness.mean:.3f})"
         )
         attention = [r for r in ranked if r.family == MethodFamily.ATTENTION]
         if attention:
             top = max(attention, key=lambda r: r.comprehensiveness.mean)
             sentence += (
-                f"; the most faithful attention-based one is {top.title.lower()} ({top.comprehensiveness.mean:.3f})"
+                f"; the most faithful attention-based one is {in_sentence(top.title)} "
+                f"({top.comprehensiveness.mean:.3f})"
             )
         paragraphs.append(sentence + ".")
     return paragraphs
@@ -178,9 +180,9 @@ def _agreement_words(method: str, agreement: Sequence[AgreementRow], chance: Seq
     best = max(pairs, key=lambda a: a.kendall_tau.mean)
     worst = min(pairs, key=lambda a: a.kendall_tau.mean)
     words = (
-        f"ranks tokens in {best.strength} agreement with {best.reference_title.lower()} "
+        f"ranks tokens in {best.strength} agreement with {in_sentence(best.reference_title)} "
         f"(mean Kendall τ {best.kendall_tau}) and in {worst.strength} agreement with "
-        f"{worst.reference_title.lower()} (τ {worst.kendall_tau})"
+        f"{in_sentence(worst.reference_title)} (τ {worst.kendall_tau})"
     )
     if chance:
         words += f"; a random ranking scores τ ≈ {np.nanmean(chance):.2f}"

@@ -17,6 +17,7 @@ from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate
 from tasks.explain.registry import METHODS, spec_of
 from tasks.records import MethodFamily
+from tasks.report.words import in_sentence
 from tasks.verdict.evidence import EVIDENCE_COLUMNS, interventions_decide
 from tasks.verdict.sample_size import ExamplesToDecide, examples_to_decide
 
@@ -195,7 +196,7 @@ def _recommendation(
     }
     if references:
         best_reference = min(references, key=lambda m: references[m])
-        title, value = METHODS[best_reference].title.lower(), references[best_reference]
+        title, value = in_sentence(METHODS[best_reference].title), references[best_reference]
         sentences.append(
             "Recommendation: no attention-based explanation is shown to be faithful for this model; show "
             f"{title} instead (AOPC sufficiency {value:.3f}: its top tokens alone keep the prediction best among "
@@ -212,7 +213,7 @@ def _overall_sentence(overall: Sequence[VerdictRow]) -> str:
     """'Verdict over all examples: faithful: ...; inconclusive: ...; not faithful: ...'."""
     by_verdict: dict[str, list[str]] = {}
     for row in overall:
-        by_verdict.setdefault(row.verdict, []).append(row.title.lower())
+        by_verdict.setdefault(row.verdict, []).append(in_sentence(row.title))
     return (
         "Verdict over all examples: "
         + "; ".join(
@@ -231,14 +232,14 @@ def _extreme_slice_sentences(judged: Sequence[VerdictRow]) -> list[str]:
     if faithful_slices:
         best = max(faithful_slices, key=lambda r: r.comprehensiveness.mean)
         sentences.append(
-            f"Attention is most faithful on {_slice_words(best)}: {best.title.lower()} beats random removal by "
+            f"Attention is most faithful on {_slice_words(best)}: {in_sentence(best.title)} beats random removal by "
             f"{best.comprehensiveness.mean:+.3f} AOPC and agrees with the references at τ {best.agreement.mean:.2f} "
             f"({best.n} examples)."
         )
     if judged:
         worst = min(judged, key=lambda r: (r.verdict != "not faithful", r.comprehensiveness.mean))
         sentences.append(
-            f"It is least faithful on {_slice_words(worst)}: {worst.title.lower()} is {worst.verdict} there "
+            f"It is least faithful on {_slice_words(worst)}: {in_sentence(worst.title)} is {worst.verdict} there "
             f"(AOPC gain over random {worst.comprehensiveness.mean:+.3f}, τ with the references "
             f"{worst.agreement.mean:.2f}, {worst.n} examples)."
         )
@@ -248,7 +249,7 @@ def _extreme_slice_sentences(judged: Sequence[VerdictRow]) -> list[str]:
 def _attention_recommendation(chosen: VerdictRow, judged: Sequence[VerdictRow]) -> list[str]:
     """Recommend the chosen attention method, naming its weak slices and the faithful alternatives there."""
     recommendation = (
-        f"Recommendation: show {chosen.title.lower()} to users of this model (faithful overall: AOPC gain over "
+        f"Recommendation: show {in_sentence(chosen.title)} to users of this model (faithful overall: AOPC gain over "
         f"random {chosen.comprehensiveness:+.3f}, τ with the references {chosen.agreement:.2f})"
     )
     weak = [r for r in judged if r.method == chosen.method and r.verdict != "faithful"]
@@ -266,7 +267,8 @@ def _attention_recommendation(chosen: VerdictRow, judged: Sequence[VerdictRow]) 
     ]
     for other in alternatives[:2]:
         sentences.append(
-            f"On {_slice_words(other)}, {other.title.lower()} is faithful where {chosen.title.lower()} is not "
+            f"On {_slice_words(other)}, {in_sentence(other.title)} is faithful where "
+            f"{in_sentence(chosen.title)} is not "
             f"(AOPC gain {other.comprehensiveness.mean:+.3f}, τ {other.agreement.mean:.2f})."
         )
     return sentences

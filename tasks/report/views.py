@@ -19,6 +19,7 @@ import pandas as pd
 from tasks.explain.registry import METHODS, AttentionView
 from tasks.records import MethodFamily
 from tasks.report.verdicts import VerdictReport, VerdictRow
+from tasks.report.words import in_sentence
 
 VERDICT_ORDER = {"faithful": 0, "inconclusive": 1, "not faithful": 2}
 READS = {AttentionView.WEIGHTS: "reads the weights", AttentionView.DECOMPOSITION: "decomposes what attention mixes"}
@@ -89,6 +90,6 @@ def _view_words(position: int, row: VerdictRow, cost: ViewCost | None) -> str:
     else:
         price = f"{cost.seconds:.3f} s, {cost.forward:g} extra forward and {cost.backward:g} backward passes"
     return (
-        f"{position}. {row.title.lower()} ({reads}): {row.verdict}, {row.comprehensiveness.mean:+.3f}, "
+        f"{position}. {in_sentence(row.title)} ({reads}): {row.verdict}, {row.comprehensiveness.mean:+.3f}, "
         f"τ {row.agreement.mean:.2f}, {price}"
     )
