@@ -4,7 +4,11 @@ The findings, their sources and their checks live in ``data/literature.json`` (n
 a reviewer can see what was compared. Each check reads this run's numbers and says *reproduces*, *does
 not reproduce*, or *not measured* (with the reason: a method or intervention the run did not include, or
 a finding no single audit can test). The statements are directional; a match is never claimed without
-the measurement behind it, and a finding whose every number is undefined (NaN) is *not measured*.
+the measurement behind it, and a finding whose every number is undefined (NaN) is *not measured*. An order
+of methods on a metric is judged on the examples where both are defined, one step at a time, by the paired
+mean difference and its 95 % bootstrap interval: *reproduces* when every step's interval lies above zero,
+*does not reproduce* when a step's mean difference is not positive, and *not settled* when the means are in
+the published order but an interval reaches zero (more examples would decide it).
 
 The cutoffs that turn a paper's words into a test ("weak", "far better", "many", "rarely") are this audit's
 own, not the papers': each is in ``data/literature.json`` and printed in the evidence as "this audit's
@@ -15,6 +19,7 @@ one of those bands.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.evaluate.statistics import paired_comparison
 from tasks.explain.registry import METHODS
 from tasks.records import MethodFamily
 
@@ -40,7 +46,7 @@ class Outcome:
     id: str
     statement: str
     citation: str
-    status: str  # "reproduces", "does not reproduce", "not measured"
+    status: str  # "reproduces", "does not reproduce", "not settled", "not measured"
     evidence: str
 
 
@@ -61,8 +67,12 @@ class RunNumbers:
 
     def mean_metric(self, method: str, metric: str) -> float:
         """Mean over examples of one method's metric (random draws averaged per example first)."""
+        return float(self.per_example(method, metric).mean()) if method in self.methods else math.nan
+
+    def per_example(self, method: str, metric: str) -> pd.Series:
+        """One method's metric per example (random draws averaged per example first), indexed by example."""
         rows = self.metrics[(self.metrics["metric"] == metric) & (self.metrics["method"] == method)]
-        return float(rows.groupby("example_id")["value"].mean().mean()) if not rows.empty else math.nan
+        return rows.groupby("example_id")["value"].mean()
 
 
 def load_findings(path: Path = FINDINGS) -> list[dict[str, Any]]:
@@ -180,6 +190,33 @@ def _erasure_flips(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, 
     )
 
 
+def _metric_order(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
+    """A published order of methods on one metric, each step a paired comparison on the same examples."""
+    order: list[str] = check["order"]
+    metric: str = check["metric"]
+    absent = _missing(numbers, order)
+    if absent:
+        return "not measured", absent
+    values = {method: numbers.per_example(method, metric) for method in order}
+    means = ", ".join(f"{method} {_rho(float(values[method].mean()))}" for method in order)
+    published = ", ".join(f"{method} {value:.3f}" for method, value in check["published"].items())
+    steps, statuses = [], []
+    for better, worse in itertools.pairwise(order):
+        pair = pd.concat([values[better], values[worse]], axis=1, join="inner").dropna()
+        if pair.empty:
+            return "not measured", f"{metric} of {better} and {worse} is undefined on every example here"
+        difference = paired_comparison(pair.iloc[:, 0].to_numpy(), pair.iloc[:, 1].to_numpy()).difference
+        steps.append(f"{better} − {worse} {difference:+.3f} on {difference.n} examples")
+        settled = not math.isnan(difference.low) and difference.low > 0
+        statuses.append("reproduces" if settled else "not settled" if difference.mean > 0 else "does not reproduce")
+    status = next((s for s in ("does not reproduce", "not settled") if s in statuses), "reproduces")
+    evidence = (
+        f"{metric} here (mean): {means}; paired differences with 95 % intervals: {'; '.join(steps)}; "
+        f"published: {published} (an order holds when every interval lies above zero, {OWN})"
+    )
+    return status, evidence
+
+
 def _not_measurable(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
     references = [m for m in numbers.methods if m in REFERENCE_METHODS]
     pairs = [numbers.mean_agreement(a, b, "kendall_tau") for i, a in enumerate(references) for b in references[i + 1 :]]
@@ -193,6 +230,7 @@ CHECKS: dict[str, Callable[[RunNumbers, Mapping[str, Any]], tuple[str, str]]] = 
     "gradients_more_comprehensive": _gradients_more_comprehensive,
     "prunable_heads": _prunable_heads,
     "erasure_flips": _erasure_flips,
+    "metric_order": _metric_order,
     "not_measurable": _not_measurable,
 }
 

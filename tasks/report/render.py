@@ -28,6 +28,7 @@ RESULT_CLASSES = {
     "reproduces": "yes",
     "does not reproduce": "no",
     "not measured": "partly",
+    "not settled": "partly",
     "stable": "yes",
     "changes with the seed": "no",
     "no references": "partly",

@@ -110,3 +110,45 @@ def test_every_cutoff_is_printed_as_this_audits_own_with_its_value():
         assert outcome.status != "not measured", name
         assert "this audit's cutoff" in outcome.evidence, name
         assert all(cutoff in outcome.evidence for cutoff in cutoffs), (name, outcome.evidence)
+
+
+def aopc_rows(per_method: dict[str, list[float]]) -> pd.DataFrame:
+    """AOPC comprehensiveness per example (ids e0, e1, ...) for each method."""
+    return pd.DataFrame(
+        [
+            {"example_id": f"e{i}", "method": method, "reference": None, "metric": "aopc_comprehensiveness",
+             "value": value}
+            for method, values in per_method.items()
+            for i, value in enumerate(values)
+        ]
+    )  # fmt: skip
+
+
+def test_a_published_order_reproduces_only_when_every_step_clears_its_paired_interval():
+    finding = next(f for f in load_findings() if f["id"] == "decompx-above-alti-above-rollout")
+    methods = ("decompx", "alti", "rollout")
+
+    def outcome(per_method: dict[str, list[float]]):
+        return check_findings(RunNumbers(aopc_rows(per_method), pd.DataFrame(), methods), [finding])[0]
+
+    rollout = [0.10, 0.12, 0.08, 0.11, 0.09, 0.10, 0.13, 0.07]
+    alti = [value + 0.15 for value in rollout]
+    clear = outcome({"decompx": [value + 0.2 for value in alti], "alti": alti, "rollout": rollout})
+    assert clear.status == "reproduces"
+    assert "decompx − alti +0.200" in clear.evidence and "alti − rollout +0.150" in clear.evidence
+    assert "published: decompx 0.627, alti 0.416" in clear.evidence and "this audit's cutoff" in clear.evidence
+
+    reversed_step = outcome({"decompx": [value - 0.05 for value in alti], "alti": alti, "rollout": rollout})
+    assert reversed_step.status == "does not reproduce"
+
+    noise = [0.3, -0.3, 0.3, -0.3, 0.3, -0.3, 0.3, -0.25]  # ahead by 0.006 on average, but either way per example
+    decompx = [a + n for a, n in zip(alti, noise, strict=True)]
+    unsettled = outcome({"decompx": decompx, "alti": alti, "rollout": rollout})
+    assert unsettled.status == "not settled"
+
+
+def test_an_order_with_a_method_the_run_did_not_compute_is_not_measured():
+    finding = next(f for f in load_findings() if f["id"] == "alti-more-comprehensive-than-rollout")
+    numbers = RunNumbers(aopc_rows({"rollout": [0.1, 0.2]}), pd.DataFrame(), ("rollout",))
+    outcome = check_findings(numbers, [finding])[0]
+    assert outcome.status == "not measured" and "alti" in outcome.evidence
