@@ -204,16 +204,16 @@ METHODS: dict[str, MethodSpec] = {
             signed=False,
             title="ALTI",
             formula=(
-                "c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁), y_i = Σ_j T_i(x_j) + b̃_i = LN1 output; "
-                "rows normalised; R = C[L]···C[1]; score R[c,:]"
+                "c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁), y_i = Σ_j T_i(x_j) + b̃_i = LN1 output (post-LN) "
+                "or x_i + Attn(LN(x))_i (pre-norm); rows normalised; R = C[L]···C[1]; score R[c,:]"
             ),
-            citation="Ferrando et al. 2022",
+            citation="Ferrando et al. 2022; decoders: Ferrando et al. 2023",
             default=False,
-            unsupported=decomposition.unsupported,
+            unsupported=decomposition.unsupported_alti,
             view=AttentionView.DECOMPOSITION,
             view_reason=(
                 "it splits each layer's attention-block output by source token, values, residual and layer norm "
-                "included (Ferrando et al. 2022), not only the weights"
+                "included (Ferrando et al. 2022, 2023), not only the weights"
             ),
         ),
         MethodSpec(
@@ -228,7 +228,7 @@ METHODS: dict[str, MethodSpec] = {
             ),
             citation="Modarressi et al. 2022",
             default=False,
-            unsupported=decomposition.unsupported,
+            unsupported=decomposition.unsupported_globenc,
             view=AttentionView.DECOMPOSITION,
             view_reason=(
                 "it carries each source token's part of the attention-block output through both layer norms, "

@@ -141,11 +141,20 @@ FIRST_NORMS = {
     "albert": "attention.LayerNorm",
 }
 """Where each post-LN family's LN1 (after the attention block's residual) is, read independently of the adapter."""
+SECOND_NORMS = {
+    "gpt2": "ln_2",
+    "llama": "post_attention_layernorm",
+    "mistral": "post_attention_layernorm",
+    "qwen2": "post_attention_layernorm",
+}
+"""Each pre-norm decoder's norm before the feed-forward block: its input is the attention block's output."""
 
 
 @pytest.mark.parametrize("method", ["alti", "globenc"])
-def test_alti_and_globenc_apply_to_the_post_ln_encoders_and_are_distributions(bundle, context, method):
-    applies = bundle.model.config.model_type in FIRST_NORMS
+def test_alti_applies_to_every_family_globenc_to_the_post_ln_encoders_and_both_are_distributions(
+    bundle, context, method
+):
+    applies = method == "alti" or bundle.model.config.model_type in FIRST_NORMS
     assert (METHODS[method].unsupported(bundle.adapter) == "") == applies  # type: ignore[misc]
     if not applies:
         with pytest.raises(AuditError, match="pre-norm"):
@@ -156,17 +165,20 @@ def test_alti_and_globenc_apply_to_the_post_ln_encoders_and_are_distributions(bu
         assert (record.scores >= 0).all()
 
 
-def test_the_attention_block_decomposition_reconstructs_the_hooked_ln1_output(bundle, context):
-    """``Σ_j T_i(x_j) + b̃_i`` (ALTI, GlobEnc) equals what the family's LN1 returns, every layer."""
+def test_the_attention_block_decomposition_reconstructs_the_hooked_block_output(bundle, context):
+    """``Σ_j T_i(x_j) + b̃_i`` (ALTI, GlobEnc) equals the block's real output, every layer: what a post-LN
+    family's LN1 returns, or what a pre-norm decoder's second norm reads (``x_i + Attn(LN(x))_i``)."""
     from tasks.explain.decomposition import reconstructions
 
     model_type = bundle.model.config.model_type
-    if model_type not in FIRST_NORMS:
-        pytest.skip("pre-norm decoders: not applicable (see the test above)")
     modules = bundle.adapter.layer_modules(bundle.model)
-    norms = {id(n): n for n in (_path(inner_of(m), FIRST_NORMS[model_type]) for m in modules)}.values()
     captured: list[torch.Tensor] = []
-    handles = [n.register_forward_hook(lambda _m, _i, output: captured.append(output.detach())) for n in norms]
+    if model_type in FIRST_NORMS:
+        norms = {id(n): n for n in (_path(inner_of(m), FIRST_NORMS[model_type]) for m in modules)}.values()
+        handles = [n.register_forward_hook(lambda _m, _i, output: captured.append(output.detach())) for n in norms]
+    else:
+        norms = [_path(m, SECOND_NORMS[model_type]) for m in modules]
+        handles = [n.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach())) for n in norms]
     rebuilt = reconstructions(context)
     try:
         for row, example in enumerate(context.examples):
@@ -183,7 +195,7 @@ def test_the_attention_block_decomposition_reconstructs_the_hooked_ln1_output(bu
             handle.remove()
 
 
-def test_alti_and_globenc_on_a_decoder_are_recorded_not_applicable_with_the_reason(bundle):
+def test_globenc_on_a_decoder_is_recorded_not_applicable_with_the_reason_and_alti_runs(bundle):
     from tasks.config import AuditConfig
     from tasks.pipeline.plan import not_applicable, without
     from tasks.verdict.resolve import resolve
@@ -197,9 +209,9 @@ def test_alti_and_globenc_on_a_decoder_are_recorded_not_applicable_with_the_reas
     if bundle.model.config.model_type in FIRST_NORMS:
         assert skipped == []
         return
-    assert [item.name for item in skipped] == ["alti", "globenc"]
+    assert [item.name for item in skipped] == ["globenc"]
     assert all("pre-norm" in item.reason and bundle.adapter.family in item.reason for item in skipped)
-    assert without(config, tuple(skipped)).methods.methods == ("rollout",)
+    assert without(config, tuple(skipped)).methods.methods == ("rollout", "alti")
 
 
 def inner_of(module: torch.nn.Module) -> torch.nn.Module:

@@ -110,10 +110,32 @@ class BlockNorms:
 
 NO_POST_NORM = (
     "its layers are pre-norm (the norm precedes the attention, so there is no layer norm after the "
-    "residual connection to linearise), and the decomposition of the attention block that ALTI and "
-    "GlobEnc define is that of post-LN encoders"
+    "residual connection to linearise), and GlobEnc carries each token's part through the two layer norms "
+    "of a post-LN encoder layer"
 )
-"""Why a family without a ``PostNormBlock`` cannot have the attention block decomposed."""
+"""Why a family without a ``PostNormBlock`` has no GlobEnc (ALTI decomposes pre-norm blocks too)."""
+
+
+@dataclass(frozen=True)
+class PreNormBlock:
+    """Where a pre-norm layer keeps what decomposes its attention block: ``x + Attn(LN(x)) W_O + b_O``.
+
+    The block's output is the residual stream ``y = x + Σ_h A_h (LN(x) W_V^h + b_V^h) W_O^h + b_O``, with
+    no norm after it (Ferrando et al. 2023). The value vectors ``LN(x_j) W_V^h + b_V^h`` are the adapter's
+    ``norm_inputs``, which apply the pre-norm (LayerNorm or RMSNorm); only ``b_O`` is read from here.
+
+    Attributes:
+        output: The attention output projection (``nn.Linear``, GPT-2's ``Conv1D``), whose bias, where it
+            has one, is ``b_O``.
+    """
+
+    output: str
+
+
+def projection_bias(projection: nn.Module, size: int) -> torch.Tensor:
+    """A projection's bias ``[size]``, zeros where it has none (Llama's ``o_proj``)."""
+    bias = getattr(projection, "bias", None)
+    return bias if bias is not None else projection.weight.new_zeros(size)  # type: ignore[operator]
 
 
 # --- the adapter ------------------------------------------------------------------------------------
@@ -146,6 +168,8 @@ class ModelAdapter:
 
         post_norm: Where a post-LN layer keeps its output projection and both layer norms (ALTI,
             GlobEnc); None where the layers are not post-LN (``NO_POST_NORM`` says why that matters).
+        pre_norm: Where a pre-norm layer keeps its attention output projection (ALTI for decoders);
+            None where the layers are not pre-norm.
     """
 
     family: str
@@ -166,6 +190,7 @@ class ModelAdapter:
     head_stages: Callable[[nn.Module], tuple[HeadStage, ...]] | None = None
 
     post_norm: PostNormBlock | None = None
+    pre_norm: PreNormBlock | None = None
 
     @property
     def supports_interventions(self) -> bool:
@@ -209,14 +234,28 @@ class ModelAdapter:
         """
         if self.post_norm is None:
             raise AuditError(
-                f"decomposing the attention block is not applicable to {self.family} models: {NO_POST_NORM}",
-                "leave out alti and globenc with --methods",
+                f"decomposing a post-LN attention block is not applicable to {self.family} models: {NO_POST_NORM}",
+                "leave out globenc with --methods",
             )
         inner = inner_layer(self.layer_modules(model)[layer])
-        output = attribute(inner, self.post_norm.output)
-        bias = output.bias if output.bias is not None else torch.zeros_like(output.weight[:, 0])
+        bias = projection_bias(attribute(inner, self.post_norm.output), int(model.config.hidden_size))  # type: ignore[union-attr]
         first, second = attribute(inner, self.post_norm.first_norm), attribute(inner, self.post_norm.second_norm)
         return BlockNorms(bias, first, second)
+
+    def output_bias(self, model: nn.Module, layer: int) -> torch.Tensor:
+        """``b_O`` of a pre-norm layer's attention block ``[D]`` (zeros where its projection has no bias).
+
+        Raises:
+            AuditError: The family's adapter describes no pre-norm block.
+        """
+        if self.pre_norm is None:
+            raise AuditError(
+                f"decomposing a pre-norm attention block is not applicable to {self.family} models: "
+                "its adapter describes no pre-norm layer",
+                "leave out alti with --methods",
+            )
+        output = attribute(self.layer_modules(model)[layer], self.pre_norm.output)
+        return projection_bias(output, int(model.config.hidden_size))  # type: ignore[union-attr]
 
     def classification_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The classification position ``c`` of every row, shape ``[B]``.

@@ -1,7 +1,9 @@
 """Decoder-style classifier families: GPT-2 and Llama-style (Llama, Mistral, Qwen2, Qwen3).
 
 Causal attention; the head is a linear ``score`` on the final-normed state of the last non-padding
-token, the classification position ``c`` of docs/methodology.md.
+token, the classification position ``c`` of docs/methodology.md. The layers are pre-norm: the value
+vectors read the normed state (``ln_1``, ``input_layernorm``), and the attention block adds its output
+to the unnormed residual stream, which is what ALTI decomposes (``PreNormBlock``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import nn
 
-from tasks.model.adapters.base import ModelAdapter, linear_norm_inputs, split_heads
+from tasks.model.adapters.base import ModelAdapter, PreNormBlock, linear_norm_inputs, split_heads
 
 if TYPE_CHECKING:
     from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
@@ -62,6 +64,7 @@ DECODERS: tuple[ModelAdapter, ...] = (
         norm_inputs=_gpt2_norm_inputs,
         causal=True,
         final_norm="ln_f",
+        pre_norm=PreNormBlock(output="attn.c_proj"),
     ),
     ModelAdapter(
         family="Llama-style decoder",
@@ -77,6 +80,7 @@ DECODERS: tuple[ModelAdapter, ...] = (
         causal=True,
         final_norm="norm",
         rotary="rotary_emb",
+        pre_norm=PreNormBlock(output="self_attn.o_proj"),
     ),
 )
 """The decoder families, in the order ``adapter_for`` searches them (after the encoders)."""

@@ -102,7 +102,7 @@ def not_decomposable(family: str, causal: bool) -> str:
     if causal:
         return (
             f"DecompX is defined for post-layer-norm encoder classifiers; {family} is a pre-norm causal decoder, "
-            "whose decomposition (Ferrando et al. 2023) is a different method"
+            "whose decomposition (Ferrando et al. 2023) is a different method: alti"
         )
     return (
         f"DecompX reads BERT's layer layout (separate value and output projections, two post-layer norms, "
