@@ -35,8 +35,9 @@ two nearly equal L1 norms, which float32 rounding would make depend on the batch
 Memory: the parts ``T_i(x_j)`` of one layer are ``[B, W, W, D]``; they are built for a chunk of query
 rows at a time, ``B · rows · W`` at most the context's token budget.
 
-Families: the post-LN encoders whose adapter has a ``PostNormBlock`` (BERT, RoBERTa, XLM-R, ELECTRA,
-DistilBERT, ALBERT, DeBERTa-v2/v3). Pre-norm decoders are not applicable (``unsupported``).
+Families: the post-LN encoders whose adapter has a ``PostNormLayout`` (BERT, RoBERTa, XLM-R, ELECTRA,
+DistilBERT, ALBERT, DeBERTa-v2/v3), read through ``ModelAdapter.layer_parts`` like DecompX. Pre-norm
+decoders are not applicable (``unsupported``).
 
 References:
     Ferrando, Gállego & Costa-jussà (2022), "Measuring the Mixing of Contextual Information in the
@@ -57,7 +58,8 @@ import torch
 from tasks.config import MethodOptions
 from tasks.explain.attention import product_rollout, rows_at
 from tasks.explain.passes import BatchContext
-from tasks.model.adapters.base import NO_POST_NORM, BlockNorms, ModelAdapter
+from tasks.model.adapters.base import ModelAdapter, split_heads
+from tasks.model.adapters.decomposition import LayerParts, not_decomposable
 from tasks.records import TokenScores
 
 Kind = Literal["alti", "globenc"]
@@ -65,7 +67,7 @@ Kind = Literal["alti", "globenc"]
 
 def unsupported(adapter: ModelAdapter) -> str:
     """Why ALTI and GlobEnc do not apply to ``adapter``'s family; ``""`` where they do."""
-    return "" if adapter.post_norm is not None else f"{adapter.family} models: {NO_POST_NORM}"
+    return not_decomposable(adapter)
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,10 @@ class BlockDecomposition:
         return self.parts.sum(dim=2) + self.bias
 
 
-def token_vectors(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h``: ``values [B, W, H, d]``, ``W_O [D, H, d]`` -> ``[B, W, H, D]``."""
+def token_vectors(layer: LayerParts, hidden: torch.Tensor) -> torch.Tensor:
+    """``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h`` of the states ``hidden [B, W, D]``: ``[B, W, H, D]``."""
+    values = layer.value(hidden).view(*hidden.shape[:2], layer.heads, -1)  # [B, W, H, d]
+    output = split_heads(layer.output.weight, layer.heads)  # [D, H, d]
     return torch.einsum("bwhd,ohd->bwho", values.double(), output.double())
 
 
@@ -95,7 +99,7 @@ def decompose_block(
     vectors: torch.Tensor,
     attention: torch.Tensor,
     hidden: torch.Tensor,
-    norms: BlockNorms,
+    layer: LayerParts,
     queries: slice,
 ) -> BlockDecomposition:
     """``y_i = LN1(z_i)`` split by source token ``j`` for the query rows ``queries``.
@@ -104,7 +108,7 @@ def decompose_block(
         vectors: ``f_h(x_j)``, ``[B, W, H, D]`` (``token_vectors``).
         attention: ``A``, ``[B, H, W, W]`` (rows queries).
         hidden: ``x``, the states entering the layer, ``[B, W, D]``.
-        norms: The layer's ``b_O`` and ``LN1``.
+        layer: The layer's modules, of which ``b_O`` and ``LN1`` are read here.
         queries: The query rows ``i`` of this chunk.
 
     Returns:
@@ -113,10 +117,10 @@ def decompose_block(
     mixed = torch.einsum("bhij,bjho->bijo", attention[:, :, queries].double(), vectors)  # [B, Q, W, D]
     rows = torch.arange(mixed.shape[1], device=mixed.device)
     mixed[:, rows, rows + (queries.start or 0)] += hidden[:, queries].double()  # the residual, δ_ij x_i
-    bias = norms.output_bias.double()
+    bias = mixed.new_zeros(mixed.shape[-1]) if layer.output.bias is None else layer.output.bias.double()
     z = mixed.sum(dim=2) + bias
-    sigma = (z.var(dim=-1, unbiased=False, keepdim=True) + norms.first_norm.eps).sqrt()  # [B, Q, 1]
-    gamma, beta = norms.first_norm.weight.double(), norms.first_norm.bias.double()
+    sigma = (z.var(dim=-1, unbiased=False, keepdim=True) + layer.norm1.eps).sqrt()  # [B, Q, 1]
+    gamma, beta = layer.norm1.weight.double(), layer.norm1.bias.double()
     parts = gamma * (mixed - mixed.mean(dim=-1, keepdim=True)) / sigma[:, :, None]
     return BlockDecomposition(parts=parts, bias=gamma * (bias - bias.mean()) / sigma + beta)
 
@@ -150,21 +154,21 @@ def layer_matrices(context: BatchContext, kind: Kind) -> list[torch.Tensor]:
     """Each layer's row-normalised ALTI or GlobEnc matrix, ``L`` tensors ``[B, W, W]``, first layer first."""
     bundle, model_pass = context.bundle, context.model_pass
     adapter, model = bundle.adapter, bundle.model
-    norms = [adapter.block_norms(model, layer) for layer in range(bundle.num_layers)]
-    ln2_inputs = context.module_inputs([n.second_norm for n in norms]) if kind == "globenc" else []
+    layers = [adapter.layer_parts(model, layer) for layer in range(bundle.num_layers)]
+    ln2_inputs = context.module_inputs([parts.norm2 for parts in layers]) if kind == "globenc" else []
     matrices = []
     with torch.inference_mode():
-        for layer, layer_norms in enumerate(norms):
+        for layer, parts in enumerate(layers):
             hidden = model_pass.hidden_states[layer]
-            vectors = token_vectors(*adapter.norm_vectors(model, layer, hidden))
+            vectors = token_vectors(parts, hidden)
             batch, width = hidden.shape[:2]
             rows = []
             for queries in query_chunks(batch, width, context.token_budget):
-                block = decompose_block(vectors, model_pass.attentions[layer], hidden, layer_norms, queries)
+                block = decompose_block(vectors, model_pass.attentions[layer], hidden, parts, queries)
                 if kind == "alti":
                     rows.append(alti_rows(block))
                 else:
-                    rows.append(globenc_rows(block, layer_norms.second_norm, ln2_inputs[layer][:, queries]))
+                    rows.append(globenc_rows(block, parts.norm2, ln2_inputs[layer][:, queries]))
             matrices.append(normalise_rows(torch.cat(rows, dim=1)))
     return matrices
 
@@ -191,8 +195,9 @@ def reconstructions(context: BatchContext) -> Sequence[torch.Tensor]:
     with torch.inference_mode():
         for layer in range(bundle.num_layers):
             hidden = model_pass.hidden_states[layer]
-            vectors = token_vectors(*bundle.adapter.norm_vectors(bundle.model, layer, hidden))
-            norms = bundle.adapter.block_norms(bundle.model, layer)
-            block = decompose_block(vectors, model_pass.attentions[layer], hidden, norms, slice(0, hidden.shape[1]))
+            parts = bundle.adapter.layer_parts(bundle.model, layer)
+            block = decompose_block(
+                token_vectors(parts, hidden), model_pass.attentions[layer], hidden, parts, slice(0, hidden.shape[1])
+            )
             out.append(block.output)
     return out
