@@ -56,9 +56,10 @@ two nearly equal L1 norms, which float32 rounding would make depend on the batch
 Memory: the parts ``T_i(x_j)`` of one layer are ``[B, W, W, D]``; they are built for a chunk of query
 rows at a time, ``B · rows · W`` at most the context's token budget.
 
-Families: ALTI on every family whose adapter has a ``PostNormBlock`` (BERT, RoBERTa, XLM-R, ELECTRA,
-DistilBERT, ALBERT, DeBERTa-v2/v3) or a ``PreNormBlock`` (GPT-2, Llama, Mistral, Qwen2, Qwen3); GlobEnc on
-the post-LN ones only (``unsupported_globenc`` says why not on decoders).
+Families: ALTI on every family whose adapter has a ``PostNormLayout`` (BERT, RoBERTa, XLM-R, ELECTRA,
+DistilBERT, ALBERT, DeBERTa-v2/v3; read through ``ModelAdapter.layer_parts`` like DecompX) or a
+``PreNormBlock`` (GPT-2, Llama, Mistral, Qwen2, Qwen3); GlobEnc on the post-LN ones only
+(``unsupported_globenc`` says why not on decoders).
 
 References:
     Ferrando, Gállego & Costa-jussà (2022), "Measuring the Mixing of Contextual Information in the
@@ -81,7 +82,8 @@ import torch
 from tasks.config import MethodOptions
 from tasks.explain.attention import product_rollout, rows_at
 from tasks.explain.passes import BatchContext
-from tasks.model.adapters.base import NO_POST_NORM, BlockNorms, ModelAdapter
+from tasks.model.adapters.base import ModelAdapter, split_heads
+from tasks.model.adapters.decomposition import LayerParts, not_decomposable
 from tasks.records import TokenScores
 
 Kind = Literal["alti", "globenc"]
@@ -89,17 +91,14 @@ Kind = Literal["alti", "globenc"]
 
 def unsupported_alti(adapter: ModelAdapter) -> str:
     """Why ALTI does not apply to ``adapter``'s family; ``""`` where it does (post-LN or pre-norm layers)."""
-    if adapter.post_norm is not None or adapter.pre_norm is not None:
+    if adapter.pre_norm is not None:
         return ""
-    return (
-        f"{adapter.family} models: its adapter describes neither a post-LN nor a pre-norm attention block, "
-        "the two layouts whose decomposition ALTI defines"
-    )
+    return not_decomposable(adapter)
 
 
 def unsupported_globenc(adapter: ModelAdapter) -> str:
     """Why GlobEnc does not apply to ``adapter``'s family; ``""`` where it does (post-LN layers)."""
-    return "" if adapter.post_norm is not None else f"{adapter.family} models: {NO_POST_NORM}"
+    return not_decomposable(adapter)
 
 
 @dataclass(frozen=True)
@@ -120,8 +119,14 @@ class BlockDecomposition:
         return self.parts.sum(dim=2) + self.bias
 
 
-def token_vectors(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h``: ``values [B, W, H, d]``, ``W_O [D, H, d]`` -> ``[B, W, H, D]``."""
+def token_vectors(layer: LayerParts, hidden: torch.Tensor) -> torch.Tensor:
+    """``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h`` of the states ``hidden [B, W, D]``: ``[B, W, H, D]``."""
+    values = layer.value(hidden).view(*hidden.shape[:2], layer.heads, -1)  # [B, W, H, d]
+    return head_vectors(values, split_heads(layer.output.weight, layer.heads))
+
+
+def head_vectors(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """``f_h = v_h W_O^h``: ``values [B, W, H, d]``, ``W_O [D, H, d]`` -> ``[B, W, H, D]`` (float64)."""
     return torch.einsum("bwhd,ohd->bwho", values.double(), output.double())
 
 
@@ -155,7 +160,7 @@ def decompose_block(
     vectors: torch.Tensor,
     attention: torch.Tensor,
     hidden: torch.Tensor,
-    norms: BlockNorms,
+    layer: LayerParts,
     queries: slice,
 ) -> BlockDecomposition:
     """A post-LN block's ``y_i = LN1(z_i)`` split by source token ``j`` for the query rows ``queries``.
@@ -164,17 +169,17 @@ def decompose_block(
         vectors: ``f_h(x_j)``, ``[B, W, H, D]`` (``token_vectors``).
         attention: ``A``, ``[B, H, W, W]`` (rows queries).
         hidden: ``x``, the states entering the layer, ``[B, W, D]``.
-        norms: The layer's ``b_O`` and ``LN1``.
+        layer: The layer's modules, of which ``b_O`` and ``LN1`` are read here.
         queries: The query rows ``i`` of this chunk.
 
     Returns:
         ``T_i(x_j)`` and ``b̃_i`` of the module docstring, with ``σ₁,i`` from the reconstructed ``z_i``.
     """
     mixed = mix(vectors, attention, hidden, queries)
-    bias = norms.output_bias.double()
+    bias = mixed.new_zeros(mixed.shape[-1]) if layer.output.bias is None else layer.output.bias.double()
     z = mixed.sum(dim=2) + bias
-    sigma = (z.var(dim=-1, unbiased=False, keepdim=True) + norms.first_norm.eps).sqrt()  # [B, Q, 1]
-    gamma, beta = norms.first_norm.weight.double(), norms.first_norm.bias.double()
+    sigma = (z.var(dim=-1, unbiased=False, keepdim=True) + layer.norm1.eps).sqrt()  # [B, Q, 1]
+    gamma, beta = layer.norm1.weight.double(), layer.norm1.bias.double()
     parts = gamma * (mixed - mixed.mean(dim=-1, keepdim=True)) / sigma[:, :, None]
     return BlockDecomposition(parts=parts, bias=gamma * (bias - bias.mean()) / sigma + beta)
 
@@ -208,17 +213,18 @@ def block_decomposer(context: BatchContext, layer: int) -> Callable[[slice], Blo
     """Layer ``layer``'s attention block split by source token, for a chunk of query rows at a time.
 
     The family's adapter supplies the layout: a ``PreNormBlock`` (decoders) gives
-    ``decompose_pre_norm_block``, otherwise the ``PostNormBlock``'s norms give ``decompose_block``.
+    ``decompose_pre_norm_block``, otherwise the ``PostNormLayout``'s modules give ``decompose_block``.
     """
     bundle, model_pass = context.bundle, context.model_pass
     adapter, model = bundle.adapter, bundle.model
     hidden, attention = model_pass.hidden_states[layer], model_pass.attentions[layer]
-    vectors = token_vectors(*adapter.norm_vectors(model, layer, hidden))
     if adapter.pre_norm is not None:
+        vectors = head_vectors(*adapter.norm_vectors(model, layer, hidden))
         bias = adapter.output_bias(model, layer)
         return lambda queries: decompose_pre_norm_block(vectors, attention, hidden, bias, queries)
-    norms = adapter.block_norms(model, layer)
-    return lambda queries: decompose_block(vectors, attention, hidden, norms, queries)
+    parts = adapter.layer_parts(model, layer)
+    vectors = token_vectors(parts, hidden)
+    return lambda queries: decompose_block(vectors, attention, hidden, parts, queries)
 
 
 def layer_matrices(context: BatchContext, kind: Kind) -> list[torch.Tensor]:
@@ -226,8 +232,8 @@ def layer_matrices(context: BatchContext, kind: Kind) -> list[torch.Tensor]:
     bundle = context.bundle
     layers = range(bundle.num_layers)
     second_norms = []
-    if kind == "globenc":  # post-LN only: block_norms says why not elsewhere
-        second_norms = [bundle.adapter.block_norms(bundle.model, layer).second_norm for layer in layers]
+    if kind == "globenc":  # post-LN only: layer_parts says why not elsewhere
+        second_norms = [bundle.adapter.layer_parts(bundle.model, layer).norm2 for layer in layers]
     ln2_inputs = context.module_inputs(second_norms) if second_norms else []
     batch, width = context.model_pass.hidden_states[0].shape[:2]
     matrices = []

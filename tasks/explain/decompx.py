@@ -12,8 +12,17 @@ own token). Each part of a post-layer-norm encoder layer maps the decomposition 
 - **feed-forward**: ``u^(k) = W1 y^(k)``, the activation linearised per token and dimension through the
   origin (the paper's zero-offset approximation): ``act(u)^(k) = u^(k) ⊙ act(u) / u`` with ``u = Σ_k u^(k)``
   (a ratio of 0 where ``u = 0``), then ``W2``; ``b1`` and ``b2`` are biases; residual and second norm as above;
-- **head** at the classification position ``c``: its linear maps and its activation (BERT's pooler tanh,
-  ELECTRA's gelu) the same way, to per-class logits ``z^(k)`` of ``[C]``.
+- **head** at the classification position ``c``: its linear maps and its activation (BERT's and ALBERT's
+  pooler tanh, ELECTRA's gelu, DistilBERT's ReLU, exact through the origin) the same way, to per-class
+  logits ``z^(k)`` of ``[C]``.
+
+**Families** (``tasks.model.adapters.decomposition.PostNormLayout``): BERT, RoBERTa, XLM-R, CamemBERT,
+ELECTRA, DistilBERT and ALBERT. ALBERT applies one shared layer at every depth, so the same parts are
+read ``L`` times. Its embedding projection ``h⁰_i = W_P e_i + b_P`` (E to D; ELECTRA's likewise where
+E ≠ D) precedes layer 0 and is position-wise: carried through it, the start ``δ_ik e_i`` becomes
+``δ_ik (W_P e_i) + b_P^(k)``, and the bias, shared by ``|W_P e_i · b_P|``, goes wholly to ``k = i`` (the
+only non-zero part; equal shares only if that product is exactly 0), so it is ``δ_ik h⁰_i``, where the
+decomposition starts (tested).
 
 **Biases.** A bias ``b`` added at position ``i`` is split among the tokens in proportion to the absolute
 dot product of each token's current part with it, ``b^(k) = b · |x_i^(k)·b| / Σ_k' |x_i^(k')·b|`` (equal
@@ -196,6 +205,4 @@ def decompx(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
 
 def unsupported(adapter: ModelAdapter) -> str:
     """Why DecompX is not defined for ``adapter``'s family, or ``""`` where it is."""
-    if adapter.supports_decomposition:
-        return ""
-    return f"{adapter.family} models: {not_decomposable(adapter.family, adapter.causal)}"
+    return not_decomposable(adapter, to_logits=True)

@@ -1,6 +1,10 @@
-"""DecompX: the per-token logits sum to the model's logit, and a one-layer case computed token by token."""
+"""DecompX on every family it is wired for: the per-token logits sum to the model's logit, a padded batch
+equals one example at a time, and a computation token by token in numpy gives the same scores."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from math import erf, pi, sqrt
 
 import numpy as np
 import pytest
@@ -9,15 +13,35 @@ import torch
 from tasks.config import MethodOptions, ModelSpec
 from tasks.errors import AuditError
 from tasks.explain import decompx as module
-from tasks.explain.decompx import decompose, decompx, position_chunks, split_bias, unsupported
+from tasks.explain.decompx import decompose, decompx, linear, position_chunks, split_bias, unsupported
 from tasks.explain.passes import BatchContext
 from tasks.model.adapters import ADAPTERS
+from tasks.model.bundle import ModelBundle
 from tasks.model.loading import load_model
-from tests.conftest import TEXTS, encode, save_tiny_classifier
+from tests.conftest import TEXTS, encode
+from tests.tiny_families import FAMILIES, save_tiny
 
 OPTIONS = MethodOptions()
 LOGIT_TOLERANCE = 1e-4
 """``|Σ_k z^(k) − z|``: the decomposition is float64, the model's own pass float32 (logits of size ~5)."""
+DECOMPOSABLE = ("bert", "roberta", "electra", "distilbert", "albert")
+"""The layouts DecompX is wired for (XLM-R and CamemBERT are RoBERTa's), each on its family's tiny model."""
+
+
+@pytest.fixture(scope="module", params=DECOMPOSABLE)
+def bundle(request, tmp_path_factory) -> ModelBundle:
+    folder = tmp_path_factory.mktemp(request.param)
+    return load_model(ModelSpec(name_or_path=str(save_tiny(FAMILIES[request.param], folder))))
+
+
+@pytest.fixture(scope="module")
+def family_examples(bundle):
+    return encode(bundle, TEXTS)
+
+
+@pytest.fixture(scope="module")
+def family_context(bundle, family_examples) -> BatchContext:
+    return BatchContext(bundle, family_examples, need_gradients=False)
 
 
 def _decomposition(context: BatchContext, row: int):
@@ -34,34 +58,38 @@ def _decomposition(context: BatchContext, row: int):
         )
 
 
-def test_the_per_token_logits_sum_to_the_models_logits_of_every_class(context):
-    for row in range(len(context.examples)):
-        result = _decomposition(context, row)
+def test_the_per_token_logits_sum_to_the_models_logits_of_every_class(family_context):
+    for row in range(len(family_context.examples)):
+        result = _decomposition(family_context, row)
         np.testing.assert_allclose(
-            result.logits.sum(dim=0).numpy(), context.model_pass.logits[row].double().numpy(), atol=LOGIT_TOLERANCE
+            result.logits.sum(dim=0).numpy(),
+            family_context.model_pass.logits[row].double().numpy(),
+            atol=LOGIT_TOLERANCE,
         )
 
 
-def test_the_decomposition_reconstructs_every_hidden_state(context):
-    for row, example in enumerate(context.examples):
-        result = _decomposition(context, row)
-        for state, hidden in zip(result.states, context.model_pass.hidden_states, strict=True):
+def test_the_decomposition_reconstructs_every_hidden_state(family_context):
+    for row, example in enumerate(family_context.examples):
+        result = _decomposition(family_context, row)
+        for state, hidden in zip(result.states, family_context.model_pass.hidden_states, strict=True):
             np.testing.assert_allclose(state.numpy(), hidden[row, : example.length].double().numpy(), atol=1e-4)
 
 
-def test_scores_are_the_target_class_column_and_change_with_the_input(context):
-    records = decompx(context, OPTIONS)
-    targets = context.targets.tolist()
+def test_scores_are_the_target_class_column_and_change_with_the_input(family_context):
+    records = decompx(family_context, OPTIONS)
+    targets = family_context.targets.tolist()
     for row, record in enumerate(records):
-        assert record.scores.shape == (context.examples[row].length,)
-        assert record.scores.sum() == pytest.approx(float(context.model_pass.logits[row, targets[row]]), abs=1e-4)
+        assert record.scores.shape == (family_context.examples[row].length,)
+        assert record.scores.sum() == pytest.approx(
+            float(family_context.model_pass.logits[row, targets[row]]), abs=1e-4
+        )
         assert np.ptp(record.scores) > 1e-3  # the tokens' parts differ
 
 
-def test_a_padded_batch_scores_each_example_as_alone(tiny_bundle, examples, context):
-    together = {r.example_id: r.scores for r in decompx(context, OPTIONS)}
-    for example in examples:
-        (alone,) = decompx(BatchContext(tiny_bundle, [example], need_gradients=False), OPTIONS)
+def test_a_padded_batch_scores_each_example_as_alone(bundle, family_examples, family_context):
+    together = {r.example_id: r.scores for r in decompx(family_context, OPTIONS)}
+    for example in family_examples:
+        (alone,) = decompx(BatchContext(bundle, [example], need_gradients=False), OPTIONS)
         np.testing.assert_allclose(together[example.example_id], alone.scores, rtol=1e-4, atol=1e-6)  # float32 pass
 
 
@@ -99,7 +127,42 @@ def test_a_bias_is_shared_by_the_absolute_dot_product_and_kept_whole():
     torch.testing.assert_close(split_bias(zero, bias), torch.tensor([[1.5, 0.5], [1.5, 0.5]], dtype=torch.float64))
 
 
-# --- one layer, token by token, in numpy -----------------------------------------------------------
+# --- every layer, token by token, in numpy ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ByHand:
+    """A family's parameter names, read here from the model's own ``named_parameters`` (not the adapter).
+
+    ``layer`` is the prefix of layer ``{i}`` (ALBERT: the one shared layer, whatever ``i``); ``head`` the
+    first linear map, its activation and the second; ``projection`` the embedding projection E to D.
+    """
+
+    layer: str
+    value: str
+    output: str
+    norm1: str
+    w1: str
+    w2: str
+    norm2: str
+    head: tuple[str, str, str]
+    projection: str | None = None
+
+
+_BERT = dict(value="attention.self.value", output="attention.output.dense", norm1="attention.output.LayerNorm",
+             w1="intermediate.dense", w2="output.dense", norm2="output.LayerNorm")  # fmt: skip
+BY_HAND = {
+    "bert": ByHand("bert.encoder.layer.{i}.", **_BERT, head=("bert.pooler.dense", "tanh", "classifier")),
+    "roberta": ByHand("roberta.encoder.layer.{i}.", **_BERT, head=("classifier.dense", "tanh", "classifier.out_proj")),
+    "electra": ByHand("electra.encoder.layer.{i}.", **_BERT, head=("classifier.dense", "gelu", "classifier.out_proj"),
+                      projection="electra.embeddings_project"),
+    "distilbert": ByHand("distilbert.transformer.layer.{i}.", "attention.v_lin", "attention.out_lin", "sa_layer_norm",
+                         "ffn.lin1", "ffn.lin2", "output_layer_norm", head=("pre_classifier", "relu", "classifier")),
+    "albert": ByHand("albert.encoder.albert_layer_groups.0.albert_layers.0.", "attention.value", "attention.dense",
+                     "attention.LayerNorm", "ffn", "ffn_output", "full_layer_layer_norm",
+                     head=("albert.pooler", "tanh", "classifier"),
+                     projection="albert.encoder.embedding_hidden_mapping_in"),
+}  # fmt: skip
 
 
 def _share(vectors: list[np.ndarray], bias: np.ndarray) -> list[np.ndarray]:
@@ -113,64 +176,111 @@ def _norm(vectors: list[np.ndarray], gamma: np.ndarray, beta: np.ndarray, eps: f
     return _share([gamma * (v - v.mean()) / sigma for v in vectors], beta)
 
 
-def _gelu(u: np.ndarray) -> np.ndarray:
-    from math import erf, sqrt
-
-    return np.array([0.5 * x * (1 + erf(x / sqrt(2))) for x in u])
-
-
-def _one_layer_by_hand(bundle, example, attention: np.ndarray, embedded: np.ndarray) -> np.ndarray:
-    """Token ``k``'s logits ``[T, C]`` of a one-layer BERT, with a loop per token and per position."""
-    p = {name: value.detach().double().numpy() for name, value in bundle.model.named_parameters()}
-    layer = "bert.encoder.layer.0."
-    heads, length = attention.shape[0], example.length
-    size = embedded.shape[1] // heads
-    eps = bundle.model.config.layer_norm_eps
-    parts = [[embedded[i] if i == k else np.zeros_like(embedded[i]) for k in range(length)] for i in range(length)]
-    out = []
-    for i in range(length):
-        mixed = []
-        for k in range(length):
-            vector = np.zeros(embedded.shape[1])
-            for h in range(heads):
-                for j in range(length):
-                    value = p[layer + "attention.self.value.weight"][h * size : (h + 1) * size] @ parts[j][k]
-                    vector[h * size : (h + 1) * size] += attention[h, i, j] * value
-            mixed.append(p[layer + "attention.output.dense.weight"] @ vector)
-        bias = p[layer + "attention.output.dense.weight"] @ p[layer + "attention.self.value.bias"]
-        mixed = _share(mixed, bias + p[layer + "attention.output.dense.bias"])
-        norm = layer + "attention.output.LayerNorm."
-        y = _norm([parts[i][k] + mixed[k] for k in range(length)], p[norm + "weight"], p[norm + "bias"], eps)
-        u = _share([p[layer + "intermediate.dense.weight"] @ v for v in y], p[layer + "intermediate.dense.bias"])
-        whole = sum(u)
-        ratio = np.where(whole == 0, 0.0, _gelu(whole) / np.where(whole == 0, 1.0, whole))
-        f = _share([p[layer + "output.dense.weight"] @ (v * ratio) for v in u], p[layer + "output.dense.bias"])
-        norm = layer + "output.LayerNorm."
-        out.append(_norm([y[k] + f[k] for k in range(length)], p[norm + "weight"], p[norm + "bias"], eps))
-    pooled = _share([p["bert.pooler.dense.weight"] @ v for v in out[0]], p["bert.pooler.dense.bias"])
-    whole = sum(pooled)
-    pooled = [v * np.tanh(whole) / whole for v in pooled]
-    return np.stack(_share([p["classifier.weight"] @ v for v in pooled], p["classifier.bias"]))
+ACTIVATIONS = {
+    "gelu": lambda u: np.array([0.5 * x * (1 + erf(x / sqrt(2))) for x in u]),
+    "gelu_new": lambda u: 0.5 * u * (1 + np.tanh(sqrt(2 / pi) * (u + 0.044715 * u**3))),
+    "tanh": np.tanh,
+    "relu": lambda u: np.maximum(u, 0.0),
+}
 
 
-def test_one_layer_matches_a_token_by_token_computation(tmp_path):
-    bundle = load_model(ModelSpec(name_or_path=str(save_tiny_classifier(tmp_path, layers=1, seed=3))))
+def _through(vectors: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """An activation linearised through the origin: ``v ⊙ act(u) / u`` with ``u = Σ v`` (0 where ``u = 0``)."""
+    whole = sum(vectors)
+    ratio = np.where(whole == 0, 0.0, ACTIVATIONS[name](whole) / np.where(whole == 0, 1.0, whole))
+    return [v * ratio for v in vectors]
+
+
+def _by_hand(bundle: ModelBundle, names: ByHand, start: np.ndarray, attentions: list[np.ndarray]) -> np.ndarray:
+    """Token ``k``'s logits ``[T, C]``, with a loop per token and per position, from the embedding output.
+
+    ``start`` is the embeddings module's output ``[T, E]``; ``attentions`` each layer's ``[H, T, T]``.
+    """
+    model = bundle.model
+    p = {name: value.detach().double().numpy() for name, value in model.named_parameters()}
+    config = model.config
+    act = getattr(config, "hidden_act", None) or config.activation
+    length = start.shape[0]
+    parts = [[start[i] if i == k else np.zeros_like(start[i]) for k in range(length)] for i in range(length)]
+    if names.projection is not None:  # E to D, position-wise
+        weight, bias = p[names.projection + ".weight"], p[names.projection + ".bias"]
+        parts = [_share([weight @ v for v in row], bias) for row in parts]
+    for depth, attention in enumerate(attentions):
+        layer = names.layer.format(i=depth)
+        heads, size = attention.shape[0], p[layer + names.value + ".weight"].shape[0] // attention.shape[0]
+
+        def eps(norm: str) -> float:
+            return model.get_submodule(layer + norm).eps  # noqa: B023
+
+        out = []
+        for i in range(length):
+            mixed = []
+            for k in range(length):
+                vector = np.zeros(heads * size)
+                for h in range(heads):
+                    for j in range(length):
+                        value = p[layer + names.value + ".weight"][h * size : (h + 1) * size] @ parts[j][k]
+                        vector[h * size : (h + 1) * size] += attention[h, i, j] * value
+                mixed.append(p[layer + names.output + ".weight"] @ vector)
+            bias = p[layer + names.output + ".weight"] @ p[layer + names.value + ".bias"]
+            mixed = _share(mixed, bias + p[layer + names.output + ".bias"])
+            norm = layer + names.norm1
+            y = _norm(
+                [parts[i][k] + mixed[k] for k in range(length)],
+                p[norm + ".weight"],
+                p[norm + ".bias"],
+                eps(names.norm1),
+            )
+            u = _through(_share([p[layer + names.w1 + ".weight"] @ v for v in y], p[layer + names.w1 + ".bias"]), act)
+            f = _share([p[layer + names.w2 + ".weight"] @ v for v in u], p[layer + names.w2 + ".bias"])
+            norm = layer + names.norm2
+            out.append(
+                _norm([y[k] + f[k] for k in range(length)], p[norm + ".weight"], p[norm + ".bias"], eps(names.norm2))
+            )
+        parts = out
+    first, activation, second = names.head
+    pooled = _through(_share([p[first + ".weight"] @ v for v in parts[0]], p[first + ".bias"]), activation)
+    return np.stack(_share([p[second + ".weight"] @ v for v in pooled], p[second + ".bias"]))
+
+
+def test_every_layer_and_the_head_match_a_token_by_token_computation(bundle):
     examples = encode(bundle, TEXTS[:2])
     context = BatchContext(bundle, examples, need_gradients=False)
     records = decompx(context, OPTIONS)
+    embeddings = bundle.model.get_submodule(f"{bundle.adapter.base}.embeddings")
     for row, example in enumerate(examples):
         length = example.length
-        attention = context.model_pass.attentions[0][row, :, :length, :length].double().numpy()
-        embedded = context.model_pass.hidden_states[0][row, :length].double().numpy()
-        by_hand = _one_layer_by_hand(bundle, example, attention, embedded)
+        with torch.no_grad():
+            start = embeddings(input_ids=torch.from_numpy(example.input_ids)[None])[0].double().numpy()
+        attentions = [a[row, :, :length, :length].double().numpy() for a in context.model_pass.attentions]
+        names = BY_HAND[bundle.model.config.model_type]
+        by_hand = _by_hand(bundle, names, start, attentions)
         np.testing.assert_allclose(by_hand.sum(axis=0), context.model_pass.logits[row].double().numpy(), atol=1e-4)
-        np.testing.assert_allclose(records[row].scores, by_hand[:, int(context.targets[row])], rtol=1e-8, atol=1e-10)
+        # DecompX starts from h⁰ as the model computed it, in float32; by hand, a projection E to D is in float64
+        rtol, atol = (1e-8, 1e-10) if names.projection is None else (1e-5, 1e-7)
+        np.testing.assert_allclose(records[row].scores, by_hand[:, int(context.targets[row])], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("family", ["albert", "electra"])
+def test_the_embedding_projection_keeps_each_tokens_state_its_own(family, tmp_path):
+    """Carried through the projection E to D, ``δ_ik e_i`` becomes ``δ_ik h⁰_i``, where DecompX starts."""
+    bundle = load_model(ModelSpec(name_or_path=str(save_tiny(FAMILIES[family], tmp_path))))
+    (example,) = encode(bundle, TEXTS[2:3])
+    embeddings = bundle.model.get_submodule(f"{bundle.adapter.base}.embeddings")
+    projection = bundle.model.get_submodule(str(BY_HAND[family].projection))
+    assert isinstance(projection, torch.nn.Linear)
+    with torch.no_grad():
+        embedded = embeddings(input_ids=torch.from_numpy(example.input_ids)[None])[0].double()  # [T, E]
+        carried = linear(torch.diag_embed(embedded.T).permute(1, 2, 0), projection)
+        entering = BatchContext(bundle, [example], need_gradients=False).model_pass.hidden_states[0][0].double()
+    expected = torch.diag_embed(entering.T).permute(1, 2, 0)  # [T(i), K, D]: δ_ik h⁰_i
+    torch.testing.assert_close(carried, expected, atol=1e-6, rtol=1e-6)
 
 
 # --- families it does not apply to ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("adapter", [a for a in ADAPTERS if not a.supports_decomposition], ids=lambda a: a.family)
+@pytest.mark.parametrize("adapter", [a for a in ADAPTERS if unsupported(a)], ids=lambda a: a.family)
 def test_a_family_without_a_decomposition_says_why(adapter, tiny_bundle):
     reason = unsupported(adapter)
     assert reason.startswith(adapter.family) and "DecompX" in reason

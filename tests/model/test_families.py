@@ -109,11 +109,11 @@ def test_every_method_scores_a_padded_batch_as_one_example_at_a_time(bundle, exa
             np.testing.assert_allclose(scores, record.scores, rtol=1e-4, atol=1e-6)
 
 
-DECOMPOSABLE = {"bert", "roberta", "xlm-roberta", "electra"}
+DECOMPOSABLE = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert"}
 
 
 def test_decompx_logits_sum_to_the_models_logit_or_it_says_why(bundle, context):
-    """DecompX on BERT's layout: Σ_k z_ŷ^(k) = z_ŷ within 1e-4; elsewhere a not-applicable reason."""
+    """DecompX on the post-LN encoders: Σ_k z_ŷ^(k) = z_ŷ within 1e-4; elsewhere a not-applicable reason."""
     reason = METHODS["decompx"].unsupported(bundle.adapter)  # type: ignore[misc]
     if bundle.model.config.model_type not in DECOMPOSABLE:
         assert reason.startswith(bundle.adapter.family) and "DecompX" in reason

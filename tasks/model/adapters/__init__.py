@@ -10,7 +10,9 @@ adapter says
 - how the embedding layer produces ``hidden_states[0]`` (ids or embeddings, segment and position ids);
 - where the transformer layers are, how to run one from cached hidden states (the mask it takes,
   rotary position embeddings), and where a layer's attention module and value and output projections
-  are (interventions, norm-based attention).
+  are (interventions, norm-based attention);
+- for a post-LN encoder, every module of a layer and the head's stages, once for all the
+  decompositions (``decomposition.PostNormLayout``).
 
 The audit right-pads every batch itself, whatever the tokenizer's ``padding_side``: example ``i``
 occupies positions ``0 .. T_i - 1`` of its row, so no family needs position ids shifted for padding.
@@ -19,16 +21,16 @@ last non-padding token under left padding too.
 
 Families (``encoders.ENCODERS``, then ``decoders.DECODERS``):
 
-| family | model types | ``c`` | interventions |
-|---|---|---|---|
-| BERT | bert | first | yes |
-| RoBERTa | roberta, xlm-roberta, camembert | first | yes |
-| DistilBERT | distilbert | first | yes |
-| ALBERT | albert (one layer's parameters shared by every depth) | first | yes |
-| ELECTRA | electra | first | yes |
-| DeBERTa-v2/v3 | deberta-v2 | first | no: its disentangled attention is computed inside its own module |
-| GPT-2 | gpt2 | last | yes |
-| Llama-style | llama, mistral, qwen2, qwen3 | last | yes |
+| family | model types | ``c`` | interventions | decompositions (``decomposition.PostNormLayout``) |
+|---|---|---|---|---|
+| BERT | bert | first | yes | ALTI, GlobEnc, DecompX |
+| RoBERTa | roberta, xlm-roberta, camembert | first | yes | ALTI, GlobEnc, DecompX |
+| DistilBERT | distilbert | first | yes | ALTI, GlobEnc, DecompX |
+| ALBERT | albert (one layer's parameters shared by every depth) | first | yes | ALTI, GlobEnc, DecompX |
+| ELECTRA | electra | first | yes | ALTI, GlobEnc, DecompX |
+| DeBERTa-v2/v3 | deberta-v2 | first | no: its disentangled attention is computed in its own module | ALTI, GlobEnc |
+| GPT-2 | gpt2 | last | yes | none: pre-norm |
+| Llama-style | llama, mistral, qwen2, qwen3 | last | yes | none: pre-norm |
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from tasks.model.attention_hook import AttentionEdit, editing
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig
 
-    from tasks.model.adapters.decomposition import Decomposable, HeadStage, LayerParts
+    from tasks.model.adapters.decomposition import Decomposable, LayerParts, PostNormLayout
 
 Head = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 """``head(model, final_hidden_at_c [N, D]) -> logits [N, C]``: the family's classification head."""
@@ -78,42 +78,7 @@ def linear_norm_inputs(value: str, output: str, heads: str, input_norm: str | No
     return norm_inputs
 
 
-# --- the attention block's norms (decompositions: ALTI, GlobEnc) ------------------------------------
-
-
-@dataclass(frozen=True)
-class PostNormBlock:
-    """Where a post-LN layer keeps what decomposes its attention block: ``LN1(x + Attn(x) W_O + b_O)``.
-
-    Paths are dotted from the (inner) layer. The attention block's output is
-    ``y = LN1(x + Σ_h A_h (x W_V^h + b_V^h) W_O^h + b_O)``; the layer's output is ``LN2(y + FFN(y))``.
-
-    Attributes:
-        output: The attention output projection (``nn.Linear``), whose bias is ``b_O``.
-        first_norm: ``LN1``, the ``nn.LayerNorm`` after the attention block's residual connection.
-        second_norm: ``LN2``, the ``nn.LayerNorm`` after the feed-forward block's residual connection.
-    """
-
-    output: str
-    first_norm: str
-    second_norm: str
-
-
-@dataclass(frozen=True)
-class BlockNorms:
-    """One layer's modules for a decomposition: ``b_O [D]``, ``LN1`` and ``LN2`` (``nn.LayerNorm``)."""
-
-    output_bias: torch.Tensor
-    first_norm: nn.LayerNorm
-    second_norm: nn.LayerNorm
-
-
-NO_POST_NORM = (
-    "its layers are pre-norm (the norm precedes the attention, so there is no layer norm after the "
-    "residual connection to linearise), and GlobEnc carries each token's part through the two layer norms "
-    "of a post-LN encoder layer"
-)
-"""Why a family without a ``PostNormBlock`` has no GlobEnc (ALTI decomposes pre-norm blocks too)."""
+# --- a pre-norm attention block (ALTI for decoders) ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -162,12 +127,9 @@ class ModelAdapter:
             they can be replaced inside the forward pass (interventions) and the layers can be run from
             cached hidden states. ``not_editable`` says why not, where not.
         last_layer: The last layer computed at ``c`` only (the head reads nothing else), for encoders.
-        layer_parts: A layer's modules in the order DecompX propagates through them (None: DecompX does
-            not apply; ``tasks.model.adapters.decomposition.not_decomposable`` says why).
-        head_stages: The classification head as linear maps and activations, for DecompX.
-
-        post_norm: Where a post-LN layer keeps its output projection and both layer norms (ALTI,
-            GlobEnc); None where the layers are not post-LN (``NO_POST_NORM`` says why that matters).
+        post_norm: Where a post-LN encoder keeps each layer's modules and its head's stages, for every
+            decomposition (ALTI, GlobEnc, DecompX); None where there is none to decompose
+            (``tasks.model.adapters.decomposition.not_decomposable`` says why).
         pre_norm: Where a pre-norm layer keeps its attention output projection (ALTI for decoders);
             None where the layers are not pre-norm.
     """
@@ -186,10 +148,7 @@ class ModelAdapter:
     editable: bool = True
     not_editable: str = ""
     last_layer: LastLayer | None = None
-    layer_parts: Callable[[nn.Module], LayerParts] | None = None
-    head_stages: Callable[[nn.Module], tuple[HeadStage, ...]] | None = None
-
-    post_norm: PostNormBlock | None = None
+    post_norm: PostNormLayout | None = None
     pre_norm: PreNormBlock | None = None
 
     @property
@@ -205,42 +164,27 @@ class ModelAdapter:
                 "leave it out with --interventions none",
             )
 
-    @property
-    def supports_decomposition(self) -> bool:
-        """Whether DecompX's token decomposition is wired for this family."""
-        return self.layer_parts is not None and self.head_stages is not None
+    def layer_parts(self, model: nn.Module, layer: int) -> LayerParts:
+        """The modules of layer ``layer`` that the decompositions read (ALBERT: of the group's last layer).
+
+        Raises:
+            AuditError: The family's layers are not decomposable (with the reason).
+        """
+        return self._layout().parts(inner_layer(self.layer_modules(model)[layer]))
 
     def decomposable(self, model: nn.Module) -> Decomposable:
         """The modules DecompX propagates through: every depth's parts, then the head's stages.
 
         Raises:
-            AuditError: The family has no decomposition wired (with the reason).
+            AuditError: DecompX cannot be carried to this family's logits (with the reason).
         """
         from tasks.model.adapters.decomposition import Decomposable, not_decomposable
 
-        if self.layer_parts is None or self.head_stages is None:
-            raise AuditError(
-                f"DecompX is not applicable to {self.family} models: {not_decomposable(self.family, self.causal)}",
-                "leave it out with --methods",
-            )
-        layers = tuple(self.layer_parts(module) for module in self.layer_modules(model))
-        return Decomposable(layers=layers, head=self.head_stages(model))
-
-    def block_norms(self, model: nn.Module, layer: int) -> BlockNorms:
-        """``b_O``, ``LN1`` and ``LN2`` of layer ``layer`` (ALBERT: of the group's last layer).
-
-        Raises:
-            AuditError: The family is not post-LN, so its attention block cannot be decomposed.
-        """
-        if self.post_norm is None:
-            raise AuditError(
-                f"decomposing a post-LN attention block is not applicable to {self.family} models: {NO_POST_NORM}",
-                "leave out globenc with --methods",
-            )
-        inner = inner_layer(self.layer_modules(model)[layer])
-        bias = projection_bias(attribute(inner, self.post_norm.output), int(model.config.hidden_size))  # type: ignore[union-attr]
-        first, second = attribute(inner, self.post_norm.first_norm), attribute(inner, self.post_norm.second_norm)
-        return BlockNorms(bias, first, second)
+        if reason := not_decomposable(self, to_logits=True):
+            raise AuditError(f"DecompX is not applicable to {reason}", "leave it out with --methods")
+        layout = self._layout()
+        layers = tuple(layout.parts(inner_layer(module)) for module in self.layer_modules(model))
+        return Decomposable(layers=layers, head=layout.head_stages(model))
 
     def output_bias(self, model: nn.Module, layer: int) -> torch.Tensor:
         """``b_O`` of a pre-norm layer's attention block ``[D]`` (zeros where its projection has no bias).
@@ -256,6 +200,16 @@ class ModelAdapter:
             )
         output = attribute(self.layer_modules(model)[layer], self.pre_norm.output)
         return projection_bias(output, int(model.config.hidden_size))  # type: ignore[union-attr]
+
+    def _layout(self) -> PostNormLayout:
+        from tasks.model.adapters.decomposition import not_decomposable
+
+        if self.post_norm is None:
+            raise AuditError(
+                f"decomposing the layers is not applicable to {not_decomposable(self)}",
+                "leave out alti, globenc and decompx with --methods",
+            )
+        return self.post_norm
 
     def classification_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """The classification position ``c`` of every row, shape ``[B]``.

@@ -22,12 +22,11 @@ from tasks.model.adapters.base import (
     Head,
     LastLayer,
     ModelAdapter,
-    PostNormBlock,
     attribute,
     inner_layer,
     linear_norm_inputs,
 )
-from tasks.model.adapters.decomposition import HeadStage, bert_layer_parts, pooled_head, sequence_head
+from tasks.model.adapters.decomposition import PostNormLayout, Stage
 from tasks.model.attention_hook import audit_attention
 
 Finish = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -169,7 +168,54 @@ def _albert_finish(layer: nn.Module, context: torch.Tensor, at: torch.Tensor) ->
 
 
 _QKV = ("query", "key", "value")
-_BERT_NORMS = PostNormBlock("attention.output.dense", "attention.output.LayerNorm", "output.LayerNorm")
+
+
+# --- the layouts the decompositions read (ALTI, GlobEnc, DecompX) ----------------------------------
+
+
+def _bert_layout(
+    head: tuple[Stage, ...] | None, value: str = "attention.self.value", no_head: str = ""
+) -> PostNormLayout:
+    """BERT's layer layout (``attention.self`` / ``attention.output`` / ``intermediate`` / ``output``)."""
+    return PostNormLayout(
+        value=value,
+        output="attention.output.dense",
+        norm1="attention.output.LayerNorm",
+        intermediate="intermediate.dense",
+        activation="intermediate.intermediate_act_fn",
+        ffn_output="output.dense",
+        norm2="output.LayerNorm",
+        heads="attention.self.num_attention_heads",
+        head=head,
+        no_head=no_head,
+    )
+
+
+_SEQUENCE_HEAD = ("classifier.dense", torch.tanh, "classifier.out_proj")
+"""RoBERTa's head: ``out_proj(tanh(dense(h_c)))``; ELECTRA's has its own activation module instead of tanh."""
+_DISTILBERT = PostNormLayout(
+    value="attention.v_lin",
+    output="attention.out_lin",
+    norm1="sa_layer_norm",
+    intermediate="ffn.lin1",
+    activation="ffn.activation",
+    ffn_output="ffn.lin2",
+    norm2="output_layer_norm",
+    heads="attention.n_heads",
+    head=("pre_classifier", torch.relu, "classifier"),
+)
+_ALBERT = PostNormLayout(
+    value="attention.value",
+    output="attention.dense",
+    norm1="attention.LayerNorm",
+    intermediate="ffn",
+    activation="activation",
+    ffn_output="ffn_output",
+    norm2="full_layer_layer_norm",
+    heads="attention.num_attention_heads",
+    head=("albert.pooler", "albert.pooler_activation", "classifier"),
+)
+"""ALBERT's shared layer, applied at every depth; ``h⁰`` is already projected from E to D (see ``decompx``)."""
 
 
 # --- the adapters -----------------------------------------------------------------------------------
@@ -180,8 +226,8 @@ def _bert_style(
     model_types: tuple[str, ...],
     base: str,
     head: Head,
+    layout: PostNormLayout,
     project: str | None = None,
-    head_stages: Callable[[nn.Module], tuple[HeadStage, ...]] | None = None,
 ) -> ModelAdapter:
     """An adapter for BERT's layer layout (``encoder.layer[i].attention.self`` / ``.output.dense``)."""
     return ModelAdapter(
@@ -194,16 +240,20 @@ def _bert_style(
         embed=_encoder_embed(project=project),
         norm_inputs=linear_norm_inputs("attention.self.value", "attention.output.dense", "num_attention_heads"),
         last_layer=encoder_last_layer("attention.self", _QKV, "num_attention_heads", _bert_finish),
-        layer_parts=bert_layer_parts,
-        head_stages=head_stages,
-        post_norm=_BERT_NORMS,
+        post_norm=layout,
     )
 
 
 ENCODERS: tuple[ModelAdapter, ...] = (
-    _bert_style("BERT", ("bert",), "bert", _pooled_head("bert.pooler"), head_stages=pooled_head("bert.pooler")),
     _bert_style(
-        "RoBERTa", ("roberta", "xlm-roberta", "camembert"), "roberta", _sequence_head, head_stages=sequence_head
+        "BERT",
+        ("bert",),
+        "bert",
+        _pooled_head("bert.pooler"),
+        _bert_layout(("bert.pooler.dense", torch.tanh, "classifier")),
+    ),
+    _bert_style(
+        "RoBERTa", ("roberta", "xlm-roberta", "camembert"), "roberta", _sequence_head, _bert_layout(_SEQUENCE_HEAD)
     ),
     ModelAdapter(
         family="DistilBERT",
@@ -215,7 +265,7 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         embed=_distilbert_embed,
         norm_inputs=linear_norm_inputs("attention.v_lin", "attention.out_lin", "n_heads"),
         last_layer=encoder_last_layer("attention", ("q_lin", "k_lin", "v_lin"), "n_heads", _distilbert_finish),
-        post_norm=PostNormBlock("attention.out_lin", "sa_layer_norm", "output_layer_norm"),
+        post_norm=_DISTILBERT,
     ),
     ModelAdapter(
         family="ALBERT",
@@ -227,10 +277,15 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         embed=_encoder_embed(project="encoder.embedding_hidden_mapping_in"),
         norm_inputs=linear_norm_inputs("attention.value", "attention.dense", "num_attention_heads"),
         last_layer=encoder_last_layer("attention", _QKV, "num_attention_heads", _albert_finish),
-        post_norm=PostNormBlock("attention.dense", "attention.LayerNorm", "full_layer_layer_norm"),
+        post_norm=_ALBERT,
     ),
     _bert_style(
-        "ELECTRA", ("electra",), "electra", _sequence_head, project="embeddings_project", head_stages=sequence_head
+        "ELECTRA",
+        ("electra",),
+        "electra",
+        _sequence_head,
+        _bert_layout(("classifier.dense", "classifier.activation", "classifier.out_proj")),
+        project="embeddings_project",
     ),
     ModelAdapter(
         family="DeBERTa-v2/v3",
@@ -241,7 +296,15 @@ ENCODERS: tuple[ModelAdapter, ...] = (
         head=_pooled_head("pooler"),
         embed=_encoder_embed(),
         norm_inputs=linear_norm_inputs("attention.self.value_proj", "attention.output.dense", "num_attention_heads"),
-        post_norm=_BERT_NORMS,
+        post_norm=_bert_layout(
+            None,
+            value="attention.self.value_proj",
+            no_head=(
+                "DecompX carries the decomposition through every layer, and DeBERTa-v2 can add a convolution "
+                "over neighbouring tokens to its first layer's output (conv_kernel_size) that DecompX does not "
+                "decompose"
+            ),
+        ),
         editable=False,
         not_editable=(
             "its disentangled attention is computed inside its own module, not by the attention function "
