@@ -6,13 +6,15 @@
 # is installed without its dependencies, followed by what it imports at run time; torch, transformers,
 # captum and numpy are held at the main environment's versions by a constraints file.
 #
-# Usage: benchmarks/peer_env.sh [PYTHON]   (then: .venv/bin/python benchmarks/side_by_side.py)
+# Usage: benchmarks/peer_env.sh [PYTHON [MAIN_VENV]]   (then: .venv/bin/python benchmarks/side_by_side.py)
+# MAIN_VENV (default .venv) is the attention-audit environment whose versions are held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${1:-python3}
+main=${2:-.venv}
 venv=.peer-venv
 held=$(mktemp)
-.venv/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers|captum|numpy|scipy|pandas|pyarrow|safetensors|huggingface-hub|datasets|scikit-learn)==' \
+"$main/bin/python" -m pip freeze | grep -iE '^(torch|transformers|tokenizers|captum|numpy|scipy|pandas|pyarrow|safetensors|huggingface-hub|datasets|scikit-learn)==' \
   | sed 's/^torch==2.13.0+cpu$/torch==2.13.0/' > "$held"
 $python -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
