@@ -8,7 +8,8 @@ rows under new example ids (``<id>#<copy>``), so the tables stay consistent with
 samples (sanity checks, seed baseline) and of verdicts per slice keep the source run's rows: this measures
 the report, not the judging. Each size is then rendered in a fresh process (the code of ``--code``, the
 checkout by default), which prints the seconds to build the context, to render the HTML and the PDF, the
-files' sizes and the process's peak resident memory.
+files' sizes, the process's CPU seconds (user and system: the figure to compare on shared cores) and its peak
+resident memory.
 
 Usage:
     python benchmarks/report_scale.py [--source DB] [--sizes 10000,100000] [--pdf-sizes 10000]
@@ -56,7 +57,9 @@ if pdf:
     report.render_pdf(html, out / "report.pdf")
     figures["pdf_s"] = time.perf_counter() - started
     figures["pdf_mb"] = (out / "report.pdf").stat().st_size / 1e6
-figures["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+usage = resource.getrusage(resource.RUSAGE_SELF)
+figures["cpu_s"] = usage.ru_utime + usage.ru_stime
+figures["peak_rss_gb"] = usage.ru_maxrss / 1e6
 print("figures:", json.dumps(figures))
 """
 """The rendering, run in a fresh process so that its peak memory is the report's alone."""
@@ -114,7 +117,7 @@ def render(db: Path, folder: Path, code: Path, pdf: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Size and render time of the report of a dataset-wide review.")
     parser.add_argument("--source", type=Path, help="a database with a stored run [audit --limit examples first]")
     parser.add_argument("--limit", type=int, default=40, help="examples of the source audit [40]")
     parser.add_argument("--sizes", default="10000,100000", help="examples of each review [10000,100000]")
@@ -132,7 +135,7 @@ def main() -> None:
         source = args.source or audit(args.limit, folder)
         print(f"code: {args.code}")
         print(f"{'examples':>9} {'db MB':>8} {'html MB':>8} {'json MB':>8} {'context s':>10} {'html s':>7} "
-              f"{'pdf s':>7} {'pdf MB':>7} {'peak RSS GB':>12}")  # fmt: skip
+              f"{'pdf s':>7} {'pdf MB':>7} {'cpu s':>7} {'peak RSS GB':>12}")  # fmt: skip
         for size in sizes:
             db = folder / f"review-{size}.duckdb"
             replicate(source, db, size)
@@ -140,7 +143,8 @@ def main() -> None:
             pdf = f"{figures['pdf_s']:7.1f} {figures['pdf_mb']:7.2f}" if "pdf_s" in figures else f"{'-':>7} {'-':>7}"
             print(
                 f"{size:9d} {db.stat().st_size / 1e6:8.0f} {figures['html_mb']:8.2f} {figures['json_mb']:8.2f} "
-                f"{figures['context_s']:10.1f} {figures['html_s']:7.1f} {pdf} {figures['peak_rss_gb']:12.2f}",
+                f"{figures['context_s']:10.1f} {figures['html_s']:7.1f} {pdf} {figures['cpu_s']:7.0f} "
+                f"{figures['peak_rss_gb']:12.2f}",
                 flush=True,
             )
             if args.keep is None:

@@ -89,13 +89,13 @@ MAX_FLIERS = 100
 """Outliers drawn per box at most, so that a box plot's size does not grow with the examples."""
 
 
-def box_stats(values: Sequence[float]) -> dict[str, Any]:
+def box_stats(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """Matplotlib's box statistics (Tukey's 1.5 IQR whiskers), with at most ``MAX_FLIERS`` outliers.
 
     Beyond ``MAX_FLIERS``, the outliers drawn are evenly spaced order statistics of them (the smallest
     and the largest included), so the chart keeps their spread; the box and whiskers use every value.
     """
-    stats: dict[str, Any] = cbook.boxplot_stats(np.asarray(list(values), dtype=np.float64))[0]
+    stats: dict[str, Any] = cbook.boxplot_stats(np.asarray(values, dtype=np.float64))[0]
     fliers = np.sort(stats["fliers"])
     if fliers.size > MAX_FLIERS:
         stats["fliers"] = fliers[np.linspace(0, fliers.size - 1, MAX_FLIERS).round().astype(int)]
