@@ -112,8 +112,10 @@ def render(db: Path, folder: Path, code: Path, pdf: bool) -> dict[str, float]:
         env=environment,
         cwd=code,
     )
-    line = next(line for line in done.stdout.splitlines() if line.startswith("figures: "))
-    return json.loads(line.removeprefix("figures: "))
+    line = next((line for line in done.stdout.splitlines() if "figures: " in line), None)
+    if line is None:
+        raise RuntimeError(f"the rendering printed no figures:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return json.loads(line.split("figures: ", 1)[1])
 
 
 def main() -> None:
