@@ -174,7 +174,8 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
     seed_baseline_task(db, batches.run_id, config)
     judge_run_task(db, batches.run_id, batches.methods, config.verdict)
     status = finish_run_task(db, batches.run_id)
-    paths = report(db, batches.run_id, config.output.out_dir, config.output.pdf) if render_report else None
+    output = config.output
+    paths = report(db, batches.run_id, output.out_dir, output.pdf, output.example_rows) if render_report else None
     outcome = AuditOutcome(
         run_id=batches.run_id,
         db=db,

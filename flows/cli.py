@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; ``run``'s options come from the configuration's fields (``tasks.flags``)."""
     from tasks.config import OutputSettings
 
-    db, out = (OutputSettings.model_fields[name].default for name in ("db", "out_dir"))
+    db, out, rows = (OutputSettings.model_fields[name].default for name in ("db", "out_dir", "example_rows"))
     parser = argparse.ArgumentParser(
         prog="attention-audit",
         description="Audit whether a transformer classifier's attention faithfully explains its predictions.",
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run", default=None, help="run id [the most recently updated run]")
     report.add_argument("--out", type=Path, default=out, help="report folder")
     report.add_argument("--no-pdf", action="store_true", help="render only the HTML report")
+    described = OutputSettings.model_fields["example_rows"].description
+    report.add_argument("--example-rows", type=int, default=rows, help=f"{described} [{rows}]")
     report.set_defaults(handler=_report)
 
     runs = commands.add_parser("runs", help="list the runs stored in a database")
@@ -277,10 +279,16 @@ def _check_report_folder(folder: Path) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from flows.report_flow import report
+    from tasks.errors import AuditError
 
     _check_database(args.db, args.run, read_only=True)
     _check_report_folder(args.out)
-    paths = report(args.db, args.run, args.out, not args.no_pdf)
+    if args.example_rows < 1:
+        raise AuditError(
+            f"--example-rows must be at least 1, not {args.example_rows}",
+            "give the most rows the report's example table may show",
+        )
+    paths = report(args.db, args.run, args.out, not args.no_pdf, args.example_rows)
     print(f"html report: {paths.html.resolve()}")
     if paths.pdf is not None:
         print(f"pdf report: {paths.pdf.resolve()}")

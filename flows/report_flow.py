@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from tasks.config import OutputSettings
 from tasks.pipeline.steps import (
     build_report_context_task,
     publish_artifacts_task,
@@ -27,10 +28,19 @@ class ReportPaths(BaseModel):
 
 
 @flow(name="report")
-def report(db: Path, run_id: str | None = None, out_dir: Path = Path("audit-output"), pdf: bool = True) -> ReportPaths:
-    """Render one run of the database (the most recent one when ``run_id`` is None)."""
+def report(
+    db: Path,
+    run_id: str | None = None,
+    out_dir: Path = Path("audit-output"),
+    pdf: bool = True,
+    example_rows: int = OutputSettings().example_rows,
+) -> ReportPaths:
+    """Render one run of the database (the most recent one when ``run_id`` is None).
+
+    ``example_rows`` caps the example table (``OutputSettings.example_rows``).
+    """
     logger = get_run_logger()
-    context = build_report_context_task(Path(db), run_id, datetime.now(UTC))
+    context = build_report_context_task(Path(db), run_id, datetime.now(UTC), example_rows)
     html = render_html_task(context, Path(out_dir))
     logger.info("HTML report: %s", html)
     summary = write_summary_task(context, Path(out_dir))

@@ -65,6 +65,9 @@ class OutputSettings(FrozenModel, frozen=True):
         db: The DuckDB file that holds every run.
         out_dir: Folder for the HTML and PDF report.
         pdf: Also render the PDF (WeasyPrint).
+        example_rows: Rows of the report's table of examples at most. A larger run shows its most
+            informative examples and a seeded sample (``tasks.report.facts.example_table``), and the
+            report gives the SQL that lists every example from the database.
     """
 
     db: Path = Field(default=Path("audit-output/audit.duckdb"), description="DuckDB file")
@@ -72,6 +75,13 @@ class OutputSettings(FrozenModel, frozen=True):
         default=Path("audit-output"), description="report folder", json_schema_extra={"flag": "--out"}
     )
     pdf: bool = Field(default=True, description="render only the HTML report", json_schema_extra={"flag": "--no-pdf"})
+    example_rows: int = Field(
+        default=2_000,
+        ge=1,
+        le=1_000_000,
+        description="rows of the report's example table at most (the most informative examples and a seeded sample; "
+        "the database keeps every one)",
+    )
 
 
 class AuditConfig(FrozenModel, frozen=True):

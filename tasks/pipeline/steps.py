@@ -268,10 +268,12 @@ def publish_artifacts_task(context: report.ReportContext, html: Path, pdf: Path 
 
 
 @task(name="build-report-context", cache_policy=NO_CACHE)
-def build_report_context_task(db: Path, run_id: str | None, generated_at: datetime) -> report.ReportContext:
+def build_report_context_task(
+    db: Path, run_id: str | None, generated_at: datetime, example_rows: int
+) -> report.ReportContext:
     """Read the run from the database and compute every number the report shows."""
     with store.connect(db, read_only=True) as connection:
-        return report.build_context(connection, run_id, generated_at=generated_at)
+        return report.build_context(connection, run_id, generated_at=generated_at, example_rows=example_rows)
 
 
 @task(name="render-html", retries=1, cache_policy=NO_CACHE)

@@ -17,6 +17,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import cbook  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.typing import RcKeyType  # noqa: E402
 
@@ -84,12 +85,29 @@ def estimate_bars(
         return to_data_uri(figure)
 
 
+MAX_FLIERS = 100
+"""Outliers drawn per box at most, so that a box plot's size does not grow with the examples."""
+
+
+def box_stats(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """Matplotlib's box statistics (Tukey's 1.5 IQR whiskers), with at most ``MAX_FLIERS`` outliers.
+
+    Beyond ``MAX_FLIERS``, the outliers drawn are evenly spaced order statistics of them (the smallest
+    and the largest included), so the chart keeps their spread; the box and whiskers use every value.
+    """
+    stats: dict[str, Any] = cbook.boxplot_stats(np.asarray(values, dtype=np.float64))[0]
+    fliers = np.sort(stats["fliers"])
+    if fliers.size > MAX_FLIERS:
+        stats["fliers"] = fliers[np.linspace(0, fliers.size - 1, MAX_FLIERS).round().astype(int)]
+    return stats
+
+
 def distributions(
     panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]],
     titles: Mapping[str, str],
     xlabel: str,
 ) -> str:
-    """Box plots of per-example values, one panel per reference, one box per method."""
+    """Box plots of per-example values, one panel per reference, one box per method (outliers: ``box_stats``)."""
     with plt.rc_context(STYLE):
         columns = min(len(panels), 2)
         rows = (len(panels) + columns - 1) // columns
@@ -105,8 +123,8 @@ def distributions(
             axis.set_visible(False)
         for axis, (title, values) in zip(axes.flat, panels, strict=False):
             methods = list(values)
-            axis.boxplot(
-                [list(values[m]) for m in methods],
+            axis.bxp(
+                [box_stats(values[m]) for m in methods],
                 orientation="horizontal",
                 widths=0.6,
                 flierprops={"markersize": 2, "alpha": 0.4},

@@ -1,8 +1,9 @@
 """The report's context: everything it shows, computed from one run of the database.
 
-``build_context`` is the only part of the report that reads the database: one ``store.read_table``
-per result table of the run (``RunTables.read``), the run's row, the previous run's verdicts (for
-the comparison) and the tokens of the few examples shown as heatmaps. Everything after that is pure
+``build_context`` is the only part of the report that reads the database: one read per result table
+of the run (``RunTables.read``: the whole table, or for the tables that grow fastest with the examples
+the report's view of it, reduced by DuckDB: ``store.VIEWS``), the run's row, the previous run's
+verdicts (for the comparison) and the tokens of the few examples shown as heatmaps. Everything after that is pure
 functions over the frames. The generation time is an argument, so a stored run renders the same
 report twice.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from tasks import store
-from tasks.config import AuditConfig
+from tasks.config import AuditConfig, OutputSettings
 from tasks.errors import AuditError
 from tasks.explain.registry import METHODS, spec_of
 from tasks.flags import command_line
@@ -52,6 +53,8 @@ class ReportContext:
     details: Sequence[str]
     verdict: VerdictReport
     example_table: Sequence[dict[str, Any]]
+    examples_total: int
+    examples_query: str
     verdict_settings: Sequence[tuple[str, str]]
     plausibility: Sequence[PlausibilityRow]
     failures: Sequence[dict[str, Any]]
@@ -86,6 +89,11 @@ class ReportContext:
         return [title for title, _ in self.example_table[0]["verdicts"]] if self.example_table else []
 
     @property
+    def example_table_capped(self) -> bool:
+        """Whether the example table shows fewer examples than the run has (``--example-rows``)."""
+        return len(self.example_table) < self.examples_total
+
+    @property
     def example_pairs(self) -> bool:
         """Whether the example table has a second-text column (some example is a text pair)."""
         return any(row["text_pair"] is not None for row in self.example_table)
@@ -93,12 +101,20 @@ class ReportContext:
 
 @dataclass(frozen=True)
 class RunTables:
-    """The result tables of one run that the report reads, each read once."""
+    """The result tables of one run that the report reads, each read once.
+
+    ``metrics`` holds the per-example rows without those at each rationale size k, whose means are
+    ``metric_curves``; ``interventions`` holds the per-example rows of the masked heads with the largest
+    mean change only, every head's means being ``head_masking``; ``head_agreement`` holds each head's
+    mean (``store.VIEWS``).
+    """
 
     examples: pd.DataFrame
     metrics: pd.DataFrame
+    metric_curves: pd.DataFrame
     costs: pd.DataFrame
     interventions: pd.DataFrame
+    head_masking: pd.DataFrame
     head_agreement: pd.DataFrame
     failures: pd.DataFrame
     not_applicable: pd.DataFrame
@@ -111,8 +127,15 @@ class RunTables:
 
     @classmethod
     def read(cls, connection: Any, run_id: str) -> RunTables:
-        """One ``store.read_table`` per field, in field order."""
-        return cls(**{table.name: store.read_table(connection, table.name, run_id) for table in fields(cls)})
+        """One read per field, in field order: its ``store.VIEWS`` entry where it has one, else the whole table."""
+        return cls(
+            **{
+                table.name: (store.read_view if table.name in store.VIEWS else store.read_table)(
+                    connection, table.name, run_id
+                )
+                for table in fields(cls)
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -134,14 +157,22 @@ class Analysis:
     seeds: SeedReport | None = None
 
 
-def build_context(connection: Any, run_id: str | None, *, generated_at: datetime, seed: int = 0) -> ReportContext:
+def build_context(
+    connection: Any,
+    run_id: str | None,
+    *,
+    generated_at: datetime,
+    seed: int = 0,
+    example_rows: int = OutputSettings().example_rows,
+) -> ReportContext:
     """Read one run from the database and compute everything the report shows.
 
     Args:
         connection: An open DuckDB connection (read-only is enough).
         run_id: The run; None for the most recently updated one.
         generated_at: The time printed as the report's generation time.
-        seed: The seed of every bootstrap interval.
+        seed: The seed of every bootstrap interval and of the example table's sample.
+        example_rows: Rows of the example table at most (``OutputSettings.example_rows``).
 
     Raises:
         AuditError: The run does not exist or has no stored examples.
@@ -168,7 +199,17 @@ def build_context(connection: Any, run_id: str | None, *, generated_at: datetime
     if chosen:
         tokens, scores = store.read_example_tokens(connection, run_id, [example_id for _, example_id in chosen])
         shown = heatmaps(chosen, tables.examples, tokens, scores, analysis.methods)
-    return assemble(run, config, tables, analysis, comparison, shown, generated_at=generated_at, seed=seed)
+    return assemble(
+        run,
+        config,
+        tables,
+        analysis,
+        comparison,
+        shown,
+        generated_at=generated_at,
+        seed=seed,
+        example_rows=example_rows,
+    )
 
 
 def run_methods(config: AuditConfig, manifest: Mapping[str, Any]) -> list[str]:
@@ -184,7 +225,7 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
     titles = {name: spec_of(name).title for name in methods}
     faithfulness = aggregates.faithfulness_rows(tables.metrics, methods, seed)
     agreement = aggregates.agreement_rows(tables.metrics, tables.examples, methods, seed)
-    charts = figures.metric_charts(tables.metrics, faithfulness, agreement, families, titles)
+    charts = figures.metric_charts(tables.metrics, tables.metric_curves, faithfulness, agreement, families, titles)
     interventions = summarise_interventions(
         tables.interventions,
         tables.head_agreement,
@@ -192,6 +233,7 @@ def analyse(tables: RunTables, config: AuditConfig, manifest: Mapping[str, Any],
         int(manifest.get("model", {}).get("layers", 0)),
         seed,
         options=config.verdict,
+        head_means=tables.head_masking,
     )
     plausibility = aggregates.plausibility_rows(tables.metrics, faithfulness, seed)
     if plausibility:
@@ -264,6 +306,7 @@ def assemble(
     *,
     generated_at: datetime,
     seed: int,
+    example_rows: int,
 ) -> ReportContext:
     """The context from what was read and computed (a declarative field-by-field table)."""
     manifest, methods, metrics = run["manifest"], analysis.methods, tables.metrics
@@ -280,7 +323,9 @@ def assemble(
         summary=summary_sentences(tables, config, analysis, comparison),
         details=sentences.method_details(analysis.faithfulness, analysis.agreement),
         verdict=analysis.verdict,
-        example_table=facts.example_table(tables.examples, tables.example_verdicts, methods),
+        example_table=facts.example_table(tables.examples, tables.example_verdicts, methods, example_rows, seed),
+        examples_total=len(tables.examples),
+        examples_query=store.example_table_query(run["run_id"]),
         verdict_settings=facts.verdict_settings(config),
         plausibility=analysis.plausibility,
         failures=analysis.failures,
@@ -288,7 +333,7 @@ def assemble(
         segments=aggregates.segment_shares(metrics, methods, seed),
         comparison=comparison,
         sanity=analysis.sanity,
-        literature=check_findings(RunNumbers(metrics, tables.interventions, tuple(methods))),
+        literature=check_findings(RunNumbers(metrics, tables.interventions, tuple(methods), tables.head_masking)),
         consistency=analysis.consistency,
         faithfulness=analysis.faithfulness,
         agreement=analysis.agreement,

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tasks.config import AuditConfig
@@ -180,16 +181,58 @@ def strength_bands() -> str:
     )
 
 
-def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str]) -> list[dict[str, Any]]:
-    """Every example with its prediction and its verdict per attention-based explanation (HTML table).
+SHOWN_BECAUSE = {
+    "misclassified": "misclassified",
+    "agreement": "lowest agreement",
+    "comprehensiveness": "least faithful",
+    "sample": "random sample",
+}
+"""Why a capped example table shows a row (the column's words); see ``shown_examples``."""
 
-    ``text_pair`` is the second text of a text pair (None for a single text), shown beside the first.
+
+def shown_examples(examples: pd.DataFrame, verdicts: pd.DataFrame, limit: int, seed: int = 0) -> dict[str, str]:
+    """The examples of the example table, each with why it is shown (``SHOWN_BECAUSE``; '' when all fit).
+
+    When the run has at most ``limit`` examples, every one is shown, in id order. Otherwise up to a
+    quarter of ``limit`` each, in this order and skipping those already chosen: the misclassified
+    examples, most confident first; the lowest mean Kendall τ of the attention-based explanations with
+    the verdict references; the lowest mean AOPC comprehensiveness gain of the attention-based
+    explanations over random (the per-example evidence of ``example_verdicts``). The rest of ``limit``
+    is a seeded uniform sample of the other examples, in id order.
+    """
+    ids = examples["example_id"].astype(str).sort_values().tolist()
+    if len(ids) <= limit:
+        return dict.fromkeys(ids, "")
+    wrong = examples[examples["label"].notna() & (examples["label"] != examples["predicted"])]
+    ranked = {"misclassified": wrong.sort_values(["confidence", "example_id"], ascending=[False, True])["example_id"]}
+    if not verdicts.empty:
+        evidence = verdicts.groupby("example_id")[["agreement", "comprehensiveness"]].mean()
+        for column in ("agreement", "comprehensiveness"):
+            ranked[column] = evidence[column].dropna().sort_values(kind="stable").index.to_series()
+    chosen: dict[str, str] = {}
+    for reason, ordered in ranked.items():
+        fresh = [str(example_id) for example_id in ordered if str(example_id) not in chosen][: limit // 4]
+        chosen |= dict.fromkeys(fresh, SHOWN_BECAUSE[reason])
+    rest = [example_id for example_id in ids if example_id not in chosen]
+    picked = np.random.default_rng(seed).permutation(len(rest))[: limit - len(chosen)]
+    chosen |= {rest[index]: SHOWN_BECAUSE["sample"] for index in sorted(picked)}
+    return chosen
+
+
+def example_table(
+    examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Sequence[str], limit: int | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The examples with their prediction and their verdict per attention-based explanation (HTML table).
+
+    Every example in id order, or at most ``limit`` of them (``shown_examples``), each row with why it is
+    shown. ``text_pair`` is the second text of a text pair (None for a single text), shown beside the first.
     """
     attention = [m for m in methods if spec_of(m).family in UNDER_TEST]
+    shown = shown_examples(examples, verdicts[verdicts["method"].isin(attention)], limit or len(examples), seed)
     by_example: dict[str, dict[str, str]] = {}
-    for row in verdicts.itertuples(index=False):
+    for row in verdicts[verdicts["example_id"].isin(list(shown))].itertuples(index=False):
         by_example.setdefault(str(row.example_id), {})[str(row.method)] = str(row.verdict)
-    ordered = examples.sort_values("example_id")
+    ordered = examples.set_index(examples["example_id"].astype(str)).loc[list(shown)]
     pairs = ordered["text_pair"] if "text_pair" in ordered.columns else pd.Series(None, index=ordered.index)
     columns = ["example_id", "text", "label_name", "predicted_name", "confidence", "n_content_tokens"]
     rows = []
@@ -206,6 +249,7 @@ def example_table(examples: pd.DataFrame, verdicts: pd.DataFrame, methods: Seque
                 "confidence": float(confidence),
                 "tokens": int(tokens),
                 "verdicts": [(spec_of(m).title, by_example.get(example_id, {}).get(m, "")) for m in attention],
+                "shown_because": shown[str(example_id)],
             }
         )
     return rows

@@ -22,16 +22,20 @@ from tasks.report.aggregates import (
 
 def metric_charts(
     metrics: pd.DataFrame,
+    curves: pd.DataFrame,
     faithfulness: Sequence[FaithfulnessRow],
     agreement: Sequence[AgreementRow],
     families: Mapping[str, str],
     titles: Mapping[str, str],
 ) -> dict[str, str]:
-    """AOPC bars and curves, agreement distributions and the completeness histogram (those that apply)."""
+    """AOPC bars and curves, agreement distributions and the completeness histogram (those that apply).
+
+    ``curves`` holds the mean of each metric at each rationale size per method (``store.VIEWS``).
+    """
     out: dict[str, str] = {}
     if faithfulness:
         out["faithfulness"] = _aopc_bars(faithfulness, families, titles)
-        out["curves"] = _aopc_curves(metrics, families, titles)
+        out["curves"] = _aopc_curves(curves, families, titles)
     if agreement:
         references = list(dict.fromkeys(row.reference for row in agreement))
         kendall = per_example_pairs(metrics, "kendall_tau")
@@ -71,18 +75,20 @@ def _aopc_bars(faithfulness: Sequence[FaithfulnessRow], families: Mapping[str, s
     )
 
 
-def _aopc_curves(metrics: pd.DataFrame, families: Mapping[str, str], titles: Mapping[str, str]) -> str:
-    """Mean comprehensiveness and sufficiency at each rationale size k."""
+def _aopc_curves(means: pd.DataFrame, families: Mapping[str, str], titles: Mapping[str, str]) -> str:
+    """Mean comprehensiveness and sufficiency at each rationale size k (rows ``metric, method, k, value``)."""
     curves = []
     for metric in ("comprehensiveness", "sufficiency"):
-        rows = metrics[metrics["metric"] == metric]
-        means = rows.groupby(["method", "k"])["value"].mean()
-        curves.append(
-            (
-                f"{metric.capitalize()} by rationale size",
-                {m: [(100 * k, v) for k, v in means.loc[m].items()] for m in titles if m in means.index},
-            )
+        rows = means[means["metric"] == metric] if not means.empty else None
+        points = (
+            {
+                str(method): [(100 * k, v) for k, v in zip(group["k"], group["value"], strict=True)]
+                for method, group in rows.groupby("method", sort=False)
+            }
+            if rows is not None
+            else {}
         )
+        curves.append((f"{metric.capitalize()} by rationale size", {m: points[m] for m in titles if m in points}))
     return charts.curves(curves, families, titles, "rationale size k (% of content tokens)")
 
 

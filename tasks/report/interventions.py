@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tasks import store
 from tasks.config import VerdictOptions
 from tasks.evaluate.statistics import Estimate, PairedComparison, bootstrap_mean, paired_comparison
 from tasks.interventions.registry import INTERVENTIONS
@@ -75,23 +76,28 @@ def summarise_interventions(
     seed: int = 0,
     *,
     options: VerdictOptions,
+    head_means: pd.DataFrame | None = None,
 ) -> InterventionReport:
     """Summarise every intervention present in the run.
 
     The findings judge with the run's verdict thresholds: a permutation changes the output when its median
     TVD reaches ``options.sensitivity_min``, a head matters when masking it reaches ``options.importance_min``.
+    ``head_means`` holds each masked head's mean statistics (``head_masking_means`` of every row, which is
+    what it defaults to); ``interventions`` then needs the per-example rows of the ``store.TOP_HEADS`` heads
+    with the largest mean TVD only (``store.VIEWS``).
     """
     if interventions.empty:
         return InterventionReport((), {}, float("nan"), float("nan"), None, ())
     labels = examples.set_index("example_id")["label"]
     labelled = examples[examples["label"].notna()]
     baseline_accuracy = float((labelled["label"] == labelled["predicted"]).mean()) if len(labelled) else float("nan")
+    means = head_masking_means(interventions) if head_means is None else head_means
     builders = {
         "permutation": partial(_permutation, sensitivity_min=options.sensitivity_min),
         "uniform": _uniform,
         "top_vs_random_erasure": _erasure,
         "adversarial": _adversarial,
-        "head_masking": partial(_head_masking, importance_min=options.importance_min),
+        "head_masking": partial(_head_masking, means=means, importance_min=options.importance_min),
     }
     sections, summary = [], []
     present = [name for name in INTERVENTIONS if name in set(interventions["intervention"])]
@@ -104,7 +110,7 @@ def summarise_interventions(
     tvd_panels = _tvd_distributions(interventions, layers)
     if tvd_panels:
         out_charts["tvd"] = charts.distributions([("Output change (TVD) per example", tvd_panels)], {}, "TVD")
-    importance, agreement, rho, top_head = _head_maps(interventions, head_agreement, layers)
+    importance, agreement, rho, top_head = _head_maps(means, head_agreement, layers)
     if importance is not None:
         panels = [("Head importance: mean TVD when masked", importance)]
         if agreement is not None:
@@ -269,12 +275,26 @@ def _adversarial(rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int) 
     )
 
 
+def head_masking_means(interventions: pd.DataFrame) -> pd.DataFrame:
+    """Each masked head's mean of each statistic over the examples: rows ``layer, head, statistic, value``."""
+    if interventions.empty:
+        return pd.DataFrame(columns=["layer", "head", "statistic", "value"])
+    rows = interventions[interventions["intervention"] == "head_masking"]
+    return rows.groupby(["layer", "head", "statistic"])["value"].mean().reset_index()
+
+
+def _head_statistic(means: pd.DataFrame, statistic: str) -> pd.Series:
+    """One statistic of ``head_masking_means`` as a Series indexed by (layer, head), in (layer, head) order."""
+    chosen = means[means["statistic"] == statistic].sort_values(["layer", "head"])
+    return chosen.set_index(["layer", "head"])["value"]
+
+
 def _head_masking(
-    rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int, *, importance_min: float
+    rows: pd.DataFrame, labels: pd.Series, layers: int, seed: int, *, means: pd.DataFrame, importance_min: float
 ) -> InterventionSection:
+    """The heads' mean output change when masked alone, and the ``store.TOP_HEADS`` largest with their intervals."""
     spec = INTERVENTIONS["head_masking"]
-    changes = rows[rows["statistic"] == "tvd"].groupby(["layer", "head"])["value"].mean()
-    flips = rows[rows["statistic"] == "flip"].groupby(["layer", "head"])["value"].mean()
+    changes, flips = _head_statistic(means, "tvd"), _head_statistic(means, "flip")
     top_layer, top_head = cast("tuple[float, float]", changes.idxmax())  # a (layer, head) key: two numbers
     top_value = float(changes.max())
     negligible = float((changes < importance_min).mean())
@@ -291,7 +311,7 @@ def _head_masking(
             bootstrap_mean(_head_values(rows, "tvd", layer, head), seed=seed),
             bootstrap_mean(_head_values(rows, "flip", layer, head), seed=seed),
         )
-        for layer, head in changes.sort_values(ascending=False).index[:5]
+        for layer, head in changes.sort_values(ascending=False, kind="stable").index[: store.TOP_HEADS]
     ]
     return InterventionSection(spec.name, spec.title, spec.definition, spec.reading, spec.citation, table, [finding])
 
@@ -322,12 +342,11 @@ def _tvd_distributions(interventions: pd.DataFrame, layers: int) -> dict[str, Se
 
 
 def _head_maps(
-    interventions: pd.DataFrame, head_agreement: pd.DataFrame, layers: int
+    means: pd.DataFrame, head_agreement: pd.DataFrame, layers: int
 ) -> tuple[np.ndarray | None, np.ndarray | None, float, tuple[int, int] | None]:
-    rows = interventions[(interventions["intervention"] == "head_masking") & (interventions["statistic"] == "tvd")]
-    if rows.empty:
+    importance_series = _head_statistic(means, "tvd")
+    if importance_series.empty:
         return None, None, float("nan"), None
-    importance_series = rows.groupby(["layer", "head"])["value"].mean()
     heads = int(importance_series.index.get_level_values("head").max()) + 1
     importance = _head_grid(importance_series, layers, heads)
     top_layer, top_head = cast("tuple[float, float]", importance_series.idxmax())  # a (layer, head) key: two numbers

@@ -33,6 +33,7 @@ import pandas as pd
 from tasks.evaluate.statistics import paired_comparison
 from tasks.explain.registry import METHODS
 from tasks.records import MethodFamily
+from tasks.report.interventions import head_masking_means
 
 FINDINGS = Path(__file__).resolve().parents[2] / "data" / "literature.json"
 OWN = "this audit's cutoff"
@@ -57,6 +58,8 @@ class RunNumbers:
     metrics: pd.DataFrame
     interventions: pd.DataFrame
     methods: tuple[str, ...]
+    head_means: pd.DataFrame | None = None
+    """Each masked head's mean statistics (``head_masking_means`` of ``interventions`` when None)."""
 
     def mean_agreement(self, method: str, reference: str, statistic: str) -> float:
         """Mean over examples of an agreement statistic between two methods (either orientation)."""
@@ -162,9 +165,8 @@ def _gradients_more_comprehensive(numbers: RunNumbers, check: Mapping[str, Any])
 
 
 def _prunable_heads(numbers: RunNumbers, check: Mapping[str, Any]) -> tuple[str, str]:
-    rows = numbers.interventions
-    rows = rows[(rows["intervention"] == "head_masking") & (rows["statistic"] == "tvd")] if not rows.empty else rows
-    per_head = rows.groupby(["layer", "head"])["value"].mean().dropna() if not rows.empty else rows
+    means = head_masking_means(numbers.interventions) if numbers.head_means is None else numbers.head_means
+    per_head = means[means["statistic"] == "tvd"]["value"].dropna()
     if per_head.empty:
         return "not measured", "the run did not mask heads"
     share = float((per_head < check["small_change"]).mean())

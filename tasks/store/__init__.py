@@ -4,7 +4,8 @@ The schema is version 7 (``schema.py``: every table, what one row means, the mig
 versions 1 to 6). ``connection.py`` opens a file and refuses, with a clear ``AuditError``, files that
 are foreign, corrupt, newer or locked; ``frames.py`` turns records into the rows of each table;
 ``write.py`` writes a batch atomically and idempotently and replaces a run's verdicts, sanity checks,
-seed baseline and not-applicable work; ``runs.py`` keeps a run's row; ``read.py`` reads results back.
+seed baseline and not-applicable work; ``runs.py`` keeps a run's row; ``read.py`` reads results back
+(whole tables, or the report's ``VIEWS`` of the large ones, reduced by DuckDB).
 
 Callers use the package, ``from tasks import store`` then ``store.connect(...)``; the names below are
 its public interface.
@@ -14,11 +15,15 @@ from tasks.store.connection import connect, transaction
 from tasks.store.frames import batch_frames, batch_id, frame_of
 from tasks.store.read import (
     RESULT_KEYS,
+    TOP_HEADS,
+    VIEWS,
     content_hash,
+    example_table_query,
     finished_example_ids,
     read_example_tokens,
     read_metric,
     read_table,
+    read_view,
 )
 from tasks.store.runs import (
     MEASURED_MANIFEST_KEYS,
@@ -56,11 +61,14 @@ __all__ = [
     "RESULT_TABLES",
     "SCHEMA_VERSION",
     "TABLES",
+    "TOP_HEADS",
     "VERDICT_TABLES",
+    "VIEWS",
     "batch_frames",
     "batch_id",
     "connect",
     "content_hash",
+    "example_table_query",
     "finish_run",
     "finished_example_ids",
     "frame_of",
@@ -69,6 +77,7 @@ __all__ = [
     "read_run",
     "read_runs",
     "read_table",
+    "read_view",
     "record_failure",
     "record_manifest",
     "register_run",

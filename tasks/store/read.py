@@ -1,4 +1,4 @@
-"""Reading results back: one table of a run, some metrics, some examples' tokens, a content hash."""
+"""Reading results back: tables, the report's views of the large ones, some examples' tokens, a content hash."""
 
 from __future__ import annotations
 
@@ -33,14 +33,92 @@ def read_table(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -
     """
     if table not in OUR_TABLES:
         raise ValueError(f"unknown table {table!r}")
-    present = connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-    ).fetchone()
-    if not present or present[0] == 0:
+    if not _present(connection, table):
         return pd.DataFrame()
     keys = RESULT_KEYS.get(table)
     order = f" ORDER BY {', '.join(f'{key} NULLS FIRST' for key in keys)}" if keys else ""
     return connection.execute(f"SELECT * FROM {table} WHERE run_id = ?{order}", [run_id]).df()
+
+
+TOP_HEADS = 5
+"""Masked heads whose per-example rows the report reads (the largest mean TVD): its table shows them."""
+
+VIEWS: dict[str, str] = {
+    "metrics": """
+        SELECT example_id, method, draw, metric, reference, k, value FROM metrics
+        WHERE run_id = ? AND k IS NULL
+        ORDER BY example_id, method, draw, metric, reference NULLS FIRST""",
+    "metric_curves": """
+        SELECT metric, method, k, avg(value) AS value FROM metrics
+        WHERE run_id = ? AND k IS NOT NULL
+        GROUP BY metric, method, k ORDER BY metric, method, k""",
+    "head_agreement": """
+        SELECT layer, head, avg(value) AS value FROM head_agreement
+        WHERE run_id = ? GROUP BY layer, head ORDER BY layer, head""",
+    "interventions": f"""
+        WITH run AS (SELECT * FROM interventions WHERE run_id = ?),
+        top AS (
+            SELECT layer, head FROM run WHERE intervention = 'head_masking' AND statistic = 'tvd'
+            GROUP BY layer, head ORDER BY avg(value) DESC, layer, head LIMIT {TOP_HEADS})
+        SELECT example_id, intervention, layer, head, statistic, value FROM run
+        WHERE intervention <> 'head_masking' OR EXISTS (
+            SELECT 1 FROM top WHERE top.layer = run.layer AND top.head = run.head)
+        ORDER BY example_id, intervention, layer NULLS FIRST, head NULLS FIRST, statistic""",
+    "head_masking": """
+        SELECT layer, head, statistic, avg(value) AS value FROM interventions
+        WHERE run_id = ? AND intervention = 'head_masking'
+        GROUP BY layer, head, statistic ORDER BY layer, head, statistic""",
+}
+"""What the report reads of the tables that grow fastest with the examples, reduced by DuckDB (one ``?``: the run).
+
+``metrics``: the per-example rows the report bootstraps, without the rows at each rationale size k
+(about 40 % of the table) and without the ``run_id`` and ``batch_id`` columns, in ``read_table``'s
+order. ``metric_curves``: the mean of each metric at each rationale size k per method, over every
+stored row (examples and the random baseline's draws), for the curves. ``head_agreement``: the mean
+over examples and references of each head's agreement, for the head map. ``interventions``: the
+per-example rows, of head masking only those of the ``TOP_HEADS`` heads with the largest mean TVD (the
+one masking row per head and example is most of the table). ``head_masking``: each masked head's mean
+of each statistic. Missing values are NULL in the file, so ``avg`` skips them as pandas' mean skips NaN.
+"""
+
+
+def read_view(connection: duckdb.DuckDBPyConnection, view: str, run_id: str) -> pd.DataFrame:
+    """One of the ``VIEWS`` for one run (empty when an older file lacks its table).
+
+    The rows come through Arrow, which converts millions of rows in about half the time and memory of
+    ``.df()`` and gives the same frame.
+
+    Raises:
+        ValueError: ``view`` is not one of the ``VIEWS``.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}")
+    table = {"metric_curves": "metrics", "head_masking": "interventions"}.get(view, view)
+    if not _present(connection, table):
+        return pd.DataFrame()
+    return connection.sql(VIEWS[view], params=[run_id]).to_arrow_table().to_pandas()
+
+
+def example_table_query(run_id: str) -> str:
+    """The SQL a reader of the report runs to list every example of a run with its verdicts.
+
+    One row per (example, attention-based explanation), in id order: the columns of the report's
+    example table and the explanation's verdict and reason. The run id is quoted as an SQL literal.
+    """
+    literal = "'" + run_id.replace("'", "''") + "'"
+    return (
+        "SELECT e.example_id, e.text, e.text_pair, e.label_name, e.predicted_name, e.confidence,\n"
+        "       e.n_content_tokens, v.method, v.verdict, v.reason\n"
+        "FROM examples e LEFT JOIN example_verdicts v USING (run_id, example_id)\n"
+        f"WHERE e.run_id = {literal}\n"
+        "ORDER BY e.example_id, v.method;"
+    )
+
+
+def _present(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the file has the table (an older schema may lack it)."""
+    rows = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
+    return bool(rows and rows[0][0])
 
 
 def finished_example_ids(connection: duckdb.DuckDBPyConnection, run_id: str) -> set[str]:

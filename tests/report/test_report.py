@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -414,16 +414,20 @@ def test_build_context_reads_each_table_of_the_run_once(
     connection: duckdb.DuckDBPyConnection, stored_run: StoredRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: Counter[tuple[str, str]] = Counter()
-    read_table = store.read_table
+    read_table, read_view = store.read_table, store.read_view
 
-    def counting(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
-        reads[(table, run_id)] += 1
-        return read_table(connection, table, run_id)
+    def counting(read: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+        def counted(connection: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
+            reads[(table, run_id)] += 1
+            return read(connection, table, run_id)
 
-    monkeypatch.setattr(store, "read_table", counting)
+        return counted
+
+    monkeypatch.setattr(store, "read_table", counting(read_table))
+    monkeypatch.setattr(store, "read_view", counting(read_view))
     report.build_context(connection, None, generated_at=GENERATED_AT)
 
-    assert reads, "build_context read no table through store.read_table"
+    assert reads, "build_context read no table through store.read_table or store.read_view"
     assert {run_id for _, run_id in reads} == {stored_run.run_id}
     assert all(count == 1 for count in reads.values()), reads
     assert {table for table, _ in reads} == {table.name for table in dataclasses.fields(RunTables)}
