@@ -43,9 +43,16 @@ def measure_throughput(model: str, length: int) -> tuple[float, float]:
     return rates.forward, rates.forward_backward
 
 
-def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: int) -> tuple[float, float]:
-    """Forward-only and forward-and-backward passes of one example, counted as full fresh passes."""
+def naive_passes(
+    config: dict, tokens: int, content: int, layers: int, heads: int, ig_steps: int
+) -> tuple[float, float]:
+    """Forward-only and forward-and-backward passes of one example, counted as full fresh passes.
+
+    ``ig_steps``: the size of the step schedule the example's integrated gradients was kept at; it ran
+    every size up to that one.
+    """
     from tasks.config import AuditConfig
+    from tasks.explain.gradients import steps_run
     from tasks.verdict.resolve import resolve
 
     audit = resolve(AuditConfig.model_validate(config))
@@ -60,7 +67,7 @@ def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: in
     forward += (layers + 1) if "uniform" in named else 0
     forward += (1 + interventions.erasure_draws) * layers_run if "top_vs_random_erasure" in named else 0
     forward += layers * heads if "head_masking" in named else 0
-    backward = 1 + methods.ig_steps  # the model pass and integrated gradients' steps
+    backward = 1 + steps_run(methods.ig_steps, ig_steps)  # the model pass and integrated gradients' steps
     backward += interventions.adversarial_steps * layers_run if "adversarial" in named else 0
     return float(forward), float(backward)
 
@@ -89,6 +96,7 @@ def run_one(n: int, model: str, report: bool) -> dict:
         with store.connect(config.output.db, read_only=True) as connection:
             costs = store.read_table(connection, "costs", outcome.run_id)
             examples = store.read_table(connection, "examples", outcome.run_id)
+            metrics = store.read_table(connection, "metrics", outcome.run_id)
             manifest = store.read_run(connection, outcome.run_id)["manifest"]
     stages = costs.groupby("stage", sort=False)[
         ["seconds", "forward_rows", "backward_rows", "forward_tokens", "backward_tokens"]
@@ -111,6 +119,11 @@ def run_one(n: int, model: str, report: bool) -> dict:
         "buckets": buckets,
         "tokens": examples["n_tokens"].tolist(),
         "content": examples["n_content_tokens"].tolist(),
+        "ig_steps": metrics[(metrics["method"] == "integrated_gradients") & (metrics["metric"] == "ig_steps")]
+        .set_index("example_id")["value"]
+        .reindex(examples["example_id"])
+        .astype(int)
+        .tolist(),
         "layers": manifest["model"]["layers"],
         "heads": manifest["model"]["heads"],
         "config": config.model_dump(mode="json"),
@@ -154,8 +167,10 @@ def main() -> None:
         stages = result["stages"]
         compute = sum(stage["seconds"] for stage in stages.values())
         bound = 0.0
-        for tokens, content in zip(result["tokens"], result["content"], strict=True):
-            forward, backward = naive_passes(result["config"], tokens, content, result["layers"], result["heads"])
+        for tokens, content, steps in zip(result["tokens"], result["content"], result["ig_steps"], strict=True):
+            forward, backward = naive_passes(
+                result["config"], tokens, content, result["layers"], result["heads"], steps
+            )
             bound += forward * tokens / forward_rate + backward * tokens / backward_rate
         print(
             f"\n== {n} examples: whole flow {result['wall'] / n:.3f} s/example ({result['wall']:.0f} s), "

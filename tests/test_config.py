@@ -74,15 +74,34 @@ def test_resolving_is_idempotent_and_keeps_the_default_run_identity():
     resolved = resolve(AuditConfig())
     assert resolve(resolved) == resolved
     assert AuditConfig.model_validate(resolved.model_dump(mode="json")) == resolved
-    # The default audit's identity as stored before the registries moved out of the configuration: a
-    # default run must keep its id (this changes only when the default methods or interventions do).
-    assert stable_hash(resolved.identity()) == "cf0cec2f75c5bfdc"
+    # The default audit's identity: a default run must keep its id. It changes only when the default methods,
+    # interventions or their options do (last: integrated gradients' default step schedule 16, 32, 64).
+    assert stable_hash(resolved.identity()) == "56d32dbcc68f267f"
 
 
 @pytest.mark.parametrize("fractions", [(0.0,), (1.5,), ()])
 def test_rationale_fractions_must_lie_in_zero_one(fractions):
     with pytest.raises(ValidationError):
         MethodOptions(k_fractions=fractions)
+
+
+def test_integrated_gradients_steps_are_a_schedule_and_one_size_is_a_fixed_m():
+    assert MethodOptions().ig_steps == (16, 32, 64)
+    assert MethodOptions.model_validate({"ig_steps": 50}).ig_steps == (50,)  # as stored before schedules
+    # A fixed m is written as before schedules, so an earlier run of it keeps its identity.
+    assert MethodOptions(ig_steps=(50,)).model_dump(mode="json")["ig_steps"] == 50
+    for steps in ((50,), (16, 32, 64)):
+        options = MethodOptions(ig_steps=steps)
+        assert MethodOptions.model_validate(options.model_dump(mode="json")) == options
+
+
+@pytest.mark.parametrize(
+    ("steps", "words"),
+    [((32, 16), "must increase"), ((16, 16), "must increase"), ((0,), "between 1 and 10000"), ((), "between 1")],
+)
+def test_integrated_gradients_steps_must_be_positive_and_increasing(steps, words):
+    with pytest.raises(ValidationError, match=words):
+        MethodOptions(ig_steps=steps)
 
 
 def test_rationale_fractions_are_sorted_and_unique():

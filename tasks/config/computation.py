@@ -19,7 +19,10 @@ class MethodOptions(FrozenModel, frozen=True):
     Attributes:
         methods: Method ids to compute, from ``tasks.explain.registry.METHODS``; empty means the default
             methods, filled in by ``tasks.verdict.resolve.resolve``.
-        ig_steps: Integration steps ``m`` of integrated gradients.
+        ig_steps: Integration steps of integrated gradients, as a schedule ``m_1 < m_2 < ...``: every example
+            is integrated with ``m_1`` steps, and only those whose completeness check fails go on to the next
+            size (``tasks.explain.gradients.integrated_gradients``). One size is a fixed ``m``. A bare
+            integer (a configuration stored before schedules) reads as that one size.
         ig_rule: ``gausslegendre`` nodes and weights (default, as Captum) or the right Riemann sum.
         removal: How a token is removed in leave-one-out, comprehensiveness and sufficiency:
             ``delete`` the id (default; Jain & Wallace, ERASER, ferret), or replace it by ``mask``
@@ -46,7 +49,11 @@ class MethodOptions(FrozenModel, frozen=True):
     methods: tuple[str, ...] = Field(
         default=(), description="comma-separated method ids", json_schema_extra={"unset": "all"}
     )
-    ig_steps: int = Field(default=50, ge=1, le=10_000, description="integrated-gradients steps m")
+    ig_steps: tuple[int, ...] = Field(
+        default=(16, 32, 64),
+        description="integrated-gradients steps m, or increasing sizes tried in turn on the examples whose "
+        "completeness fails",
+    )
     ig_rule: IntegrationRule = Field(default="gausslegendre", description="integration rule")
     removal: RemovalOperator = Field(default="delete", description="how tokens are removed")
     k_fractions: tuple[float, ...] = Field(
@@ -90,6 +97,29 @@ class MethodOptions(FrozenModel, frozen=True):
                 "choose another with --removal-check, or leave it unset"
             )
         return self
+
+    @field_validator("ig_steps", mode="before")
+    @classmethod
+    def _one_size_is_a_schedule(cls, steps: object) -> object:
+        """A bare ``m`` (``--ig-steps 50``, or a configuration stored before schedules) is the schedule ``(m,)``."""
+        return (steps,) if isinstance(steps, int) else steps
+
+    @field_validator("ig_steps")
+    @classmethod
+    def _increasing_steps(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps or any(not 1 <= m <= 10_000 for m in steps):
+            raise ValueError("integrated-gradients steps must be between 1 and 10000, e.g. 50, or 16,32,64")
+        if any(later <= earlier for earlier, later in zip(steps, steps[1:], strict=False)):
+            raise ValueError(
+                f"integrated-gradients step sizes are tried in turn, so they must increase: got "
+                f"{','.join(map(str, steps))}; write them in increasing order, e.g. 16,32,64"
+            )
+        return steps
+
+    @field_serializer("ig_steps")
+    def _one_size_stays_an_integer(self, steps: tuple[int, ...]) -> int | tuple[int, ...]:
+        """A fixed ``m`` is written as the integer, as before schedules, so such a run keeps its identity."""
+        return steps[0] if len(steps) == 1 else steps
 
     @field_validator("k_fractions")
     @classmethod

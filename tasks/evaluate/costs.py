@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from tasks.config import AuditConfig
+from tasks.explain.gradients import steps_run
 from tasks.model.bundle import ModelBundle
 
 
@@ -57,8 +58,15 @@ def measure_throughput(bundle: ModelBundle, length: int, rows: int = 32, repeats
     return Throughput(forward=rates[0], forward_backward=rates[1], length=int(ids.shape[1]))
 
 
-def naive_passes(config: AuditConfig, content_tokens: int, layers: int, heads: int) -> tuple[int, int]:
-    """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass."""
+def naive_passes(
+    config: AuditConfig, content_tokens: int, layers: int, heads: int, ig_steps: int | None = None
+) -> tuple[int, int]:
+    """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass.
+
+    ``ig_steps`` is the size of the step schedule the example's integrated gradients was kept at (its
+    ``ig_steps`` diagnostic): it ran every size up to that one. None counts the schedule's first size only,
+    what every example needs.
+    """
     methods, interventions = config.methods, config.interventions
     chosen = set(interventions.names)
     records = (
@@ -73,7 +81,8 @@ def naive_passes(config: AuditConfig, content_tokens: int, layers: int, heads: i
     forward += (1 + interventions.erasure_draws) * layers_run if "top_vs_random_erasure" in chosen else 0
     forward += layers * heads if "head_masking" in chosen else 0
     backward = 1  # the model pass
-    backward += methods.ig_steps if "integrated_gradients" in methods.methods else 0
+    if "integrated_gradients" in methods.methods:
+        backward += steps_run(methods.ig_steps, methods.ig_steps[0] if ig_steps is None else ig_steps)
     backward += interventions.adversarial_steps * layers_run if "adversarial" in chosen else 0
     return forward, backward
 
@@ -85,10 +94,16 @@ def naive_bound(
     layers: int,
     heads: int,
     throughput: Throughput,
+    ig_steps: Sequence[int | None] | None = None,
 ) -> float:
-    """Seconds the naive pass count would take for these examples at the measured throughput."""
+    """Seconds the naive pass count would take for these examples at the measured throughput.
+
+    ``ig_steps``: per example, the step-schedule size its integrated gradients was kept at (see
+    ``naive_passes``).
+    """
     seconds = 0.0
-    for length, content in zip(tokens, content_tokens, strict=True):
-        forward, backward = naive_passes(config, content, layers, heads)
+    finals = ig_steps if ig_steps is not None else [None] * len(tokens)
+    for length, content, final in zip(tokens, content_tokens, finals, strict=True):
+        forward, backward = naive_passes(config, content, layers, heads, final)
         seconds += forward * length / throughput.forward + backward * length / throughput.forward_backward
     return seconds

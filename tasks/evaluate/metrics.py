@@ -213,5 +213,13 @@ METRICS: dict[str, MetricSpec] = {
             "1 when |error| ≤ max(0.05·|Δz|, 0.01), else 0",
             "Sundararajan et al. 2017 (completeness); the tolerance is this audit's own rule",
         ),
+        MetricSpec(
+            "ig_steps",
+            "diagnostic",
+            None,
+            "IG steps used",
+            "m of the result kept: the first size of the step schedule at which completeness holds, else the last",
+            "this audit (step schedule); Sundararajan et al. 2017 (completeness)",
+        ),
     )
 }

@@ -12,9 +12,14 @@ the probability) of the predicted class.
   default) or the right Riemann sum ``mean_{k=1..m} ∂z_ŷ(e' + (k/m)(e − e'))``. Completeness:
   ``Σ_j IG_j ≈ z_ŷ(e) − z_ŷ(e')``; the error is stored per example and judged against
   ``max(0.05 · |z_ŷ(e) − z_ŷ(e')|, 0.01)``.
+- **Step schedule** ``m_1 < m_2 < ...`` (default 16, 32, 64): every example is integrated with ``m_1``
+  steps; an example whose completeness fails is integrated afresh with ``m_2`` (Gauss–Legendre nodes
+  are not nested, so nothing is reused), and so on. An example keeps the first result that holds, or
+  the last size's result, flagged. The steps it used are stored (diagnostic ``ig_steps``). A schedule
+  of one size is the fixed-``m`` rule.
 
-Saliency and grad x input come from the batch's single backward pass; integrated gradients runs its
-``m`` interpolation steps for all examples together, chunked under the token budget.
+Saliency and grad x input come from the batch's single backward pass; integrated gradients runs each
+size's interpolation steps for all the examples still pending together, chunked under the token budget.
 
 References:
     Simonyan et al. (2014), "Deep Inside Convolutional Networks". https://arxiv.org/abs/1312.6034
@@ -44,6 +49,16 @@ def integration_nodes(steps: int, rule: IntegrationRule) -> tuple[np.ndarray, np
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return 0.5 * (nodes + 1.0), 0.5 * weights
     return np.arange(1, steps + 1) / steps, np.full(steps, 1.0 / steps)
+
+
+def steps_run(schedule: tuple[int, ...], final: int) -> int:
+    """Interpolation steps an example integrated with the sizes of ``schedule`` up to ``final`` has run.
+
+    Every size is a fresh set of nodes, so an example kept at ``m_k`` ran ``m_1 + ... + m_k`` steps.
+    """
+    if final not in schedule:
+        raise ValueError(f"{final} steps is not a size of the schedule {schedule}")
+    return sum(steps for steps in schedule if steps <= final)
 
 
 def completeness_holds(error: float, logit_gap: float) -> bool:
@@ -78,39 +93,67 @@ def baseline_embeddings(context: BatchContext) -> torch.Tensor:
 
 
 def integrated_gradients(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
-    """Integrated gradients with the ``[PAD]`` baseline; diagnostics hold the completeness check."""
+    """Integrated gradients with the ``[PAD]`` baseline, sizes of the step schedule tried in turn.
+
+    Diagnostics hold the completeness check of the result kept and the steps ``m`` it used (``ig_steps``).
+    """
     embeddings = context.model_pass.embeddings
     assert embeddings is not None, "integrated gradients needs the gradient pass"
     baseline = baseline_embeddings(context)
-    difference = embeddings - baseline
-    alphas, weights = integration_nodes(options.ig_steps, options.ig_rule)
-    batch_rows = len(context.examples)
-    # Every (example, step) pair is one row of work; rows of one chunk share the chunk's width.
-    pairs = [(row, step) for row in np.argsort(context.lengths, kind="stable") for step in range(len(alphas))]
-    path_gradient = torch.zeros_like(embeddings, dtype=torch.float64)
-    for chunk in chunks_under_budget([int(context.lengths[row]) for row, _ in pairs], context.gradient_token_budget):
-        rows = torch.tensor([pairs[i][0] for i in chunk], device=embeddings.device)
-        alpha = torch.tensor([alphas[pairs[i][1]] for i in chunk], dtype=embeddings.dtype, device=embeddings.device)
-        weight = torch.tensor([weights[pairs[i][1]] for i in chunk], dtype=torch.float64, device=embeddings.device)
-        width = int(context.lengths[rows.cpu().numpy()].max())
-        points = baseline[rows, :width] + alpha[:, None, None] * difference[rows, :width]
-        _, grads = context.target_logit_gradients(points, rows)
-        path_gradient[:, :width].index_add_(0, rows, weight[:, None, None] * grads.double())
-    attributions = (difference.double() * path_gradient).sum(dim=-1)
-    all_rows = torch.arange(batch_rows, device=embeddings.device)
+    all_rows = torch.arange(len(context.examples), device=embeddings.device)
     baseline_logit = context.target_logits(baseline, all_rows).cpu().numpy()
     input_logit = context.model_pass.logits.gather(1, context.targets[:, None])[:, 0].double().cpu().numpy()
+    gaps = input_logit - baseline_logit
+    attributions = torch.zeros(embeddings.shape[:2], dtype=torch.float64, device=embeddings.device)
+    steps_used = np.zeros(len(context.examples), dtype=np.int64)
+    pending = np.arange(len(context.examples))
+    for steps in options.ig_steps:
+        attributions[pending] = path_attributions(context, baseline, pending, steps, options.ig_rule)
+        steps_used[pending] = steps
+        errors = attributions[pending].sum(dim=1).cpu().numpy() - gaps[pending]
+        holds = np.array([completeness_holds(e, g) for e, g in zip(errors, gaps[pending], strict=True)], dtype=bool)
+        pending = pending[~holds]
+        if pending.size == 0:
+            break
     diagnostics = []
-    for row, example in enumerate(context.examples):
-        total = float(attributions[row, : example.length].sum())
-        gap = float(input_logit[row] - baseline_logit[row])
-        error = total - gap
+    for row in range(len(context.examples)):
+        gap = float(gaps[row])
+        error = float(attributions[row].sum()) - gap
         diagnostics.append(
             {
                 "completeness_error": error,
                 "completeness_relative_error": abs(error) / abs(gap) if gap != 0 else float("nan"),
                 "logit_gap": gap,
                 "completeness_holds": float(completeness_holds(error, gap)),
+                "ig_steps": float(steps_used[row]),
             }
         )
     return context.records("integrated_gradients", attributions, diagnostics=diagnostics)
+
+
+def path_attributions(
+    context: BatchContext, baseline: torch.Tensor, rows: np.ndarray, steps: int, rule: IntegrationRule
+) -> torch.Tensor:
+    """``IG_j`` of the batch rows ``rows`` with ``steps`` nodes of ``rule``, ``[len(rows), W]`` in float64.
+
+    Every (example, node) pair is one row of work, run length-sorted in chunks under the gradient token
+    budget; rows of one chunk share the chunk's width. Padding has ``e = e'``, so its ``IG_j`` is 0.
+    """
+    embeddings = context.model_pass.embeddings
+    assert embeddings is not None
+    difference = embeddings - baseline
+    alphas, weights = integration_nodes(steps, rule)
+    order = rows[np.argsort(context.lengths[rows], kind="stable")]
+    slot = {int(row): index for index, row in enumerate(rows)}
+    pairs = [(int(row), node) for row in order for node in range(steps)]
+    path_gradient = torch.zeros((len(rows), *embeddings.shape[1:]), dtype=torch.float64, device=embeddings.device)
+    for chunk in chunks_under_budget([int(context.lengths[row]) for row, _ in pairs], context.gradient_token_budget):
+        members = torch.tensor([pairs[i][0] for i in chunk], device=embeddings.device)
+        slots = torch.tensor([slot[pairs[i][0]] for i in chunk], device=embeddings.device)
+        alpha = torch.tensor([alphas[pairs[i][1]] for i in chunk], dtype=embeddings.dtype, device=embeddings.device)
+        weight = torch.tensor([weights[pairs[i][1]] for i in chunk], dtype=torch.float64, device=embeddings.device)
+        width = int(context.lengths[members.cpu().numpy()].max())
+        points = baseline[members, :width] + alpha[:, None, None] * difference[members, :width]
+        _, grads = context.target_logit_gradients(points, members)
+        path_gradient[:, :width].index_add_(0, slots, weight[:, None, None] * grads.double())
+    return (difference[torch.as_tensor(rows, device=embeddings.device)].double() * path_gradient).sum(dim=-1)

@@ -23,6 +23,7 @@ from tasks.evaluate.statistics import (
     correlation_strength,
     paired_comparison,
 )
+from tasks.explain.gradients import steps_run
 from tasks.explain.registry import spec_of
 from tasks.records import MethodFamily
 
@@ -312,21 +313,37 @@ def consistency(matrix: pd.DataFrame, config: AuditConfig) -> dict[str, str]:
     return {"pairs": pairs, "threshold": f"{config.verdict.consistency_min:g}"}
 
 
-def completeness(metrics: pd.DataFrame) -> dict[str, str]:
-    """Integrated gradients' completeness Σ_j IG_j ≈ z_ŷ(e) − z_ŷ(e′) (Sundararajan et al. 2017), summarised."""
+def completeness(metrics: pd.DataFrame, schedule: tuple[int, ...]) -> dict[str, str]:
+    """Integrated gradients' completeness Σ_j IG_j ≈ z_ŷ(e) − z_ŷ(e′) (Sundararajan et al. 2017), summarised.
+
+    With a schedule of several sizes and the steps each example was kept at (``ig_steps``):
+    how many examples each size of ``schedule`` kept, and the mean interpolation steps run per example
+    (every size up to the one kept: ``tasks.explain.gradients.steps_run``).
+    """
     rows = metrics[metrics["method"] == "integrated_gradients"]
     if rows.empty:
         return {}
     by_metric = rows.groupby("metric")["value"]
     errors = np.abs(by_metric.get_group("completeness_error").to_numpy())
     holds = by_metric.get_group("completeness_holds").to_numpy()
-    return {
+    summary = {
         "examples": f"{errors.shape[0]}",
         "holds": f"{100 * holds.mean():.1f} %",
         "median_abs_error": f"{np.median(errors):.2g}",
         "max_abs_error": f"{errors.max():.2g}",
         "median_relative_error": f"{np.nanmedian(by_metric.get_group('completeness_relative_error')):.2g}",
+        "steps": "",
+        "steps_run": "",
     }
+    if len(schedule) > 1 and "ig_steps" in by_metric.groups:
+        kept = by_metric.get_group("ig_steps").astype(int)
+        counts = kept.value_counts()
+        summary["steps"] = "; ".join(
+            f"{steps} steps: {counts.get(steps, 0)} ({100 * counts.get(steps, 0) / len(kept):.1f} %)"
+            for steps in schedule
+        )
+        summary["steps_run"] = f"{np.mean([steps_run(schedule, int(steps)) for steps in kept]):.1f}"
+    return summary
 
 
 def segment_shares(metrics: pd.DataFrame, methods: Sequence[str], seed: int) -> list[SegmentShare]:

@@ -21,6 +21,13 @@ from tasks.records import UNDER_TEST
 from tasks.verdict.sample_size import sample_words
 
 
+def ig_steps_words(schedule: tuple[int, ...]) -> str:
+    """Integrated gradients' step schedule in words: ``m = 50 steps``, or the sizes tried in turn."""
+    if len(schedule) == 1:
+        return f"m = {schedule[0]} steps"
+    return f"m = {', then '.join(map(str, schedule))} steps, each larger size only where completeness fails"
+
+
 def manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Model, data and software of the run, as (name, value) rows."""
     model = manifest.get("model", {})
@@ -104,7 +111,7 @@ def settings(config: AuditConfig, manifest: Mapping[str, Any]) -> list[tuple[str
             else "tokens",
         ),
         ("Rationale sizes k", ", ".join(f"{100 * k:g} %" for k in options.k_fractions)),
-        ("Integrated gradients", f"m = {options.ig_steps} steps, {options.ig_rule} rule, [PAD] baseline"),
+        ("Integrated gradients", f"{ig_steps_words(options.ig_steps)}, {options.ig_rule} rule, [PAD] baseline"),
         ("Random baseline", f"{options.random_draws} draws, seed {options.seed}"),
         ("Top-k overlap", f"k = {options.agreement_top_k}"),
         ("Max length", f"{config.data.max_length} tokens"),
@@ -285,9 +292,17 @@ def costs(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def cost_bound(
-    rows: pd.DataFrame, examples: pd.DataFrame, manifest: Mapping[str, Any], config: AuditConfig
+    rows: pd.DataFrame,
+    examples: pd.DataFrame,
+    metrics: pd.DataFrame,
+    manifest: Mapping[str, Any],
+    config: AuditConfig,
 ) -> dict[str, str]:
-    """The measured throughput, the naive pass-count bound, and this run's seconds per example."""
+    """The measured throughput, the naive pass-count bound, and this run's seconds per example.
+
+    Integrated gradients counts, per example, every size of its step schedule up to the one it was kept at
+    (its ``ig_steps`` diagnostic).
+    """
     from tasks.evaluate.costs import Throughput, naive_bound
 
     measured = manifest.get("throughput")
@@ -295,9 +310,12 @@ def cost_bound(
         return {}
     throughput = Throughput(**measured)
     computed = examples[examples["batch_id"].isin(set(rows["batch_id"]))]
+    kept = metrics[(metrics["method"] == "integrated_gradients") & (metrics["metric"] == "ig_steps")]
+    steps = kept.set_index("example_id")["value"].reindex(computed["example_id"])
     bound = naive_bound(
         config, computed["n_tokens"].tolist(), computed["n_content_tokens"].tolist(),
         int(manifest["model"]["layers"]), int(manifest["model"]["heads"]), throughput,
+        [None if pd.isna(value) else int(value) for value in steps],
     )  # fmt: skip
     seconds = float(rows["seconds"].sum())
     count = max(len(computed), 1)

@@ -1,4 +1,4 @@
-"""Gradient references: saliency, grad x input, integrated gradients (checked against Captum)."""
+"""Gradient references: saliency, grad x input, integrated gradients (checked against Captum) and its step schedule."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from captum.attr import IntegratedGradients
 
 from tasks.config import MethodOptions
+from tasks.explain import gradients
 from tasks.explain.gradients import (
     baseline_embeddings,
     completeness_holds,
@@ -15,10 +16,16 @@ from tasks.explain.gradients import (
     integrated_gradients,
     integration_nodes,
     saliency,
+    steps_run,
 )
 from tasks.explain.passes import BatchContext
 
 OPTIONS = MethodOptions()
+
+
+def fixed(steps: int) -> MethodOptions:
+    """The fixed rule: a schedule of one size."""
+    return MethodOptions(ig_steps=(steps,))
 
 
 def single_example_gradient(bundle, example, target: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +64,7 @@ def test_grad_x_input_is_the_gradient_dot_the_embedding(context: BatchContext, t
 
 
 def test_integrated_gradients_match_captum(context: BatchContext, tiny_bundle):
-    ours = integrated_gradients(context, OPTIONS)
+    ours = integrated_gradients(context, fixed(50))
     baselines = baseline_embeddings(context)
     for row, example in enumerate(context.examples):
         length = example.length
@@ -84,12 +91,13 @@ def test_integrated_gradients_are_complete(context: BatchContext):
         np.testing.assert_allclose(record.scores.sum() - gap, record.diagnostics["completeness_error"], atol=1e-9)
         assert completeness_holds(record.diagnostics["completeness_error"], gap)
         assert record.diagnostics["completeness_holds"] == 1.0
+        assert record.diagnostics["ig_steps"] in OPTIONS.ig_steps
 
 
 def test_completeness_error_shrinks_as_the_riemann_sum_gets_finer(tiny_bundle, examples):
     def total_error(steps: int) -> float:
         context = BatchContext(tiny_bundle, examples, need_gradients=True)
-        options = MethodOptions(ig_steps=steps, ig_rule="riemann_right")
+        options = MethodOptions(ig_steps=(steps,), ig_rule="riemann_right")
         return sum(abs(r.diagnostics["completeness_error"]) for r in integrated_gradients(context, options))
 
     assert total_error(64) < total_error(4)
@@ -112,3 +120,70 @@ def test_completeness_tolerance_follows_methods_md():
     assert not completeness_holds(0.011, 0.1)
     assert completeness_holds(0.04, 1.0)
     assert not completeness_holds(0.06, 1.0)
+
+
+# --- the step schedule ----------------------------------------------------------------------------
+
+
+def assert_same_result(record, reference) -> None:
+    """Adaptive and fixed runs batch the steps differently, so they agree to float32 rounding."""
+    np.testing.assert_allclose(record.scores, reference.scores, rtol=1e-4, atol=1e-6)
+    for name in ("completeness_error", "logit_gap", "completeness_holds"):
+        np.testing.assert_allclose(record.diagnostics[name], reference.diagnostics[name], rtol=1e-4, atol=1e-6)
+
+
+def test_the_schedule_integrates_again_only_the_examples_whose_completeness_fails(tiny_bundle, examples, monkeypatch):
+    pair = examples[:2]
+    first = integrated_gradients(BatchContext(tiny_bundle, pair), fixed(2))
+    relative = np.array([record.diagnostics["completeness_relative_error"] for record in first])
+    assert relative[0] != relative[1]
+    # A tolerance between the two examples' errors at m = 2: the first size meets it for one and not the other.
+    monkeypatch.setattr(gradients, "COMPLETENESS_RELATIVE_TOLERANCE", float(relative.mean()))
+    monkeypatch.setattr(gradients, "COMPLETENESS_ABSOLUTE_TOLERANCE", 0.0)
+    easy, hard = (int(row) for row in np.argsort(relative))
+    context = BatchContext(tiny_bundle, pair)
+    assert context.model_pass.embeddings is not None  # the shared pass is not integrated gradients' work
+    before = context.counter.snapshot()
+
+    records = integrated_gradients(context, MethodOptions(ig_steps=(2, 8)))
+
+    assert records[easy].diagnostics["ig_steps"] == 2 and records[easy].diagnostics["completeness_holds"] == 1.0
+    assert records[hard].diagnostics["ig_steps"] == 8
+    work = context.counter.minus(before)
+    # Both examples ran the 2 nodes, only the hard one the 8 fresh nodes; the baseline logit is 2 forward rows.
+    assert work.backward_rows == 2 * 2 + 8
+    assert work.forward_rows == 2 * 2 + 8 + 2
+    assert work.backward_tokens == 2 * (pair[0].length + pair[1].length) + 8 * pair[hard].length
+    assert_same_result(records[easy], first[easy])
+    assert_same_result(records[hard], integrated_gradients(BatchContext(tiny_bundle, pair), fixed(8))[hard])
+
+
+def test_an_example_that_fails_at_every_size_keeps_the_last_result_flagged(tiny_bundle, examples, monkeypatch):
+    monkeypatch.setattr(gradients, "COMPLETENESS_RELATIVE_TOLERANCE", 0.0)
+    monkeypatch.setattr(gradients, "COMPLETENESS_ABSOLUTE_TOLERANCE", 0.0)
+    records = integrated_gradients(BatchContext(tiny_bundle, examples), MethodOptions(ig_steps=(2, 4)))
+    last = integrated_gradients(BatchContext(tiny_bundle, examples), fixed(4))
+    for record, reference in zip(records, last, strict=True):
+        assert record.diagnostics["ig_steps"] == 4
+        assert record.diagnostics["completeness_holds"] == 0.0
+        assert_same_result(record, reference)
+
+
+def test_a_schedule_stops_at_the_first_size_where_every_example_is_complete(tiny_bundle, examples):
+    context = BatchContext(tiny_bundle, examples)
+    assert context.model_pass.embeddings is not None  # the shared pass is not integrated gradients' work
+    before = context.counter.snapshot()
+    records = integrated_gradients(context, MethodOptions(ig_steps=(50, 100)))
+    assert all(record.diagnostics["ig_steps"] == 50 for record in records)
+    assert context.counter.minus(before).backward_rows == 50 * len(examples)
+    reference = integrated_gradients(BatchContext(tiny_bundle, examples), fixed(50))
+    for record, expected in zip(records, reference, strict=True):
+        assert_same_result(record, expected)
+
+
+def test_an_example_kept_at_a_size_ran_every_size_up_to_it():
+    assert steps_run((16, 32, 64), 16) == 16
+    assert steps_run((16, 32, 64), 64) == 16 + 32 + 64
+    assert steps_run((50,), 50) == 50
+    with pytest.raises(ValueError, match="not a size"):
+        steps_run((16, 32, 64), 50)

@@ -80,7 +80,7 @@ def stored_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         AuditConfig(
             model=ModelSpec(name_or_path=str(tiny_model_dir)),
             data=DataSpec(dataset="reviews.csv"),
-            methods=MethodOptions(methods=METHOD_IDS, ig_steps=8, random_draws=2),
+            methods=MethodOptions(methods=METHOD_IDS, ig_steps=(4, 8), random_draws=2),
             interventions=InterventionOptions(permutation_draws=20, erasure_draws=4, adversarial_steps=20),
         )
     )
@@ -218,9 +218,12 @@ def test_the_most_confident_misclassification_is_shown(context: report.ReportCon
     assert any(reason.startswith("Most confident misclassification (p = ") for reason in reasons)
 
 
-def test_integrated_gradients_completeness_is_reported(context: report.ReportContext) -> None:
+def test_integrated_gradients_completeness_is_reported(context: report.ReportContext, html: str) -> None:
     assert context.completeness["examples"] == "6"
     assert any(sentence.startswith("Integrated gradients satisfied completeness") for sentence in context.summary)
+    assert re.fullmatch(r"4 steps: \d \(.+ %\); 8 steps: \d \(.+ %\)", context.completeness["steps"])
+    shown = section(html, "completeness")
+    assert "Steps used" in shown and context.completeness["steps"] in shown
 
 
 # --- what the HTML is -----------------------------------------------------------------------
