@@ -25,7 +25,7 @@ RUN_OPTIONS = (
     "--adversarial-steps --verdict-references --agreement-min --equivalence-margin --sensitivity-min --min-examples "
     "--confidence-bins --length-bins --require --no-sanity --sanity-sample --seed-models --seed-sample --batch-size "
     "--token-budget --gradient-token-budget --concurrency --threads --batch-retries --batch-timeout --no-cache "
-    "--task-runner --dask-address --dask-workers --db --out --no-pdf"
+    "--task-runner --dask-address --dask-workers --db --out --no-pdf --example-rows"
 ).split()
 
 
