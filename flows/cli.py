@@ -224,19 +224,22 @@ def _with_preset(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _preset_defaults(config: Any) -> Any:
-    """Apply a preset's audit defaults (split, max length) where the user left them unset."""
+    """Apply a preset's audit defaults (split, max length, units) where the user left them unset."""
     from tasks.model.presets import PRESETS
 
     preset = PRESETS.get(config.model.name_or_path)
     if preset is None or config.data.dataset != preset.corpus:
         return config
-    data = config.data
+    data, methods = config.data, config.methods
     changes = {}
     if "max_length" not in data.model_fields_set:
         changes["max_length"] = preset.audit_max_length
     if "split" not in data.model_fields_set:
         changes["split"] = preset.audit_split
-    return config.model_copy(update={"data": data.model_copy(update=changes)}) if changes else config
+    units = {} if "units" in methods.model_fields_set else {"units": preset.audit_units}
+    return config.model_copy(
+        update={"data": data.model_copy(update=changes), "methods": methods.model_copy(update=units)}
+    )
 
 
 def _check_database(db: Path, run_id: str | None = None, *, read_only: bool = False) -> None:

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from tasks.config import OutputSettings
+from tasks.pipeline.progress import reported
 from tasks.pipeline.steps import (
     build_report_context_task,
     publish_artifacts_task,
@@ -40,13 +41,17 @@ def report(
     ``example_rows`` caps the example table (``OutputSettings.example_rows``).
     """
     logger = get_run_logger()
-    context = build_report_context_task(Path(db), run_id, datetime.now(UTC), example_rows)
-    html = render_html_task(context, Path(out_dir))
-    logger.info("HTML report: %s", html)
-    summary = write_summary_task(context, Path(out_dir))
-    logger.info("JSON summary: %s", summary)
-    pdf_path = render_pdf_task(html) if pdf else None
-    if pdf_path is not None:
-        logger.info("PDF report: %s", pdf_path)
-    publish_artifacts_task(context, html, pdf_path, summary)
+    steps = 4 + pdf
+    with reported("report", logger, bar=False) as progress:
+        context = build_report_context_task(Path(db), run_id, datetime.now(UTC), example_rows)
+        progress(1, steps, f"numbers and charts of run {context.run_id}")
+        html = render_html_task(context, Path(out_dir))
+        progress(2, steps, f"HTML report: {html}")
+        summary = write_summary_task(context, Path(out_dir))
+        progress(3, steps, f"JSON summary: {summary}")
+        pdf_path = render_pdf_task(html) if pdf else None
+        if pdf_path is not None:
+            progress(4, steps, f"PDF report: {pdf_path}")
+        publish_artifacts_task(context, html, pdf_path, summary)
+        progress(steps, steps, "Prefect artifacts")
     return ReportPaths(run_id=context.run_id, html=html, pdf=pdf_path, summary=summary)

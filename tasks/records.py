@@ -8,11 +8,18 @@ construction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+
+Progress = Callable[[int, int, str], None]
+"""Told after each step of a long computation: ``(steps done, steps in all, what the step did)``."""
+
+
+def no_progress(done: int, total: int, what: str) -> None:
+    """A ``Progress`` that reports nothing."""
 
 
 class MethodFamily(StrEnum):

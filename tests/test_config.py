@@ -23,7 +23,8 @@ RUN_OPTIONS = (
     "--seed --removal-check --removal-check-sample --interventions --intervention-layers --permutation-draws "
     "--erasure-draws --adversarial-epsilon "
     "--adversarial-steps --verdict-references --agreement-min --equivalence-margin --sensitivity-min --min-examples "
-    "--confidence-bins --length-bins --require --no-sanity --sanity-sample --seed-models --seed-sample --batch-size "
+    "--confidence-bins --length-bins --require --no-sanity --sanity-tokens --sanity-sample --seed-models "
+    "--seed-sample --batch-size "
     "--token-budget --gradient-token-budget --concurrency --threads --batch-retries --batch-timeout --no-cache "
     "--task-runner --dask-address --dask-workers --db --out --no-pdf --example-rows"
 ).split()

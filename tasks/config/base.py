@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 RemovalOperator = Literal["delete", "mask", "pad"]
-Units = Literal["token", "word"]
+Units = Literal["token", "word", "sentence"]
 IntegrationRule = Literal["gausslegendre", "riemann_right"]
 Device = Literal["cpu", "cuda", "auto"]
 Precision = Literal["float32", "float16", "bfloat16"]

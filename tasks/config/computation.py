@@ -34,8 +34,9 @@ class MethodOptions(FrozenModel, frozen=True):
         explanations: A file of explanations computed elsewhere (``tasks.explain.imported``), audited like attention.
         flow_max_tokens: Attention flow is computed only for inputs of at most this many tokens (its
             cost grows about with the fourth power of the length); longer inputs have no flow scores.
-        units: What every metric ranks: ``token`` (default) or ``word``, a whitespace-separated word
-            scored by the sum of its sub-token scores (``tasks.data.units``). Token scores are stored either way.
+        units: What leave-one-out removes and every metric ranks: ``token`` (default), ``word`` (a
+            whitespace-separated word) or ``sentence``, each scored by the sum of its sub-token scores
+            (``tasks.data.units``). Token scores are stored either way.
         seed: Seed of everything random in the methods (the random baseline) and of the sample the second
             removal operator recomputes.
         removal_check: The second removal operator the faithfulness evidence is recomputed with (Hooker et
@@ -67,7 +68,9 @@ class MethodOptions(FrozenModel, frozen=True):
         default=96, ge=2, description="compute attention flow only for inputs of at most N tokens"
     )
     units: Units = Field(
-        default="token", description="what metrics rank: tokens, or words scored by the sum of their sub-tokens"
+        default="token",
+        description="what leave-one-out removes and metrics rank: tokens, or words or sentences scored by the sum "
+        "of their tokens",
     )
     explanations: str | None = Field(
         default=None, description="Parquet or JSONL file of explanations computed elsewhere, audited like attention"

@@ -1,17 +1,21 @@
-"""The units that metrics rank: tokens (the default) or words.
+"""The units that metrics rank: tokens (the default), words or sentences.
 
 Methods score tokens, and the database keeps token scores. With ``--units word`` every metric
 (faithfulness, agreement, plausibility, head agreement) ranks **words** instead: maximal runs of
 non-whitespace characters of the original text, found through the tokenizer's offset mapping, so that
 ``un ##believ ##able``, ``Ġunbel ievable`` and ``▁unbe lievable`` are all the one word ``unbelievable``.
+With ``--units sentence`` they rank **sentences** (``sentence_starts``: a sentence ends after ``.``, ``!``
+or ``?`` and any closing quotes or brackets, followed by whitespace and an upper-case letter, a digit or
+an opening quote or bracket; or at a blank line, which ends a headline or paragraph), mapped to tokens
+through the offsets in the same way.
 
-A word's score is the **sum of its sub-token scores**, ``s_w = Σ_{j ∈ w} s_j``, as attention to a word
+A unit's score is the **sum of its sub-token scores**, ``s_u = Σ_{j ∈ u} s_j``, as attention to a word
 is summed over its pieces (Clark et al. 2019, "What does BERT look at?") and as attributions add up
 (integrated gradients' completeness holds for words when it holds for tokens). The random baseline
-is the exception: a sum of independent draws would favour words of many pieces, so a word takes the
-draw of its first piece, which ranks words uniformly at random. Removing a word for comprehensiveness
-and sufficiency removes all its pieces. A special token is a unit of its own and, as at token level,
-never part of a ranking.
+is the exception: a sum of independent draws would favour units of many pieces, so a unit takes the
+draw of its first piece, which ranks units uniformly at random. Removing a unit for leave-one-out,
+comprehensiveness and sufficiency removes all its pieces. A special token is a unit of its own and, as
+at token level, never part of a ranking. Units never span the two texts of a pair.
 
 Everything is expressed by one index per example, ``unit[t]``: the unit of token ``t``. Token level is
 the identity; an aggregated record has one score per unit, and a keep-mask over units becomes one over
@@ -21,7 +25,7 @@ tokens as ``keep[unit]``.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -29,6 +33,37 @@ import numpy as np
 from tasks.records import EncodedExample, TokenScores
 
 WORD = re.compile(r"\S+")
+SPACE = re.compile(r"\s+")
+CLOSERS = "\"'”’)]"
+OPENERS = "\"'“‘(["
+
+
+def word_starts(text: str) -> list[int]:
+    """The character offsets where the words of ``text`` (maximal runs of non-whitespace) start."""
+    return [match.start() for match in WORD.finditer(text)]
+
+
+def sentence_starts(text: str) -> list[int]:
+    """The character offsets where the sentences of ``text`` start (the first is always 0).
+
+    A run of whitespace ends a sentence when it holds a blank line (a headline, a paragraph), or when
+    ``.``, ``!`` or ``?`` (and any closing quotes or brackets) come before it and an upper-case letter,
+    a digit or an opening quote or bracket after it (``… rally. The IEA …``, ``… said. "I think …``).
+    So a sentence never ends inside a word or number (``294.3m``) nor before a lower-case word
+    (``e.g. the``). A simple rule, not a parser: an abbreviation followed by a capital (``Mr. Smith``,
+    ``U.S. Army``) also ends a sentence.
+    """
+    starts = [0]
+    for space in SPACE.finditer(text):
+        start, end = space.span()
+        if end == len(text) or start == 0:
+            continue
+        before = text[max(0, start - len(CLOSERS) - 1) : start].rstrip(CLOSERS)
+        after = text[end : end + 2].lstrip(OPENERS)[:1]
+        punctuated = before.endswith((".", "!", "?")) and (after.isupper() or after.isdigit())
+        if punctuated or space.group().count("\n") >= 2:
+            starts.append(end)
+    return starts
 
 
 def word_index(example: EncodedExample) -> np.ndarray:
@@ -39,12 +74,26 @@ def word_index(example: EncodedExample) -> np.ndarray:
     tokens, and tokens that cover no text, are units of their own. Text pairs number the words of each
     segment apart (``segments``), so a word never spans the two texts.
     """
+    return span_index(example, word_starts)
+
+
+def sentence_index(example: EncodedExample) -> np.ndarray:
+    """``unit[t]`` for sentence units (``sentence_starts``), shape ``[T]``, numbered in position order.
+
+    Tokens are assigned as in ``word_index``: by the first non-space character of their span.
+    """
+    return span_index(example, sentence_starts)
+
+
+def span_index(example: EncodedExample, starts_of: Callable[[str], list[int]]) -> np.ndarray:
+    """``unit[t]``: the span of ``starts_of(text)`` holding token ``t``'s first non-space character.
+
+    Special tokens, and tokens that cover no text, are units of their own; each segment of a text pair
+    has its own spans, so a unit never spans the two texts.
+    """
     segments = example.segments if example.segments is not None else np.zeros(example.length, dtype=int)
     texts = (example.text, example.text_pair)
-    starts = {
-        segment: np.array([match.start() for match in WORD.finditer(texts[segment] or "")])
-        for segment in set(segments.tolist())
-    }
+    starts = {segment: np.array(starts_of(texts[segment] or "")) for segment in set(segments.tolist())}
     unit = np.empty(example.length, dtype=np.int64)
     keys: dict[tuple[str, int, int], int] = {}
     for t, ((start, end), special) in enumerate(zip(example.offsets.tolist(), example.special_mask, strict=True)):
@@ -55,7 +104,7 @@ def word_index(example: EncodedExample) -> np.ndarray:
         else:
             span = text[start:end]
             first = start + len(span) - len(span.lstrip()) if span.strip() else end
-            key = ("word", segment, int(np.searchsorted(starts[segment], first, side="right")) - 1)
+            key = ("span", segment, int(np.searchsorted(starts[segment], first, side="right")) - 1)
         unit[t] = keys.setdefault(key, len(keys))
     return unit
 
@@ -65,10 +114,17 @@ def token_index(example: EncodedExample) -> np.ndarray:
     return np.arange(example.length)
 
 
+INDEX: dict[str, Callable[[EncodedExample], np.ndarray]] = {
+    "token": token_index,
+    "word": word_index,
+    "sentence": sentence_index,
+}
+"""How each unit level finds ``unit[t]``: one entry per value of ``--units``."""
+
+
 def unit_indices(examples: Sequence[EncodedExample], units: str) -> dict[str, np.ndarray]:
-    """Each example's ``unit[t]`` for ``units`` (``token`` or ``word``), by example id."""
-    index = word_index if units == "word" else token_index
-    return {example.example_id: index(example) for example in examples}
+    """Each example's ``unit[t]`` for ``units`` (``token``, ``word`` or ``sentence``), by example id."""
+    return {example.example_id: INDEX[units](example) for example in examples}
 
 
 def aggregate(values: np.ndarray, unit: np.ndarray, first: bool = False) -> np.ndarray:

@@ -214,7 +214,7 @@ def plausibility_values(
 ) -> list[MetricValue]:
     """Token F1, token IOU and AUPRC of every record against its example's human rationale, if it has one.
 
-    In word units a word is in the rationale when any of its tokens is.
+    In word or sentence units a unit is in the rationale when any of its tokens is.
     """
     rationale = {
         e.example_id: e.rationale if units is None else aggregate(e.rationale, units[e.example_id], first=False) > 0

@@ -61,7 +61,7 @@ def second_removal_values(
         records: The batch's token-level records (leave-one-out's are recomputed).
         options: The run's method options.
         chosen: The sample's example ids (``removal_sample``).
-        units: ``unit[t]`` per example for word units; None at token level.
+        units: ``unit[t]`` per example for word or sentence units; None at token level.
 
     Returns:
         ``MetricValue`` rows under the ``…_removal2`` metric ids.

@@ -31,13 +31,19 @@ import pandas as pd
 import torch
 
 from tasks.config import MethodOptions
+from tasks.data.encoding import plan_batches
 from tasks.evaluate.agreement import spearman_rho
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
 from tasks.model.bundle import ModelBundle
-from tasks.records import EncodedExample, TokenScores
+from tasks.records import EncodedExample, Progress, TokenScores, no_progress
 
 HEAD_MODULES = ("classifier", "pre_classifier", "score", "classification_head")
+
+
+def cascade_stages(bundle: ModelBundle) -> list[torch.nn.Module]:
+    """The layers the cascade randomises one at a time, from the top (ALBERT's shared group once)."""
+    return list(dict.fromkeys(reversed(bundle.adapter.layer_modules(bundle.model))))
 
 
 def randomised_models(bundle: ModelBundle, seed: int) -> Iterator[tuple[int, str, ModelBundle]]:
@@ -50,7 +56,7 @@ def randomised_models(bundle: ModelBundle, seed: int) -> Iterator[tuple[int, str
             module.apply(initialise)
     yield 0, "classification head", replace(bundle, model=model)
     layers = bundle.adapter.layer_modules(model)
-    distinct = list(dict.fromkeys(reversed(layers)))  # ALBERT runs one shared group at every depth
+    distinct = cascade_stages(replace(bundle, model=model))
     for stage, layer in enumerate(distinct, start=1):
         torch.manual_seed(seed + stage)
         layer.apply(initialise)
@@ -61,10 +67,27 @@ def randomised_models(bundle: ModelBundle, seed: int) -> Iterator[tuple[int, str
         yield stage, label, replace(bundle, model=model)
 
 
-def sample(examples: Sequence[EncodedExample], size: int, seed: int) -> list[EncodedExample]:
-    """The first ``size`` examples in the order of ``sha256(f"{seed}:{id}")`` (independent of the batches)."""
+def sample(
+    examples: Sequence[EncodedExample], size: int | None, seed: int, tokens: int | None = None
+) -> list[EncodedExample]:
+    """The first examples in the order of ``sha256(f"{seed}:{id}")`` (independent of the batches).
+
+    Args:
+        examples: The run's examples.
+        size: At most this many (None: no cap).
+        seed: Seed of the order.
+        tokens: Take examples only until their tokens (special tokens included) reach this many; the
+            example that reaches it is taken, so the sample is never empty. None: no token budget.
+
+    Returns:
+        A prefix of the seeded order, so a larger size or budget keeps every example a smaller one took.
+    """
     key = {e.example_id: hashlib.sha256(f"{seed}:{e.example_id}".encode()).hexdigest() for e in examples}
-    return sorted(examples, key=lambda e: key[e.example_id])[:size]
+    ordered = sorted(examples, key=lambda e: key[e.example_id])[:size]
+    if tokens is None:
+        return ordered
+    taken = np.cumsum([0, *(e.length for e in ordered)])
+    return ordered[: max(1, int(np.searchsorted(taken, tokens, side="left")))]
 
 
 def scores_of(
@@ -101,26 +124,43 @@ def sanity_rows(
     options: MethodOptions,
     seed: int,
     token_budget: int,
+    *,
+    batch_size: int = 32,
+    progress: Progress = no_progress,
 ) -> pd.DataFrame:
-    """Spearman ρ (signed and absolute) between original and randomised scores, per example, method, stage."""
+    """Spearman ρ (signed and absolute) between original and randomised scores, per example, method, stage.
+
+    The examples are computed in batches (``plan_batches``: at most ``batch_size`` examples and
+    ``token_budget`` tokens), and ``progress`` is told after each batch of the original model and of
+    every stage of the cascade.
+    """
     methods = [m for m in methods if m in METHODS]
-    original, targets = scores_of(bundle, examples, methods, options, None, token_budget)
-    before = {(r.example_id, r.method): r.content_scores for r in original}
+    batches = plan_batches(examples, batch_size, token_budget)
+    total = len(batches) * (2 + len(cascade_stages(bundle)))  # the original, the head, each layer
+    before: dict[tuple[str, str], np.ndarray] = {}
+    targets: list[list[int]] = []
+    for index, batch in enumerate(batches, start=1):
+        original, batch_targets = scores_of(bundle, batch, methods, options, None, token_budget)
+        before.update({(r.example_id, r.method): r.content_scores for r in original})
+        targets.append(batch_targets)
+        progress(index, total, f"original model, batch {index}/{len(batches)} ({len(batch)} examples)")
     rows = []
     for stage, label, randomised in randomised_models(bundle, seed):
-        after, _ = scores_of(randomised, examples, methods, options, targets, token_budget)
-        for record in after:
-            first = before[(record.example_id, record.method)]
-            rows.append(
-                {
-                    "example_id": record.example_id,
-                    "method": record.method,
-                    "stage": stage,
-                    "randomised": label,
-                    "spearman": _spearman(first, record.content_scores),
-                    "spearman_absolute": _spearman(np.abs(first), np.abs(record.content_scores)),
-                }
-            )
+        for index, (batch, batch_targets) in enumerate(zip(batches, targets, strict=True), start=1):
+            after, _ = scores_of(randomised, batch, methods, options, batch_targets, token_budget)
+            for record in after:
+                first = before[(record.example_id, record.method)]
+                rows.append(
+                    {
+                        "example_id": record.example_id,
+                        "method": record.method,
+                        "stage": stage,
+                        "randomised": label,
+                        "spearman": _spearman(first, record.content_scores),
+                        "spearman_absolute": _spearman(np.abs(first), np.abs(record.content_scores)),
+                    }
+                )
+            progress((stage + 1) * len(batches) + index, total, f"{label}, batch {index}/{len(batches)}")
     return pd.DataFrame(rows)
 
 

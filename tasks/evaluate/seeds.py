@@ -44,7 +44,7 @@ from tasks.explain.registry import METHODS
 from tasks.interventions.adversarial import jsd
 from tasks.interventions.mechanism import resolve_layer, tvd
 from tasks.model.bundle import ModelBundle
-from tasks.records import EncodedExample, MethodFamily, SeedAgreement, SeedDistance
+from tasks.records import EncodedExample, MethodFamily, Progress, SeedAgreement, SeedDistance, no_progress
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ def seed_baseline(
     *,
     batch_size: int,
     token_budget: int,
+    progress: Progress = no_progress,
 ) -> tuple[list[SeedDistance], list[SeedAgreement]]:
     """Compare every seed model with the audited model on ``examples`` (batched as the audit batches).
 
@@ -155,6 +156,7 @@ def seed_baseline(
         layers: The adversarial intervention's layers (negative counts from the top).
         batch_size: Examples per batch.
         token_budget: Most tokens per forward pass.
+        progress: Told after each batch, on the audited model and on every seed model.
 
     Returns:
         One ``SeedDistance`` per (example, seed model, layer, statistic) and one ``SeedAgreement`` per
@@ -163,13 +165,18 @@ def seed_baseline(
     chosen = compared_methods(methods)
     resolved = sorted({resolve_layer(layer, audited.num_layers) for layer in layers})
     batches = plan_batches(examples, batch_size, token_budget)
-    originals = [view_of(audited, batch, chosen, options, resolved, None, token_budget) for batch in batches]
+    total = len(batches) * (1 + len(seeds))
+    originals = []
+    for index, batch in enumerate(batches, start=1):
+        originals.append(view_of(audited, batch, chosen, options, resolved, None, token_budget))
+        progress(index, total, f"audited model, batch {index}/{len(batches)}")
     distances: list[SeedDistance] = []
     agreement: list[SeedAgreement] = []
-    for name, bundle in seeds:  # seed models outer: each is loaded (and cached) once
-        for batch, original in zip(batches, originals, strict=True):
+    for number, (name, bundle) in enumerate(seeds, start=1):  # seed models outer: each is loaded (and cached) once
+        for index, (batch, original) in enumerate(zip(batches, originals, strict=True), start=1):
             other = view_of(bundle, batch, chosen, options, resolved, original.targets, token_budget)
             batch_distances, batch_agreement = compare_views(batch, original, other, name)
             distances += batch_distances
             agreement += batch_agreement
+            progress(number * len(batches) + index, total, f"seed model {name}, batch {index}/{len(batches)}")
     return distances, agreement

@@ -6,8 +6,8 @@ Bernoulli(q_j)``: ``q_j = 1 − s_j`` for comprehensiveness, ``q_j = s_j`` for s
 special tokens (``tasks.evaluate.faithfulness.soft_keep_probabilities``). The model runs once on ``e ⊙ m``
 (one draw of ``m`` per example, method, draw and metric, seeded by ``(seed, example, method, draw,
 metric)``, so a value does not depend on the batch), and once per example on the input whose content
-embeddings are all zeroed, the ``S(0)`` of the normalisation. In word units a word's probability applies
-to each of its tokens.
+embeddings are all zeroed, the ``S(0)`` of the normalisation. In word or sentence units a unit's
+probability applies to each of its tokens.
 
 References:
     Zhao & Aletras (2023), "Incorporating Attribution Importance for Improving Faithfulness Metrics",

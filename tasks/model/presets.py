@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.config import stable_hash
+from tasks.config import Units, stable_hash
 from tasks.data.builtin import BUILTIN_CORPORA, package_folder, package_version
 from tasks.data.corpora import content_fingerprint
 
@@ -68,6 +68,9 @@ class Preset:
     """A ready-made audit: which corpus the model is fine-tuned on and which split is audited.
 
     Attributes:
+        audit_units: What the audit removes and ranks (``--units``, ``tasks.data.units``) unless given:
+            tokens for single sentences, sentences for articles (a reader of an article weighs its
+            sentences, and leave-one-out then costs one input per sentence instead of one per token).
         extra_seeds: Training seeds of the other fine-tunings used by the seed baseline
             (``--seed-models preset``; ``seed_variant``): the same build with only ``training.seed`` changed.
     """
@@ -78,6 +81,7 @@ class Preset:
     audit_max_length: int
     training: TrainingConfig
     description: str
+    audit_units: Units = "token"
     extra_seeds: tuple[int, ...] = (1, 2)
 
 
@@ -107,6 +111,7 @@ PRESETS: dict[str, Preset] = {
         audit_max_length=256,
         training=BBC_NEWS_TRAINING,
         description="MiniLM-L6 fine-tuned for five-way topic classification of BBC News articles (first 256 tokens)",
+        audit_units="sentence",
     ),
 }
 

@@ -35,8 +35,10 @@ from tasks.records import (
     InterventionValue,
     MethodFamily,
     MetricValue,
+    Progress,
     StageCost,
     TokenScores,
+    no_progress,
 )
 
 StageMeter = Callable[[str], AbstractContextManager[None]]
@@ -50,11 +52,13 @@ def audit_batch(
     interventions: InterventionOptions,
     execution: ExecutionSettings,
     removal_sample: Collection[str] = frozenset(),
+    progress: Progress = no_progress,
 ) -> BatchResult:
     """Compute every requested method, metric and intervention for one batch of examples.
 
     The examples of ``removal_sample`` (``tasks.evaluate.removal_check.removal_sample`` of the run) also
-    have their removal metrics recomputed with the second removal operator.
+    have their removal metrics recomputed with the second removal operator. ``progress`` is told after
+    each measured stage (the model pass, each method, the metrics, the removal check, each intervention).
 
     The model pass runs first and once; methods then read it (and the shared perturbation cache)
     in registry order; faithfulness and agreement metrics follow; the interventions on the attention
@@ -72,7 +76,10 @@ def audit_batch(
         need_attention_grads=any(spec.needs_attention_grads for spec in specs),
     )
     costs: list[StageCost] = []
-    measure = _stage_meter(context, costs)
+    stages = 1 + len(specs) + 4 + len(interventions.names)  # the measured stages below
+    measure = _stage_meter(
+        context, costs, lambda cost: progress(len(costs), stages, f"{cost.stage} {cost.seconds:.1f} s")
+    )
     with measure("model_pass"):
         predictions = context.predictions()
     records = _explanations(context, specs, options, measure)
@@ -150,8 +157,8 @@ def _intervention_values(
     return values
 
 
-def _stage_meter(context: BatchContext, costs: list[StageCost]) -> StageMeter:
-    """A meter appending one ``StageCost`` to ``costs`` per measured stage of ``context``."""
+def _stage_meter(context: BatchContext, costs: list[StageCost], done: Callable[[StageCost], None]) -> StageMeter:
+    """A meter appending one ``StageCost`` to ``costs`` per measured stage of ``context``, then telling ``done``."""
 
     @contextmanager
     def measure(stage: str) -> Iterator[None]:
@@ -170,5 +177,6 @@ def _stage_meter(context: BatchContext, costs: list[StageCost]) -> StageMeter:
                 backward_tokens=work.backward_tokens,
             )
         )
+        done(costs[-1])
 
     return measure

@@ -28,6 +28,7 @@ from tasks.model.loading import load_model
 from tasks.model.seeds import load_seed_models, seed_model_specs
 from tasks.pipeline.batch import audit_batch
 from tasks.pipeline.plan import RunPlan, plan_run
+from tasks.pipeline.progress import reported, run_logger
 from tasks.records import BatchResult, EncodedExample
 from tasks.verdict import gate
 from tasks.verdict.evidence import example_evidence, example_verdicts
@@ -104,7 +105,9 @@ def audit_batch_task(
     if execution.threads is not None:
         torch.set_num_threads(execution.threads)
     try:
-        return audit_batch(load_model(model), examples, options, interventions, execution, removal_sample)
+        with reported(f"batch {index}", run_logger(), bar=False, every=10.0) as progress:
+            bundle = load_model(model)
+            return audit_batch(bundle, examples, options, interventions, execution, removal_sample, progress)
     finally:
         torch.set_num_threads(previous)
 
@@ -133,13 +136,16 @@ def finish_run_task(db: Path, run_id: str) -> str:
 @task(name="judge-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: VerdictOptions) -> int:
     """Compute and store the run's verdicts per example and per slice; returns the slice verdicts written."""
-    with store.connect(db) as connection:
+    with store.connect(db) as connection, reported("verdicts", run_logger(), bar=False) as progress:
         examples = store.read_table(connection, "examples", run_id)
         metrics = store.read_table(connection, "metrics", run_id)
         interventions = store.read_table(connection, "interventions", run_id)
         heads = store.read_table(connection, "head_agreement", run_id)
+        progress(1, 6, f"read {len(metrics)} metric rows of {len(examples)} examples")
         evidence = example_evidence(metrics, interventions, methods, options)
+        progress(2, 6, "evidence per example")
         per_example = example_verdicts(evidence, examples, options)
+        progress(3, 6, "verdicts per example")
         per_slice = pd.concat(
             [
                 slice_verdicts(evidence, examples, options),
@@ -147,8 +153,11 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
             ],
             ignore_index=True,
         )
+        progress(4, 6, f"verdicts of {len(per_slice)} slices and heads")
         matrix = agreement_matrix(metrics, examples, options)
+        progress(5, 6, "agreement matrix")
         store.write_verdicts(connection, run_id, per_example, per_slice, matrix)
+        progress(6, 6, "stored")
         return len(per_slice)
 
 
@@ -165,10 +174,25 @@ def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
     if stored and done == options.model_dump(mode="json"):
         return 0
     plan = plan_run(config)
-    chosen = sanity.sample(plan.examples, options.sample_size, options.seed)
-    rows = sanity.sanity_rows(
-        bundle, chosen, config.methods.methods, config.methods, options.seed, config.execution.token_budget
+    chosen = sanity.sample(plan.examples, options.sample_size, options.seed, options.tokens)
+    logger = run_logger()
+    logger.info(
+        "sanity check: %d examples (%d tokens), recomputed on the original and %d randomised models",
+        len(chosen),
+        sum(example.length for example in chosen),
+        1 + len(sanity.cascade_stages(bundle)),
     )
+    with reported("sanity check", logger) as progress:
+        rows = sanity.sanity_rows(
+            bundle,
+            chosen,
+            config.methods.methods,
+            config.methods,
+            options.seed,
+            config.execution.token_budget,
+            batch_size=config.execution.batch_size,
+            progress=progress,
+        )
     with store.connect(db) as connection:
         store.write_sanity_checks(connection, run_id, rows)
         store.record_manifest(connection, run_id, "sanity", options.model_dump(mode="json"))
@@ -209,16 +233,18 @@ def seed_baseline_task(db: Path, run_id: str, config: AuditConfig) -> int:
         if options.sample_size is None
         else sanity.sample(plan.examples, options.sample_size, options.seed)
     )
-    distances, agreement = seeds.seed_baseline(
-        load_model(config.model),
-        loaded,
-        chosen,
-        plan.configured,
-        plan.config.methods,
-        plan.config.interventions.layers,
-        batch_size=config.execution.batch_size,
-        token_budget=config.execution.token_budget,
-    )
+    with reported("seed baseline", run_logger()) as progress:
+        distances, agreement = seeds.seed_baseline(
+            load_model(config.model),
+            loaded,
+            chosen,
+            plan.configured,
+            plan.config.methods,
+            plan.config.interventions.layers,
+            batch_size=config.execution.batch_size,
+            token_budget=config.execution.token_budget,
+            progress=progress,
+        )
     with store.connect(db) as connection:
         store.write_seed_baseline(connection, run_id, distances, agreement)
         store.record_manifest(connection, run_id, "seeds", done)

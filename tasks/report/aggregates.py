@@ -99,6 +99,7 @@ class SanityRow:
     fully_randomised: Estimate
     fully_randomised_signed: Estimate
     result: str  # "passes", "fails", "unclear"
+    examples: int  # in the check's sample (``--sanity-tokens``)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,7 @@ def sanity_rows(rows: pd.DataFrame, config: AuditConfig, seed: int) -> list[Sani
         spec = spec_of(method)
         out.append(
             SanityRow(method, spec.title, spec.family.value, absolute,
-                      bootstrap_mean(group["spearman"].to_numpy(), seed=seed), result)
+                      bootstrap_mean(group["spearman"].to_numpy(), seed=seed), result, group["example_id"].nunique())
         )  # fmt: skip
     return out
 

@@ -96,6 +96,16 @@ def dataset_rows(examples: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
+UNITS = {
+    "token": "tokens",
+    "word": "words (whitespace-separated; a word scores the sum of its sub-token scores, the random baseline "
+    "its first draw; leave-one-out removes each word once)",
+    "sentence": "sentences (ending at . ! ? before a capital, digit or quote, or at a blank line; a sentence scores "
+    "the sum of its token scores, the random baseline its first draw; leave-one-out removes each sentence once)",
+}
+"""The run's units (``--units``) in words."""
+
+
 def settings(config: AuditConfig, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The method and sampling settings of the run, in words (with what ``--target-precision`` chose)."""
     options = config.methods
@@ -103,13 +113,7 @@ def settings(config: AuditConfig, manifest: Mapping[str, Any]) -> list[tuple[str
     rows = [
         ("Methods", ", ".join(options.methods)),
         ("Removal operator", options.removal),
-        (
-            "Units ranked by every metric",
-            "words (whitespace-separated; a word scores the sum of its sub-token scores, the random baseline "
-            "its first draw)"
-            if options.units == "word"
-            else "tokens",
-        ),
+        ("Units removed by leave-one-out and ranked by every metric", UNITS[options.units]),
         ("Rationale sizes k", ", ".join(f"{100 * k:g} %" for k in options.k_fractions)),
         ("Integrated gradients", f"{ig_steps_words(options.ig_steps)}, {options.ig_rule} rule, [PAD] baseline"),
         ("Random baseline", f"{options.random_draws} draws, seed {options.seed}"),

@@ -1,4 +1,4 @@
-"""Word units: whitespace words found through offsets, scored by the sum of their pieces."""
+"""Word and sentence units: found through offsets, scored by the sum of their pieces."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ import torch
 
 from tasks.config import MethodOptions, ModelSpec
 from tasks.data.encoding import encode_corpus
-from tasks.data.units import aggregate, records_in_units, to_units, token_mask, unit_indices, word_index
+from tasks.data.units import (
+    aggregate,
+    records_in_units,
+    sentence_index,
+    sentence_starts,
+    to_units,
+    token_mask,
+    unit_indices,
+    word_index,
+)
 from tasks.evaluate.batch_metrics import faithfulness_values, plausibility_values
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import methods_of
@@ -108,3 +117,66 @@ def test_a_word_is_in_the_human_rationale_when_any_of_its_pieces_is(tiny_bundle)
     record = to_units(TokenScores("0", "attention_last", np.eye(example.length)[2], example.content_mask), unit)
     values = {v.metric: v.value for v in plausibility_values([record], [example], {"0": unit})}
     assert values["token_f1"] == pytest.approx(1.0)
+
+
+ARTICLE = 'Oil rally\n\nPrices rose 1.5% on Monday. "Demand is strong," said Mr Ng. Is it? 3 analysts agree.'
+SENTENCES = [
+    "Oil rally",
+    "Prices rose 1.5% on Monday.",
+    '"Demand is strong," said Mr Ng.',
+    "Is it?",
+    "3 analysts agree.",
+]
+
+
+def test_sentences_end_at_end_punctuation_before_a_capital_digit_or_quote_and_at_blank_lines():
+    starts = sentence_starts(ARTICLE)
+    pieces = [ARTICLE[a:b].strip() for a, b in zip(starts, [*starts[1:], len(ARTICLE)], strict=True)]
+    assert pieces == SENTENCES
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "It rose to 294.3m barrels.",  # a decimal point is inside a number
+        "Cheap fuel, e.g. the diesel, sold out.",  # before a lower-case word
+        "Who? nobody knows.",
+        "One sentence with no end",
+    ],
+)
+def test_no_sentence_ends_inside_a_number_or_before_a_lower_case_word(text):
+    assert sentence_starts(text) == [0]
+
+
+def test_every_token_of_a_sentence_shares_its_unit_and_units_follow_the_text(tiny_bundle):
+    example = encoded(tiny_bundle.tokenizer, ARTICLE)
+    unit = sentence_index(example)
+    content = unit[~example.special_mask]
+    assert len(set(content)) == len(SENTENCES)
+    assert len(set(unit[example.special_mask])) == example.special_mask.sum()
+    assert unit.tolist() == sorted(unit.tolist())
+    for sentence, index in zip(SENTENCES, dict.fromkeys(content.tolist()), strict=True):
+        spans = example.offsets[unit == index]
+        assert ARTICLE[spans[:, 0].min() : spans[:, 1].max()] == sentence
+
+
+def test_a_sentence_never_spans_the_two_texts_of_a_pair(tiny_bundle):
+    frame = pd.DataFrame(
+        {"example_id": ["p"], "text": ["No end here"], "text_pair": ["Still none"], "label": None, "metadata": [{}]}
+    )
+    example = encode_corpus(frame, tiny_bundle.tokenizer, ("negative", "positive"), 64)[0]
+    unit = sentence_index(example)
+    content = ~example.special_mask
+    assert len(set(unit[content])) == 2
+    for segment in (0, 1):
+        assert len(set(unit[content & (example.segments == segment)])) == 1
+
+
+def test_sentence_units_rank_sentences_by_the_sum_of_their_tokens(tiny_bundle):
+    example = encoded(tiny_bundle.tokenizer, ARTICLE)
+    [unit] = unit_indices([example], "sentence").values()
+    scores = np.random.default_rng(1).normal(size=example.length)
+    record = to_units(TokenScores("a", "saliency", scores, example.content_mask), unit)
+    assert record.scores.shape == (len(SENTENCES) + 2,)
+    assert record.scores[unit[1]] == pytest.approx(scores[unit == unit[1]].sum())
+    assert record.content_mask.sum() == len(SENTENCES)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from tasks.config import MethodOptions
-from tasks.evaluate.sanity import randomised_models, sanity_rows
+from tasks.evaluate.sanity import randomised_models, sample, sanity_rows
 from tasks.explain import registry as method_registry
 from tasks.explain.registry import METHODS, MethodSpec
 from tasks.records import MethodFamily
@@ -55,3 +56,37 @@ def test_sanity_copies_do_not_share_parameters_with_the_audited_model(tiny_bundl
     for _, label, randomised in randomised_models(tiny_bundle, seed=3):
         shared = audited & {p.data_ptr() for p in randomised.model.parameters()}
         assert not shared, f"the {label} copy shares {len(shared)} tensors with the audited model"
+
+
+# --- the sample, sized by tokens --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [1, 20, 40, 10_000])
+def test_the_sample_takes_the_seeded_order_until_its_tokens_reach_the_budget(tiny_bundle, budget):
+    examples = encode(tiny_bundle, TEXTS)
+    order = sample(examples, None, 7)
+    chosen = sample(examples, None, 7, tokens=budget)
+    assert chosen == order[: len(chosen)]  # a prefix of the seeded order: a larger budget keeps these
+    lengths = [example.length for example in chosen]
+    if len(chosen) < len(examples):
+        assert sum(lengths[:-1]) < budget <= sum(lengths)  # the example that reaches the budget is taken
+    else:
+        assert sum(lengths[:-1]) < budget
+    assert sample(examples, 2, 7, tokens=budget) == chosen[:2]  # the example cap still holds
+
+
+def test_a_batched_cascade_gives_the_rows_of_one_batch_and_reports_every_step(tiny_bundle):
+    examples = encode(tiny_bundle, TEXTS)
+    methods = ("saliency", "leave_one_out")
+    whole = sanity_rows(tiny_bundle, examples, methods, MethodOptions(), 0, 4096)
+    told: list[tuple[int, int]] = []
+    batched = sanity_rows(
+        tiny_bundle, examples, methods, MethodOptions(), 0, 4096, batch_size=2,
+        progress=lambda done, total, what: told.append((done, total)),
+    )  # fmt: skip
+    key = ["example_id", "method", "stage"]
+    pd.testing.assert_frame_equal(
+        batched.sort_values(key).reset_index(drop=True), whole.sort_values(key).reset_index(drop=True), atol=1e-6
+    )
+    steps = 3 * 4  # 3 batches of at most 2 examples; the original model, the head and each of the 2 layers
+    assert told == [(done, steps) for done in range(1, steps + 1)]

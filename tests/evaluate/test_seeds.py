@@ -43,6 +43,7 @@ def test_attention_distances_are_symmetric_and_bounded_by_one_bit() -> None:
 
 def test_a_seed_identical_to_the_audited_model_gives_distance_0_and_tau_1(tiny_bundle: ModelBundle) -> None:
     examples = encode(tiny_bundle, TEXTS)
+    told: list[tuple[int, int]] = []
     distances, agreement = seed_baseline(
         tiny_bundle,
         [("same", tiny_bundle)],
@@ -52,7 +53,9 @@ def test_a_seed_identical_to_the_audited_model_gives_distance_0_and_tau_1(tiny_b
         (-1, 0),
         batch_size=2,
         token_budget=512,
+        progress=lambda done, total, what: told.append((done, total)),
     )
+    assert told == [(done, 6) for done in range(1, 7)]  # 3 batches on the audited model, then on the seed model
     assert {d.layer for d in distances} == {0, 1}
     assert len(distances) == len(examples) * 2 * 4
     for row in distances:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from tasks.config import MethodOptions
+from tasks.data.encoding import encode_corpus
+from tasks.data.units import sentence_index, to_units, word_index
 from tasks.explain.gradients import grad_x_input, integrated_gradients, saliency
 from tasks.explain.passes import BatchContext
 from tasks.explain.perturbation import leave_one_out, leave_one_out_inputs
@@ -29,6 +32,40 @@ def test_one_input_per_content_token_each_missing_exactly_that_token():
     content = np.array([False, True, True, False])
     masks = leave_one_out_inputs(content)
     assert [m.tolist() for m in masks] == [[True, False, True, True], [True, True, False, True]]
+
+
+def test_one_input_per_content_unit_each_missing_every_token_of_that_unit():
+    content = np.array([False, True, True, True, True, False])
+    unit = np.array([0, 1, 1, 2, 2, 3])
+    masks = leave_one_out_inputs(content, unit)
+    assert [m.tolist() for m in masks] == [
+        [True, False, False, True, True, True],
+        [True, True, True, False, False, True],
+    ]
+
+
+ARTICLE = "Oil prices rallied sharply. Unbelievably, demand keeps growing! Analysts disagree."
+
+
+@pytest.mark.parametrize(("units", "index"), [("word", word_index), ("sentence", sentence_index)])
+def test_unit_leave_one_out_removes_each_unit_once_and_its_tokens_share_the_drop(tiny_bundle, units, index):
+    frame = pd.DataFrame({"example_id": ["a"], "text": [ARTICLE], "label": None, "metadata": [{}]})
+    [example] = encode_corpus(frame, tiny_bundle.tokenizer, ("a", "b", "c"), 64)
+    unit = index(example)
+    content_units = sorted(set(unit[example.content_mask].tolist()))
+    context = BatchContext(tiny_bundle, [example], need_gradients=False)
+    context.predictions()
+    before = context.counter.forward_rows
+    [record] = leave_one_out(context, MethodOptions(units=units))
+    assert context.counter.forward_rows - before == len(content_units)  # n_units inputs, not n_tokens
+    target = int(context.targets[0])
+    full = probability(tiny_bundle, example.input_ids, target)
+    per_unit = to_units(record, unit)
+    for u in content_units:
+        drop = full - probability(tiny_bundle, example.input_ids[unit != u], target)
+        assert per_unit.scores[u] == pytest.approx(drop, abs=1e-5)  # the sum over the unit is its drop
+        np.testing.assert_allclose(record.scores[unit == u], drop / np.count_nonzero(unit == u), atol=1e-5)
+    assert np.all(record.scores[example.special_mask] == 0)
 
 
 def test_leave_one_out_is_the_probability_drop_when_the_token_id_is_deleted(context: BatchContext, tiny_bundle):

@@ -304,19 +304,20 @@ def test_no_interventions_round_trips_as_none() -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--preset", "bbc-news"], ("bbc-news", "bbc-news", "test", 256)),
-        (["--preset", "movie-snippets"], ("movie-snippets", "movie-snippets", "test", 128)),
-        (["--preset", "bbc-news", "--max-length", "512"], ("bbc-news", "bbc-news", "test", 512)),
-        (["--preset", "bbc-news", "--dataset", "mine.csv"], ("bbc-news", "mine.csv", "test", 128)),
+        (["--preset", "bbc-news"], ("bbc-news", "bbc-news", "test", 256, "sentence")),
+        (["--preset", "movie-snippets"], ("movie-snippets", "movie-snippets", "test", 128, "token")),
+        (["--preset", "bbc-news", "--max-length", "512"], ("bbc-news", "bbc-news", "test", 512, "sentence")),
+        (["--preset", "bbc-news", "--units", "word"], ("bbc-news", "bbc-news", "test", 256, "word")),
+        (["--preset", "bbc-news", "--dataset", "mine.csv"], ("bbc-news", "mine.csv", "test", 128, "token")),
     ],
 )
-def test_a_preset_names_its_model_corpus_split_and_length_unless_given(argv, expected) -> None:
+def test_a_preset_names_its_model_corpus_split_length_and_units_unless_given(argv, expected) -> None:
     from flows.cli import _preset_defaults, _with_preset
 
     args = build_parser().parse_args(["run", *argv])
     config = _preset_defaults(config_from_args(_with_preset(args)))
     data = config.data
-    assert (config.model.name_or_path, data.dataset, data.split, data.max_length) == expected
+    assert (config.model.name_or_path, data.dataset, data.split, data.max_length, config.methods.units) == expected
 
 
 def test_an_unknown_preset_is_one_error_naming_the_presets(capsys: pytest.CaptureFixture[str]) -> None:
