@@ -85,10 +85,19 @@ class PrefectAPI:
         if self.process is None:
             yield
             return
-        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            PREFECT_UI_URL,
+            temporary_settings,
+        )
 
         self._wait()
-        with temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: ""}):  # no UI to link to
+        # No UI to link to; no heartbeats: they let a lasting server tell crashed flow runs, this one ends
+        # with the run, and each flow run waits up to a second for its heartbeat thread to stop.
+        with temporary_settings(
+            updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):
             yield
 
     def _wait(self) -> None:
