@@ -70,7 +70,8 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
 
     At most ``concurrency`` batches are in flight: each is written to DuckDB as soon as it is done, so
     memory does not grow with the corpus. A batch that still fails after ``batch_retries`` retries is
-    recorded per example in the ``failures`` table and the others go on.
+    recorded per example in the ``failures`` table and the others go on. The model's batched throughput
+    (for the report's naive pass-count bound) is measured after the batches, on the model they warmed up.
     """
     logger = get_run_logger()
     db = config.output.db
@@ -79,9 +80,6 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     done = register_run_task(db, plan, config)
     batches = plan.batches(done, config.execution.batch_size, config.execution.token_budget)
     pending = sum(len(batch) for batch in batches)
-    if pending:
-        median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]
-        measure_throughput_task(db, plan.run_id, config.model, median)
     logger.info(
         "run %s: %d examples, %d already stored, %d to compute in %d batches",
         plan.run_id,
@@ -123,6 +121,9 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     while in_flight:
         store_oldest()
     progress.close()
+    if plan.examples:
+        median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]
+        measure_throughput_task(db, plan.run_id, config.model, median, computed=pending > failed)
     return BatchesOutcome(
         run_id=plan.run_id, methods=plan.methods, examples=len(plan.examples), pending=pending, failed=failed
     )

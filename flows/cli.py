@@ -14,9 +14,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.environment import quiet_libraries
+
+if TYPE_CHECKING:
+    from flows.server import PrefectAPI
+    from tasks.config import AuditConfig
 
 EXIT_INPUT = 2
 """Exit status of a problem the user can fix (``error:`` / ``fix:`` printed)."""
@@ -165,9 +169,17 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     config = _preset_defaults(config_from_args(_with_preset(args)))
+    from flows.server import PrefectAPI
+
+    with PrefectAPI() as api:  # Prefect's temporary server starts while the model and the corpus load
+        return _audit(config, api)
+
+
+def _audit(config: AuditConfig, api: PrefectAPI) -> int:
+    """Plan the run (every input problem surfaces here), then run the ``audit`` flow against ``api``."""
     from tasks.pipeline.plan import plan_run
 
-    plan = plan_run(config)  # pre-flight: every input problem surfaces here, before Prefect starts
+    plan = plan_run(config)  # pre-flight: every input problem surfaces here, before any flow runs
     _check_database(config.output.db)
     _check_report_folder(config.output.out_dir)
     print(f"run {plan.run_id}: {len(plan.examples)} examples of {config.data.dataset} ({config.data.split})")
@@ -184,7 +196,8 @@ def _run(args: argparse.Namespace) -> int:
 
     task_runner_for(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
     try:
-        outcome = audit(config)
+        with api.connected():
+            outcome = audit(config)
     except GateFailed as failed:
         print("gate failed:\n" + "\n".join(f"  - {failure}" for failure in failed.failures), file=sys.stderr)
         print(f"the audit finished and its results are stored: {failed.outcome['db']}", file=sys.stderr)
@@ -282,6 +295,7 @@ def _check_report_folder(folder: Path) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from flows.report_flow import report
+    from flows.server import PrefectAPI
     from tasks.errors import AuditError
 
     _check_database(args.db, args.run, read_only=True)
@@ -291,7 +305,8 @@ def _report(args: argparse.Namespace) -> int:
             f"--example-rows must be at least 1, not {args.example_rows}",
             "give the most rows the report's example table may show",
         )
-    paths = report(args.db, args.run, args.out, not args.no_pdf, args.example_rows)
+    with PrefectAPI() as api, api.connected():
+        paths = report(args.db, args.run, args.out, not args.no_pdf, args.example_rows)
     print(f"html report: {paths.html.resolve()}")
     if paths.pdf is not None:
         print(f"pdf report: {paths.pdf.resolve()}")

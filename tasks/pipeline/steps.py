@@ -51,8 +51,18 @@ def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
 
 
 @task(name="measure-throughput", cache_policy=NO_CACHE)
-def measure_throughput_task(db: Path, run_id: str, model: ModelSpec, length: int) -> costs.Throughput:
-    """Measure the model's batched throughput at the run's median length and keep it with the run."""
+def measure_throughput_task(
+    db: Path, run_id: str, model: ModelSpec, length: int, computed: bool
+) -> costs.Throughput | None:
+    """Measure the model's batched throughput at the run's median length and keep it with the run.
+
+    Measured after the batches, on the model they warmed up: when this process ``computed`` some, or
+    when the run has no throughput yet (killed after its last batch); otherwise the stored one stays.
+    """
+    if not computed:
+        with store.connect(db, read_only=True) as connection:
+            if "throughput" in store.read_run(connection, run_id)["manifest"]:
+                return None
     throughput = costs.measure_throughput(load_model(model), length)
     with store.connect(db) as connection:
         store.record_manifest(connection, run_id, "throughput", dataclasses.asdict(throughput))

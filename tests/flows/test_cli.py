@@ -200,7 +200,8 @@ def test_bad_input_is_one_error_and_fix_with_exit_status_2(
     for word in case.mentions:
         assert word in captured.err
     assert "Traceback" not in captured.out + captured.err
-    assert "Starting temporary server" not in captured.out + captured.err, "the problem surfaced after Prefect started"
+    assert "Beginning flow run" not in captured.out + captured.err, "the problem surfaced after a flow started"
+    assert "Starting temporary server" not in captured.out + captured.err, "Prefect started a server of its own"
 
 
 def test_a_bad_run_leaves_no_database_behind(inputs: Inputs, capfd: pytest.CaptureFixture[str]) -> None:

@@ -157,7 +157,7 @@ def test_a_different_batch_size_resumes_the_same_run(first_run: FirstRun) -> Non
 
 
 def test_a_different_method_option_is_a_different_run(first_run: FirstRun) -> None:
-    methods = first_run.config.methods.model_copy(update={"ig_steps": 9})
+    methods = first_run.config.methods.model_copy(update={"ig_steps": (9,)})
     config = first_run.config.model_copy(update={"methods": methods})
 
     assert plan_run(config).run_id != first_run.run_id

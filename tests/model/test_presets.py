@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from tasks.config import ModelSpec
@@ -76,6 +78,33 @@ def quick_cache(tmp_path_factory) -> Path:
         patch.setenv("ATTENTION_AUDIT_CACHE", str(folder))
         ensure_model(preset_with_training(PRESETS["movie-snippets"], **QUICK))
     return folder
+
+
+def test_a_progress_line_gives_the_step_the_mean_loss_and_the_time_left_at_the_rate_so_far():
+    # 5 of 20 steps in 10 s: 2 s a step, 15 steps left, 30 s
+    assert presets.training_progress(5, 20, 0.69314, 10.0) == "step 5/20 (25%), loss 0.693, 30 s left"
+    # 1 of 400 steps in 2 s: 399 steps of 2 s left, 798 s
+    assert presets.training_progress(1, 400, 1.0, 2.0) == "step 1/400 (0%), loss 1.000, 13 min 18 s left"
+    assert presets.training_progress(400, 400, 0.1, 500.0) == "step 400/400 (100%), loss 0.100, 0 s left"
+
+
+def test_fine_tuning_reports_its_progress_every_twentieth_of_the_steps_when_no_bar_is_drawn(
+    tiny_model_dir, monkeypatch
+):
+    from transformers import AutoModelForSequenceClassification
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: progress lines instead of a bar
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    preset = preset_with_training(PRESETS["movie-snippets"], batch_size=2, epochs=1)
+    said: list[str] = []
+
+    presets._fine_tune(model, 0, [[101, 2000 + i, 102] for i in range(92)], np.arange(92) % 3, preset, said.append)
+
+    progress = [line for line in said if line.startswith("step ")]
+    # 46 steps, a line every ceil(46 / 20) = 3 steps and one at the last step
+    assert [line.split()[1] for line in progress] == [f"{step}/46" for step in [*range(3, 46, 3), 46]]
+    assert all(np.isfinite(float(line.split("loss ")[1].split(",")[0])) for line in progress)
+    assert progress[-1].endswith(", 0 s left")
 
 
 @pytest.mark.slow

@@ -1,0 +1,178 @@
+"""The Prefect API of one command: the configured server, or a temporary one that this process owns.
+
+Without ``PREFECT_API_URL``, Prefect starts a temporary server at a flow's first API call (its
+``SubprocessASGIServer``: uvicorn in a child process, 5-13 s here) and stops it at exit; a run killed
+with SIGKILL or SIGTERM leaves it running (about 225 MB each). ``PrefectAPI`` starts the same server,
+Prefect's ``create_app(ephemeral=True)`` under uvicorn with the UI off, as soon as the command knows it
+will run a flow, so that it comes up while the model and the corpus load, and ties it to the command's
+process:
+
+- the server asks the kernel for SIGTERM when the thread that started it ends
+  (``prctl(PR_SET_PDEATHSIG)``, Linux), and exits at once if that thread is already gone, so a command
+  killed in any way, SIGKILL included, takes its server with it;
+- a command that ends normally sends Prefect's queued logs and events, then stops the server.
+
+The flows run against it through ``PREFECT_API_URL`` set for their duration (Prefect's
+``temporary_settings``), so nothing else changes for them. A configured ``PREFECT_API_URL`` (a real
+server, the test harness) is used as it is and nothing is started.
+
+Run as ``python -m flows.server PORT PARENT_PID``: the server process itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from tasks.errors import AuditError
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal this process gets when its parent thread ends (``<linux/prctl.h>``)."""
+
+STOP_WAIT = 5.0
+"""Seconds the server may take to stop after SIGTERM before it is killed (Prefect's own choice)."""
+
+
+class PrefectAPI:
+    """The Prefect API the command's flows report to (a context manager).
+
+    On entry, starts the temporary server unless ``PREFECT_API_URL`` is configured; ``connected()``
+    waits until it answers and points Prefect at it; on exit, the server is stopped.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def __enter__(self) -> PrefectAPI:
+        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, get_current_settings
+
+        if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+            return self  # a configured server; or none allowed, which Prefect reports itself
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flows.server", str(self.port), str(os.getpid())],
+            env={
+                **os.environ,
+                **get_current_settings().to_environment_variables(exclude_unset=True),
+                "PREFECT_UI_ENABLED": "0",
+            },
+        )
+        return self
+
+    @property
+    def url(self) -> str:
+        """The temporary server's API address."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @contextmanager
+    def connected(self) -> Iterator[None]:
+        """Within it, Prefect talks to this API: waits for the temporary server to answer, if there is one.
+
+        Raises:
+            AuditError: The temporary server exited or did not answer within Prefect's ephemeral startup
+                timeout (``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``).
+        """
+        if self.process is None:
+            yield
+            return
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            PREFECT_UI_URL,
+            temporary_settings,
+        )
+
+        self._wait()
+        # No UI to link to; no heartbeats: they let a lasting server tell crashed flow runs, this one ends
+        # with the run, and each flow run waits up to a second for its heartbeat thread to stop.
+        with temporary_settings(
+            updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):
+            yield
+
+    def _wait(self) -> None:
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+        assert self.process is not None
+        deadline = time.monotonic() + PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                ended = self.process.poll()
+                raise AuditError(
+                    f"the temporary Prefect server on port {self.port} "
+                    + ("did not answer in time" if ended is None else f"exited with status {ended}"),
+                    "set PREFECT_API_URL to a running Prefect server (prefect server start), or raise "
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                )
+            time.sleep(0.1)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Send Prefect's queued logs and events while the server still listens, then stop it."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            for worker in (APILogWorker, EventsWorker):
+                worker.drain_all(timeout=STOP_WAIT, at_exit=False)
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now (the kernel's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask for SIGTERM when the thread that started this process ends; exit now if ``parent`` is gone already.
+
+    Linux only (``prctl``); elsewhere nothing is asked and the server stops only when its command ends
+    normally, as Prefect's own does.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent ended before the request: nobody would stop this server
+        sys.exit(0)
+
+
+def serve(port: int, parent: int) -> None:
+    """Serve Prefect's API on 127.0.0.1:``port`` until SIGTERM, as Prefect's temporary server does."""
+    die_with_parent(parent)
+    import uvicorn
+    from prefect.server.api.server import create_app
+
+    uvicorn.run(create_app(ephemeral=True, final=True), host="127.0.0.1", port=port, log_level="error", lifespan="on")
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))

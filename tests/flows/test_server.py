@@ -1,0 +1,98 @@
+"""The command's Prefect API: a configured server is used as it is; otherwise the temporary server the
+command starts ends with the command, however it ends (a normal exit, or SIGKILL in the middle of a run).
+
+Kill points are read from what the run prints, never from the clock; every process a test starts is
+stopped at its end whatever happens (``tests.processes``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flows.server import PrefectAPI
+from tests.conftest import SAMPLES
+from tests.processes import KILL_WAIT, stop_process_group
+
+SERVER_EXIT_WAIT = 60.0
+"""Seconds the orphaned server may take to receive SIGTERM and shut down (a bound for a failure, not a speed)."""
+
+
+def without_prefect_api(prefect_home: Path) -> dict[str, str]:
+    """The environment of a command that must start its own server: no API URL, a fresh Prefect home."""
+    environment = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    return {**environment, "PREFECT_HOME": str(prefect_home), "HF_HUB_OFFLINE": "1"}
+
+
+def test_a_configured_prefect_api_is_used_and_no_server_is_started(prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    configured = PREFECT_API_URL.value()
+    with PrefectAPI() as api, api.connected():
+        assert api.process is None
+        assert PREFECT_API_URL.value() == configured
+
+
+@pytest.mark.slow
+def test_the_temporary_server_serves_the_flows_and_stops_when_the_command_ends(tmp_path):
+    script = (
+        "from flows.server import PrefectAPI\n"
+        "from prefect import flow\n"
+        "@flow\n"
+        "def answer():\n"
+        "    return 41 + 1\n"
+        "with PrefectAPI() as api, api.connected():\n"
+        "    print('server', api.process.pid, flush=True)\n"
+        "    print('flow', answer(), flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=without_prefect_api(tmp_path), capture_output=True, text=True, timeout=600
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines["flow"] == "42"
+    assert not psutil.pid_exists(int(lines["server"])), "the server outlived the command"
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_takes_its_prefect_server_with_it(tiny_model_dir, tmp_path):
+    command = [
+        sys.executable, "-m", "flows.cli", "run", "--model", str(tiny_model_dir),
+        "--dataset", str(SAMPLES / "handmade-reviews.csv"), "--id-column", "id", "--no-labels",
+        "--methods", "attention_last,random", "--interventions", "none", "--no-sanity", "--no-pdf",
+        "--batch-size", "3", "--db", str(tmp_path / "audit.duckdb"), "--out", str(tmp_path),
+    ]  # fmt: skip
+    run = subprocess.Popen(
+        command,
+        env=without_prefect_api(tmp_path / "prefect"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        seen = []
+        assert run.stdout is not None
+        for line in run.stdout:  # the first stored batch: the flow is running against the server
+            seen.append(line)
+            if "3/12 examples stored" in line:
+                break
+        servers = [
+            child for child in psutil.Process(run.pid).children(recursive=True) if "flows.server" in child.cmdline()
+        ]
+        assert len(servers) == 1, "".join(seen)[-3000:]
+
+        run.send_signal(signal.SIGKILL)  # the command alone: its server is not signalled by anyone
+        assert run.wait(timeout=KILL_WAIT) == -signal.SIGKILL
+
+        _, left = psutil.wait_procs(servers, timeout=SERVER_EXIT_WAIT)
+        assert not left, f"the killed run left its Prefect server running: {[p.pid for p in left]}"
+    finally:
+        stop_process_group(run, grace=0)
