@@ -20,20 +20,24 @@ token and stay in ``b̃_i``, outside every token's vector. ``μ(v)`` is the mean
 - **ALTI** (Ferrando et al. 2022): ``c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)``, where ``y_i`` is the
   real ``LN1`` output (bias included); rows normalised, ``C[i,j] = c_ij / Σ_k c_ik``.
 - **GlobEnc** (Modarressi et al. 2022): each token's part carried through ``LN2`` as well, linearised
-  with the real statistics of ``LN2``'s input ``u_i = y_i + FFN(y_i)`` (the feed-forward block itself is
-  left out, as in the paper): ``x̃_i←j = γ₂ ⊙ (T_i(x_j) − μ(T_i(x_j))) / σ₂,i``, score ``‖x̃_i←j‖₂``; rows
-  normalised, ``N[i,j] = ‖x̃_i←j‖₂ / Σ_k ‖x̃_i←k‖₂``.
+  with the statistics of ``LN2``'s input ``u_i = y_i + FFN(y_i)`` (the feed-forward block itself is left
+  out, as in the paper): ``x̃_i←j = γ₂ ⊙ (T_i(x_j) − μ(T_i(x_j))) / σ₂,i``, score ``‖x̃_i←j‖₂``; rows
+  normalised, ``N[i,j] = ‖x̃_i←j‖₂ / Σ_k ‖x̃_i←k‖₂``. ``σ₁,i`` and ``σ₂,i`` scale every key of row ``i``
+  alike, so the normalisation removes them: ``N`` needs no statistics of either norm's input.
 
 Both combine layers by rollout **without** an added identity (the residual is already inside each
 matrix), as the authors' code does: ``R = M[L] ··· M[1]``, score ``R[c,:]``; every row of each ``M`` is
 normalised before the product, so ``R[c,:]`` sums to 1 over the real tokens. Padding keys have zero
 attention, hence zero parts and zero scores, so a padded batch gives the numbers of one example at a time.
 
-Precision: the decomposition runs in float64 on the model pass's states (``c_ij`` is a difference of
-two nearly equal L1 norms, which float32 rounding would make depend on the batching by ~1e-6).
-
-Memory: the parts ``T_i(x_j)`` of one layer are ``[B, W, W, D]``; they are built for a chunk of query
-rows at a time, ``B · rows · W`` at most the context's token budget.
+Cost: both read the model pass only (its attention and the hidden states entering each layer), with no
+extra model pass. ``T_i(x_j)`` is linear in the heads' vectors ``f_h(x_j)``, so GlobEnc's norms come from
+each token's ``(H + 1) × (H + 1)`` Gram matrix and the attention weights (``globenc_norms``) and never
+build the ``[B, W, W, D]`` parts; ALTI's L1 norms need them, a chunk of query rows at a time
+(``B · rows · W`` at most the context's token budget), with ``c_ij`` rewritten as a sum of non-negative
+overshoots beside a linear term (``alti_contributions``) so that no difference of two nearly equal L1 norms
+is formed. Precision: float64, except ALTI's ``[B, W, Q, D]`` products, float32 summed per feature
+(scores within ~1e-7 of an all-float64 computation).
 
 Families: the post-LN encoders whose adapter has a ``PostNormBlock`` (BERT, RoBERTa, XLM-R, ELECTRA,
 DistilBERT, ALBERT, DeBERTa-v2/v3). Pre-norm decoders are not applicable (``unsupported``).
@@ -48,7 +52,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,7 +61,7 @@ import torch
 from tasks.config import MethodOptions
 from tasks.explain.attention import product_rollout, rows_at
 from tasks.explain.passes import BatchContext
-from tasks.model.adapters.base import NO_POST_NORM, BlockNorms, ModelAdapter
+from tasks.model.adapters.base import NO_POST_NORM, ModelAdapter
 from tasks.records import TokenScores
 
 Kind = Literal["alti", "globenc"]
@@ -69,70 +73,111 @@ def unsupported(adapter: ModelAdapter) -> str:
 
 
 @dataclass(frozen=True)
-class BlockDecomposition:
-    """The attention block's output at a chunk of ``Q`` query rows, split by source token.
+class BlockMixing:
+    """One layer's attention block by source token, what ALTI reads (float64).
 
     Attributes:
-        parts: ``T_i(x_j)``, ``[B, Q, W, D]``.
-        bias: ``b̃_i``, the part of no token, ``[B, Q, D]``.
-    """
-
-    parts: torch.Tensor
-    bias: torch.Tensor
-
-    @property
-    def output(self) -> torch.Tensor:
-        """``y_i = Σ_j T_i(x_j) + b̃_i``, ``[B, Q, D]``: equals ``LN1``'s output."""
-        return self.parts.sum(dim=2) + self.bias
-
-
-def token_vectors(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h``: ``values [B, W, H, d]``, ``W_O [D, H, d]`` -> ``[B, W, H, D]``."""
-    return torch.einsum("bwhd,ohd->bwho", values.double(), output.double())
-
-
-def decompose_block(
-    vectors: torch.Tensor,
-    attention: torch.Tensor,
-    hidden: torch.Tensor,
-    norms: BlockNorms,
-    queries: slice,
-) -> BlockDecomposition:
-    """``y_i = LN1(z_i)`` split by source token ``j`` for the query rows ``queries``.
-
-    Args:
-        vectors: ``f_h(x_j)``, ``[B, W, H, D]`` (``token_vectors``).
         attention: ``A``, ``[B, H, W, W]`` (rows queries).
-        hidden: ``x``, the states entering the layer, ``[B, W, D]``.
-        norms: The layer's ``b_O`` and ``LN1``.
-        queries: The query rows ``i`` of this chunk.
-
-    Returns:
-        ``T_i(x_j)`` and ``b̃_i`` of the module docstring, with ``σ₁,i`` from the reconstructed ``z_i``.
+        vectors: ``f_h(x_j) − μ(f_h(x_j))``, ``[B, W, H, D]``: each head's transformed value vector, centred.
+        residual: ``x_j − μ(x_j)``, ``[B, W, D]``: the residual's part (at ``i = j`` only), centred.
+        first_norm: ``LN1``.
+        sigma: ``σ₁,i``, ``[B, W, 1]``, of the reconstructed ``z_i``.
+        output: ``y_i = LN1(z_i)``, ``[B, W, D]``, reconstructed.
     """
-    mixed = torch.einsum("bhij,bjho->bijo", attention[:, :, queries].double(), vectors)  # [B, Q, W, D]
-    rows = torch.arange(mixed.shape[1], device=mixed.device)
-    mixed[:, rows, rows + (queries.start or 0)] += hidden[:, queries].double()  # the residual, δ_ij x_i
-    bias = norms.output_bias.double()
-    z = mixed.sum(dim=2) + bias
-    sigma = (z.var(dim=-1, unbiased=False, keepdim=True) + norms.first_norm.eps).sqrt()  # [B, Q, 1]
+
+    attention: torch.Tensor
+    vectors: torch.Tensor
+    residual: torch.Tensor
+    first_norm: torch.nn.LayerNorm
+    sigma: torch.Tensor
+    output: torch.Tensor
+
+
+def centred(vectors: torch.Tensor) -> torch.Tensor:
+    """Each vector minus its mean over the last (feature) dimension."""
+    return vectors - vectors.mean(dim=-1, keepdim=True)
+
+
+def head_vectors(context: BatchContext, layer: int, feature_map: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``feature_map(f_h(x_j))`` for a linear ``feature_map`` over ``D``, ``[B, W, H, D]`` (float64).
+
+    ``f_h(x_j) = v_h(x_j) W_O^h`` is linear in the rows of ``W_O^h``, so the map is applied to ``W_O``
+    (``[H, d, D]``) once, not to the ``B · W · H`` vectors.
+    """
+    bundle = context.bundle
+    values, output = bundle.adapter.norm_vectors(bundle.model, layer, context.model_pass.hidden_states[layer])
+    return torch.einsum("bwhd,hdo->bwho", values.double(), feature_map(output.double().permute(1, 2, 0)))
+
+
+def block_mixing(context: BatchContext, layer: int) -> BlockMixing:
+    """Layer ``layer``'s ``BlockMixing`` from the model pass's attention and the hidden states entering it.
+
+    ``z_i − μ(z_i) = Σ_j Σ_h A_h[i,j] f̃_h(x_j) + x̃_i + b̃_O`` (centring is linear), so ``σ₁,i`` and ``y_i``
+    come without building any ``[B, W, W, D]`` tensor.
+    """
+    norms = context.bundle.adapter.block_norms(context.bundle.model, layer)
+    vectors = head_vectors(context, layer, centred)
+    attention = context.model_pass.attentions[layer].double()
+    residual = centred(context.model_pass.hidden_states[layer].double())
+    z = residual + torch.einsum("bhij,bjho->bio", attention, vectors) + centred(norms.output_bias.double())
+    sigma = (z.square().mean(dim=-1, keepdim=True) + norms.first_norm.eps).sqrt()
     gamma, beta = norms.first_norm.weight.double(), norms.first_norm.bias.double()
-    parts = gamma * (mixed - mixed.mean(dim=-1, keepdim=True)) / sigma[:, :, None]
-    return BlockDecomposition(parts=parts, bias=gamma * (bias - bias.mean()) / sigma + beta)
+    return BlockMixing(attention, vectors, residual, norms.first_norm, sigma, gamma * z / sigma + beta)
 
 
-def alti_rows(block: BlockDecomposition) -> torch.Tensor:
-    """ALTI's ``c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)``, ``[B, Q, W]`` (not normalised)."""
-    output = block.output
-    distance = (output[:, :, None] - block.parts).abs().sum(dim=-1)
-    return (output.abs().sum(dim=-1, keepdim=True) - distance).clamp(min=0)
+def alti_contributions(mixing: BlockMixing, token_budget: int) -> torch.Tensor:
+    """ALTI's ``c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`` of one layer, ``[B, W, W]`` (not normalised).
+
+    Per feature, with ``a = |y_i|``, ``s = sign(y_i)`` (+1 at 0) and ``t = s·T_i(x_j)``,
+    ``|y_i| − |y_i − T_i(x_j)| = min(t, 2a − t) = t − 2 (t − a)⁺``, so
+    ``c_ij = max(0, Σ_d t_d − 2 Σ_d (t_d − a_d)⁺)``: no difference of two nearly equal L1 norms, and ``y_i``
+    enters only where a part overshoots it. ``t = m_ij ⊙ (s ⊙ γ₁ / σ₁,i)`` with the centred
+    ``m_ij = Σ_h A_h[i,j] f̃_h(x_j) + δ_ij x̃_i``; the ``[B, W, Q, D]`` products run in float32 on a chunk of
+    ``Q`` query rows at a time (``B · Q · W`` at most the token budget), summed over ``D`` in float64.
+    """
+    batch, width = mixing.output.shape[:2]
+    scale = (torch.where(mixing.output >= 0, 1.0, -1.0) * mixing.first_norm.weight.double() / mixing.sigma).float()
+    magnitude = mixing.output.abs().float()
+    keys = mixing.attention.float().permute(0, 3, 2, 1)  # [B, J, I, H]: A_h[i, j], keys first
+    vectors, residual = mixing.vectors.float(), mixing.residual.float()
+    rows = []
+    for queries in query_chunks(batch, width, token_budget):
+        parts = torch.matmul(keys[:, :, queries], vectors)  # [B, J, Q, D]
+        own = torch.arange(queries.start, queries.stop, device=parts.device)
+        parts[:, own, own - queries.start] += residual[:, own]  # δ_ij x̃_i
+        parts.mul_(scale[:, None, queries])  # t
+        linear = parts.sum(dim=-1).double()
+        overshoot = parts.sub_(magnitude[:, None, queries]).clamp_(min=0).sum(dim=-1).double()
+        rows.append((linear - 2 * overshoot).clamp(min=0).transpose(1, 2))
+    return torch.cat(rows, dim=1)
 
 
-def globenc_rows(block: BlockDecomposition, second_norm: torch.nn.LayerNorm, ln2_input: torch.Tensor) -> torch.Tensor:
-    """GlobEnc's ``‖γ₂ ⊙ (T_i(x_j) − μ) / σ₂,i‖₂``, ``[B, Q, W]``, ``σ₂`` of ``ln2_input [B, Q, D]``."""
-    sigma = (ln2_input.double().var(dim=-1, unbiased=False) + second_norm.eps).sqrt()  # [B, Q]
-    centred = block.parts - block.parts.mean(dim=-1, keepdim=True)
-    return (second_norm.weight.double() * centred).norm(dim=-1) / sigma[:, :, None]
+def globenc_norms(context: BatchContext, layer: int) -> torch.Tensor:
+    """GlobEnc's ``‖x̃_i←j‖₂ · σ₁,i σ₂,i`` of one layer, ``[B, W, W]``: the norms times a factor of row ``i``.
+
+    ``x̃_i←j = M(m_ij) / (σ₁,i σ₂,i)`` with the linear map ``M(v) = γ₂ ⊙ centred(γ₁ ⊙ centred(v))`` and
+    ``m_ij = Σ_h A_h[i,j] f_h(x_j) + δ_ij x_i``. The factor ``1 / (σ₁,i σ₂,i)`` is the same for every key ``j``
+    of row ``i``, so the row normalisation removes it: GlobEnc's ``N`` needs no statistics of ``LN1``'s or
+    ``LN2``'s input. With ``F_hj = M(f_h(x_j))``, ``F_rj = M(x_j)`` and their Gram matrices,
+    ``‖M(m_ij)‖₂² = Σ_{h,k} A_h[i,j] A_k[i,j] ⟨F_hj, F_kj⟩ + δ_ij (2 Σ_h A_h[i,j] ⟨F_hj, F_rj⟩ + ‖F_rj‖²)``:
+    ``[B, W, H, H]`` and ``[B, H, W, W]`` work, no ``[B, W, W, D]`` tensor.
+    """
+    bundle, model_pass = context.bundle, context.model_pass
+    norms = bundle.adapter.block_norms(bundle.model, layer)
+    gamma1, gamma2 = norms.first_norm.weight.double(), norms.second_norm.weight.double()
+
+    def carry(vectors: torch.Tensor) -> torch.Tensor:
+        return gamma2 * centred(gamma1 * centred(vectors))
+
+    carried = head_vectors(context, layer, carry)  # F_hj, [B, J, H, D]
+    residual = carry(model_pass.hidden_states[layer].double())  # F_rj, [B, J, D]
+    gram = carried @ carried.transpose(-1, -2)  # [B, J, H, H]
+    keys = model_pass.attentions[layer].double().permute(0, 3, 2, 1)  # [B, J, I, H]: A_h[i, j], keys first
+    squared = ((keys @ gram) * keys).sum(dim=-1)  # [B, J, I]
+    own = torch.arange(keys.shape[1], device=keys.device)
+    with_residual = (keys[:, own, own] * (carried @ residual[..., None])[..., 0]).sum(dim=-1)
+    squared[:, own, own] += 2 * with_residual + residual.square().sum(dim=-1)
+    return squared.clamp(min=0).sqrt().transpose(1, 2)
 
 
 def normalise_rows(matrix: torch.Tensor) -> torch.Tensor:
@@ -148,24 +193,15 @@ def query_chunks(batch: int, width: int, token_budget: int) -> list[slice]:
 
 def layer_matrices(context: BatchContext, kind: Kind) -> list[torch.Tensor]:
     """Each layer's row-normalised ALTI or GlobEnc matrix, ``L`` tensors ``[B, W, W]``, first layer first."""
-    bundle, model_pass = context.bundle, context.model_pass
-    adapter, model = bundle.adapter, bundle.model
-    norms = [adapter.block_norms(model, layer) for layer in range(bundle.num_layers)]
-    ln2_inputs = context.module_inputs([n.second_norm for n in norms]) if kind == "globenc" else []
+    _ = context.model_pass  # outside inference mode: the pass may differentiate
     matrices = []
     with torch.inference_mode():
-        for layer, layer_norms in enumerate(norms):
-            hidden = model_pass.hidden_states[layer]
-            vectors = token_vectors(*adapter.norm_vectors(model, layer, hidden))
-            batch, width = hidden.shape[:2]
-            rows = []
-            for queries in query_chunks(batch, width, context.token_budget):
-                block = decompose_block(vectors, model_pass.attentions[layer], hidden, layer_norms, queries)
-                if kind == "alti":
-                    rows.append(alti_rows(block))
-                else:
-                    rows.append(globenc_rows(block, layer_norms.second_norm, ln2_inputs[layer][:, queries]))
-            matrices.append(normalise_rows(torch.cat(rows, dim=1)))
+        for layer in range(context.bundle.num_layers):
+            if kind == "alti":
+                raw = alti_contributions(block_mixing(context, layer), context.token_budget)
+            else:
+                raw = globenc_norms(context, layer)
+            matrices.append(normalise_rows(raw))
     return matrices
 
 
@@ -185,14 +221,7 @@ def globenc(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
 
 
 def reconstructions(context: BatchContext) -> Sequence[torch.Tensor]:
-    """``Σ_j T_i(x_j) + b̃_i`` of every layer over the whole width, ``L`` tensors ``[B, W, D]`` (checks)."""
-    bundle, model_pass = context.bundle, context.model_pass
-    out = []
+    """``Σ_j T_i(x_j) + b̃_i`` of every layer, ``L`` tensors ``[B, W, D]``: the reconstructed ``LN1`` output (checks)."""
+    _ = context.model_pass
     with torch.inference_mode():
-        for layer in range(bundle.num_layers):
-            hidden = model_pass.hidden_states[layer]
-            vectors = token_vectors(*bundle.adapter.norm_vectors(bundle.model, layer, hidden))
-            norms = bundle.adapter.block_norms(bundle.model, layer)
-            block = decompose_block(vectors, model_pass.attentions[layer], hidden, norms, slice(0, hidden.shape[1]))
-            out.append(block.output)
-    return out
+        return [block_mixing(context, layer).output for layer in range(context.bundle.num_layers)]
