@@ -98,7 +98,9 @@ def centred(vectors: torch.Tensor) -> torch.Tensor:
     return vectors - vectors.mean(dim=-1, keepdim=True)
 
 
-def head_vectors(context: BatchContext, layer: int, feature_map: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def head_vectors(
+    context: BatchContext, layer: int, feature_map: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """``feature_map(f_h(x_j))`` for a linear ``feature_map`` over ``D``, ``[B, W, H, D]`` (float64).
 
     ``f_h(x_j) = v_h(x_j) W_O^h`` is linear in the rows of ``W_O^h``, so the map is applied to ``W_O``
