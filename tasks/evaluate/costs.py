@@ -57,14 +57,31 @@ def measure_throughput(bundle: ModelBundle, length: int, rows: int = 32, repeats
     return Throughput(forward=rates[0], forward_backward=rates[1], length=int(ids.shape[1]))
 
 
-def naive_passes(config: AuditConfig, content_tokens: int, layers: int, heads: int) -> tuple[int, int]:
-    """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass."""
+def naive_passes(config: AuditConfig, tokens: int, content_tokens: int, layers: int, heads: int) -> tuple[int, int]:
+    """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass.
+
+    Per method, what it needs beyond the model pass (one forward and backward pass, counted once): the
+    explanations read from the attention and the hidden states (attention, rollout, flow, norm-based
+    attention, ALTI, GlobEnc, DecompX) nothing; leave-one-out one pass per content token; integrated
+    gradients one backward pass per step and the baseline's logit; Value Zeroing ``L · T`` passes, one per
+    layer and zeroed token of the ``T`` (special tokens included) as Mohebbi et al. (2023) define it, each
+    run changing one layer. Every explanation record adds comprehensiveness and sufficiency at every
+    rationale size; each intervention its runs (``tasks.interventions``).
+
+    Args:
+        config: The resolved configuration (methods, interventions).
+        tokens: The example's tokens ``T``, special tokens included.
+        content_tokens: Its content tokens.
+        layers: ``L``.
+        heads: ``H``.
+    """
     methods, interventions = config.methods, config.interventions
     chosen = set(interventions.names)
     records = (
         len(methods.methods) - ("random" in methods.methods) + methods.random_draws * ("random" in methods.methods)
     )
     forward = 0 if "leave_one_out" not in methods.methods else content_tokens
+    forward += layers * tokens if "value_zeroing" in methods.methods else 0
     forward += records * 2 * len(methods.k_fractions)  # comprehensiveness and sufficiency
     forward += 1 if "integrated_gradients" in methods.methods else 0  # the baseline's logit
     layers_run = len(interventions.layers)
@@ -89,6 +106,6 @@ def naive_bound(
     """Seconds the naive pass count would take for these examples at the measured throughput."""
     seconds = 0.0
     for length, content in zip(tokens, content_tokens, strict=True):
-        forward, backward = naive_passes(config, content, layers, heads)
+        forward, backward = naive_passes(config, length, content, layers, heads)
         seconds += forward * length / throughput.forward + backward * length / throughput.forward_backward
     return seconds
