@@ -2,7 +2,8 @@
 
 For each sample size (a seeded sample of the default test split), the real ``audit`` flow (Prefect, DuckDB,
 HTML and PDF report) runs in a fresh process, and the script prints: seconds per example for the whole
-flow and per stage, forward and backward passes per example, tokens per second, peak RSS, seconds per
+flow and per stage (every explanation method is a stage of its own: ALTI, GlobEnc, Value Zeroing and
+DecompX included), forward and backward passes per example, tokens per second, peak RSS, seconds per
 example by length bucket, and the **naive pass-count bound**: every pass the audit needs counted as a
 full forward (or forward-and-backward) pass of a fresh input, times its tokens, divided by the batched
 throughput measured in the same run. Below the bound means the savings (shared passes, de-duplicated
@@ -43,33 +44,15 @@ def measure_throughput(model: str, length: int) -> tuple[float, float]:
     return rates.forward, rates.forward_backward
 
 
-def naive_passes(
-    config: dict, tokens: int, content: int, layers: int, heads: int, ig_steps: int
-) -> tuple[float, float]:
-    """Forward-only and forward-and-backward passes of one example, counted as full fresh passes.
-
-    ``ig_steps``: the size of the step schedule the example's integrated gradients was kept at; it ran
-    every size up to that one.
-    """
+def naive_passes(config: dict, tokens: int, content: int, layers: int, heads: int, ig_steps: int) -> tuple[int, int]:
+    """Forward-only and forward-and-backward passes of one example, counted as full fresh passes
+    (``tasks.evaluate.costs.naive_passes``: Value Zeroing's ``L · T``, the attention-derived methods' none;
+    ``ig_steps``, the step-schedule size the example's integrated gradients was kept at)."""
     from tasks.config import AuditConfig
-    from tasks.explain.gradients import steps_run
+    from tasks.evaluate.costs import naive_passes as passes
     from tasks.verdict.resolve import resolve
 
-    audit = resolve(AuditConfig.model_validate(config))
-    methods, interventions = audit.methods, audit.interventions
-    records = len(methods.methods) - 1 + methods.random_draws
-    forward = content  # leave-one-out
-    forward += records * 2 * len(methods.k_fractions)  # comprehensiveness and sufficiency
-    forward += 1  # integrated gradients' baseline logit
-    layers_run = len(interventions.layers)
-    named = set(interventions.interventions)
-    forward += interventions.permutation_draws * layers_run if "permutation" in named else 0
-    forward += (layers + 1) if "uniform" in named else 0
-    forward += (1 + interventions.erasure_draws) * layers_run if "top_vs_random_erasure" in named else 0
-    forward += layers * heads if "head_masking" in named else 0
-    backward = 1 + steps_run(methods.ig_steps, ig_steps)  # the model pass and integrated gradients' steps
-    backward += interventions.adversarial_steps * layers_run if "adversarial" in named else 0
-    return float(forward), float(backward)
+    return passes(resolve(AuditConfig.model_validate(config)), tokens, content, layers, heads, ig_steps)
 
 
 def run_one(n: int, model: str, report: bool) -> dict:

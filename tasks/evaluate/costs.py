@@ -59,13 +59,27 @@ def measure_throughput(bundle: ModelBundle, length: int, rows: int = 32, repeats
 
 
 def naive_passes(
-    config: AuditConfig, content_tokens: int, layers: int, heads: int, ig_steps: int | None = None
+    config: AuditConfig, tokens: int, content_tokens: int, layers: int, heads: int, ig_steps: int | None = None
 ) -> tuple[int, int]:
     """Forward-only and forward-and-backward passes one example needs, each counted as a full fresh pass.
 
-    ``ig_steps`` is the size of the step schedule the example's integrated gradients was kept at (its
-    ``ig_steps`` diagnostic): it ran every size up to that one. None counts the schedule's first size only,
-    what every example needs.
+    Per method, what it needs beyond the model pass (one forward and backward pass, counted once): the
+    explanations read from the attention and the hidden states (attention, rollout, flow, norm-based
+    attention, ALTI, GlobEnc, DecompX) nothing; leave-one-out one pass per content token; integrated
+    gradients one backward pass per step it ran and the baseline's logit; Value Zeroing ``L · T`` passes, one per
+    layer and zeroed token of the ``T`` (special tokens included) as Mohebbi et al. (2023) define it, each
+    run changing one layer. Every explanation record adds comprehensiveness and sufficiency at every
+    rationale size; each intervention its runs (``tasks.interventions``).
+
+    Args:
+        config: The resolved configuration (methods, interventions).
+        tokens: The example's tokens ``T``, special tokens included.
+        content_tokens: Its content tokens.
+        layers: ``L``.
+        heads: ``H``.
+        ig_steps: The size of the step schedule the example's integrated gradients was kept at (its
+            ``ig_steps`` diagnostic): it ran every size up to that one. None counts the schedule's first
+            size only, what every example needs.
     """
     methods, interventions = config.methods, config.interventions
     chosen = set(interventions.names)
@@ -73,6 +87,7 @@ def naive_passes(
         len(methods.methods) - ("random" in methods.methods) + methods.random_draws * ("random" in methods.methods)
     )
     forward = 0 if "leave_one_out" not in methods.methods else content_tokens
+    forward += layers * tokens if "value_zeroing" in methods.methods else 0
     forward += records * 2 * len(methods.k_fractions)  # comprehensiveness and sufficiency
     forward += 1 if "integrated_gradients" in methods.methods else 0  # the baseline's logit
     layers_run = len(interventions.layers)
@@ -104,6 +119,6 @@ def naive_bound(
     seconds = 0.0
     finals = ig_steps if ig_steps is not None else [None] * len(tokens)
     for length, content, final in zip(tokens, content_tokens, finals, strict=True):
-        forward, backward = naive_passes(config, content, layers, heads, final)
+        forward, backward = naive_passes(config, length, content, layers, heads, final)
         seconds += forward * length / throughput.forward + backward * length / throughput.forward_backward
     return seconds

@@ -23,7 +23,8 @@ token and stay in ``b̃_i``, outside every token's vector. ``μ(v)`` is the mean
 - **GlobEnc** (Modarressi et al. 2022): each token's part carried through ``LN2`` as well, linearised
   with the real statistics of ``LN2``'s input ``u_i = y_i + FFN(y_i)`` (the feed-forward block itself is
   left out, as in the paper): ``x̃_i←j = γ₂ ⊙ (T_i(x_j) − μ(T_i(x_j))) / σ₂,i``, score ``‖x̃_i←j‖₂``; rows
-  normalised, ``N[i,j] = ‖x̃_i←j‖₂ / Σ_k ‖x̃_i←k‖₂``.
+  normalised, ``N[i,j] = ‖x̃_i←j‖₂ / Σ_k ‖x̃_i←k‖₂``. ``σ₁,i`` and ``σ₂,i`` scale every key of row ``i``
+  alike, so the normalisation removes them: ``N`` needs no statistics of either norm's input.
 
 **Pre-norm decoders** (GPT-2: ``LayerNorm`` ``ln_1``; Llama-style: ``RMSNorm`` ``input_layernorm``). The
 norm comes before the attention and the residual stream is not normalised (Ferrando et al. 2023):
@@ -50,11 +51,14 @@ attention, hence zero parts and zero scores, so a padded batch gives the numbers
 (decoders are right-padded and ``c`` is the last real token: no real row reads a later key, so row ``c``
 of the rollout never passes through a padding position).
 
-Precision: the decomposition runs in float64 on the model pass's states (``c_ij`` is a difference of
-two nearly equal L1 norms, which float32 rounding would make depend on the batching by ~1e-6).
-
-Memory: the parts ``T_i(x_j)`` of one layer are ``[B, W, W, D]``; they are built for a chunk of query
-rows at a time, ``B · rows · W`` at most the context's token budget.
+Cost: both read the model pass only (its attention and the hidden states entering each layer), with no
+extra model pass. ``T_i(x_j)`` is linear in the heads' vectors ``f_h(x_j)``, so GlobEnc's norms come from
+each token's ``(H + 1) × (H + 1)`` Gram matrix and the attention weights (``globenc_norms``) and never
+build the ``[B, W, W, D]`` parts; ALTI's L1 norms need them, a chunk of query rows at a time
+(``B · rows · W`` at most the context's token budget), with ``c_ij`` rewritten as a sum of non-negative
+overshoots beside a linear term (``alti_contributions``; a pre-norm block's with ``γ₁ / σ₁,i`` replaced
+by 1) so that no difference of two nearly equal L1 norms is formed. Precision: float64, except ALTI's
+``[B, W, Q, D]`` products, float32 summed per feature (scores within ~1e-7 of an all-float64 computation).
 
 Families: ALTI on every family whose adapter has a ``PostNormLayout`` (BERT, RoBERTa, XLM-R, ELECTRA,
 DistilBERT, ALBERT, DeBERTa-v2/v3; read through ``ModelAdapter.layer_parts`` like DecompX) or a
@@ -82,8 +86,8 @@ import torch
 from tasks.config import MethodOptions
 from tasks.explain.attention import product_rollout, rows_at
 from tasks.explain.passes import BatchContext
-from tasks.model.adapters.base import ModelAdapter, split_heads
-from tasks.model.adapters.decomposition import LayerParts, not_decomposable
+from tasks.model.adapters.base import ModelAdapter
+from tasks.model.adapters.decomposition import not_decomposable
 from tasks.records import TokenScores
 
 Kind = Literal["alti", "globenc"]
@@ -102,100 +106,127 @@ def unsupported_globenc(adapter: ModelAdapter) -> str:
 
 
 @dataclass(frozen=True)
-class BlockDecomposition:
-    """The attention block's output at a chunk of ``Q`` query rows, split by source token.
+class BlockMixing:
+    """One layer's attention block by source token, what ALTI reads (float64).
+
+    The block's output is ``y_i = Σ_j m_ij ⊙ g_i + b̃_i`` with ``m_ij = Σ_h A_h[i,j] f_h(x_j) + δ_ij x_i``:
+    post-LN, ``f_h`` and ``x`` centred and ``g_i = γ₁ / σ₁,i`` (``LN1`` linearised at token ``i``); pre-norm,
+    ``f_h`` reads ``LN(x_j)`` and ``g_i = 1``.
 
     Attributes:
-        parts: ``T_i(x_j)``, ``[B, Q, W, D]``.
-        bias: ``b̃_i``, the part of no token, ``[B, Q, D]``.
-    """
-
-    parts: torch.Tensor
-    bias: torch.Tensor
-
-    @property
-    def output(self) -> torch.Tensor:
-        """``y_i = Σ_j T_i(x_j) + b̃_i``, ``[B, Q, D]``: ``LN1``'s output, or a pre-norm block's residual stream."""
-        return self.parts.sum(dim=2) + self.bias
-
-
-def token_vectors(layer: LayerParts, hidden: torch.Tensor) -> torch.Tensor:
-    """``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h`` of the states ``hidden [B, W, D]``: ``[B, W, H, D]``."""
-    values = layer.value(hidden).view(*hidden.shape[:2], layer.heads, -1)  # [B, W, H, d]
-    return head_vectors(values, split_heads(layer.output.weight, layer.heads))
-
-
-def head_vectors(values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """``f_h = v_h W_O^h``: ``values [B, W, H, d]``, ``W_O [D, H, d]`` -> ``[B, W, H, D]`` (float64)."""
-    return torch.einsum("bwhd,ohd->bwho", values.double(), output.double())
-
-
-def mix(vectors: torch.Tensor, attention: torch.Tensor, hidden: torch.Tensor, queries: slice) -> torch.Tensor:
-    """``v_ij = Σ_h A_h[i,j] f_h(x_j) + δ_ij x_i`` for the query rows ``queries``, ``[B, Q, W, D]`` (float64).
-
-    Args:
-        vectors: ``f_h(x_j)``, ``[B, W, H, D]`` (``token_vectors``; a pre-norm layer's read ``LN(x_j)``).
         attention: ``A``, ``[B, H, W, W]`` (rows queries).
-        hidden: ``x``, the states entering the layer, ``[B, W, D]``.
-        queries: The query rows ``i`` of this chunk.
+        vectors: ``f_h(x_j)``, ``[B, W, H, D]``: each head's transformed value vector (centred post-LN).
+        residual: ``x_j``, ``[B, W, D]``: the residual's part (at ``i = j`` only; centred post-LN).
+        scale: ``g_i``, ``[B, W, D]``.
+        output: ``y_i``, ``[B, W, D]``, reconstructed: ``LN1``'s output, or a pre-norm block's residual stream.
     """
-    mixed = torch.einsum("bhij,bjho->bijo", attention[:, :, queries].double(), vectors)  # [B, Q, W, D]
-    rows = torch.arange(mixed.shape[1], device=mixed.device)
-    mixed[:, rows, rows + (queries.start or 0)] += hidden[:, queries].double()  # the residual, δ_ij x_i
-    return mixed
+
+    attention: torch.Tensor
+    vectors: torch.Tensor
+    residual: torch.Tensor
+    scale: torch.Tensor
+    output: torch.Tensor
 
 
-def decompose_pre_norm_block(
-    vectors: torch.Tensor, attention: torch.Tensor, hidden: torch.Tensor, output_bias: torch.Tensor, queries: slice
-) -> BlockDecomposition:
-    """A pre-norm block's ``y_i = x_i + Attn(LN(x))_i`` split by source token: ``T_i(x_j) = v_ij``, ``b̃_i = b_O``.
+def centred(vectors: torch.Tensor) -> torch.Tensor:
+    """Each vector minus its mean over the last (feature) dimension."""
+    return vectors - vectors.mean(dim=-1, keepdim=True)
 
-    Args are those of ``mix``, and ``output_bias``: ``b_O``, ``[D]``.
+
+def head_vectors(
+    context: BatchContext, layer: int, feature_map: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``feature_map(f_h(x_j))`` for a linear ``feature_map`` over ``D``, ``[B, W, H, D]`` (float64).
+
+    ``f_h(x_j) = v_h(x_j) W_O^h`` is linear in the rows of ``W_O^h``, so the map is applied to ``W_O``
+    (``[H, d, D]``) once, not to the ``B · W · H`` vectors.
     """
-    mixed = mix(vectors, attention, hidden, queries)
-    return BlockDecomposition(parts=mixed, bias=output_bias.double().expand(*mixed.shape[:2], -1))
+    bundle = context.bundle
+    values, output = bundle.adapter.norm_vectors(bundle.model, layer, context.model_pass.hidden_states[layer])
+    return torch.einsum("bwhd,hdo->bwho", values.double(), feature_map(output.double().permute(1, 2, 0)))
 
 
-def decompose_block(
-    vectors: torch.Tensor,
-    attention: torch.Tensor,
-    hidden: torch.Tensor,
-    layer: LayerParts,
-    queries: slice,
-) -> BlockDecomposition:
-    """A post-LN block's ``y_i = LN1(z_i)`` split by source token ``j`` for the query rows ``queries``.
+def block_mixing(context: BatchContext, layer: int) -> BlockMixing:
+    """Layer ``layer``'s ``BlockMixing`` from the model pass's attention and the hidden states entering it.
 
-    Args:
-        vectors: ``f_h(x_j)``, ``[B, W, H, D]`` (``token_vectors``).
-        attention: ``A``, ``[B, H, W, W]`` (rows queries).
-        hidden: ``x``, the states entering the layer, ``[B, W, D]``.
-        layer: The layer's modules, of which ``b_O`` and ``LN1`` are read here.
-        queries: The query rows ``i`` of this chunk.
-
-    Returns:
-        ``T_i(x_j)`` and ``b̃_i`` of the module docstring, with ``σ₁,i`` from the reconstructed ``z_i``.
+    Post-LN: ``z_i − μ(z_i) = Σ_j Σ_h A_h[i,j] f̃_h(x_j) + x̃_i + b̃_O`` (centring is linear), so ``σ₁,i`` and
+    ``y_i`` come without building any ``[B, W, W, D]`` tensor. Pre-norm (the adapter's ``PreNormBlock``):
+    ``y_i = x_i + Σ_j Σ_h A_h[i,j] f_h(LN(x_j)) + b_O`` exactly (Ferrando et al. 2023).
     """
-    mixed = mix(vectors, attention, hidden, queries)
-    bias = mixed.new_zeros(mixed.shape[-1]) if layer.output.bias is None else layer.output.bias.double()
-    z = mixed.sum(dim=2) + bias
-    sigma = (z.var(dim=-1, unbiased=False, keepdim=True) + layer.norm1.eps).sqrt()  # [B, Q, 1]
-    gamma, beta = layer.norm1.weight.double(), layer.norm1.bias.double()
-    parts = gamma * (mixed - mixed.mean(dim=-1, keepdim=True)) / sigma[:, :, None]
-    return BlockDecomposition(parts=parts, bias=gamma * (bias - bias.mean()) / sigma + beta)
+    bundle, model_pass = context.bundle, context.model_pass
+    adapter, model = bundle.adapter, bundle.model
+    attention = model_pass.attentions[layer].double()
+    hidden = model_pass.hidden_states[layer].double()
+    if adapter.pre_norm is not None:
+        vectors = head_vectors(context, layer, lambda weights: weights)
+        output = (
+            hidden + torch.einsum("bhij,bjho->bio", attention, vectors) + adapter.output_bias(model, layer).double()
+        )
+        return BlockMixing(attention, vectors, hidden, torch.ones_like(output), output)
+    parts = adapter.layer_parts(model, layer)
+    vectors = head_vectors(context, layer, centred)
+    residual = centred(hidden)
+    bias = parts.output.bias.double() if parts.output.bias is not None else hidden.new_zeros(hidden.shape[-1])
+    z = residual + torch.einsum("bhij,bjho->bio", attention, vectors) + centred(bias)
+    sigma = (z.square().mean(dim=-1, keepdim=True) + parts.norm1.eps).sqrt()
+    gamma, beta = parts.norm1.weight.double(), parts.norm1.bias.double()
+    scale = gamma / sigma
+    return BlockMixing(attention, vectors, residual, scale, scale * z + beta)
 
 
-def alti_rows(block: BlockDecomposition) -> torch.Tensor:
-    """ALTI's ``c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)``, ``[B, Q, W]`` (not normalised)."""
-    output = block.output
-    distance = (output[:, :, None] - block.parts).abs().sum(dim=-1)
-    return (output.abs().sum(dim=-1, keepdim=True) - distance).clamp(min=0)
+def alti_contributions(mixing: BlockMixing, token_budget: int) -> torch.Tensor:
+    """ALTI's ``c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`` of one layer, ``[B, W, W]`` (not normalised).
+
+    Per feature, with ``a = |y_i|``, ``s = sign(y_i)`` (+1 at 0) and ``t = s·T_i(x_j)``,
+    ``|y_i| − |y_i − T_i(x_j)| = min(t, 2a − t) = t − 2 (t − a)⁺``, so
+    ``c_ij = max(0, Σ_d t_d − 2 Σ_d (t_d − a_d)⁺)``: no difference of two nearly equal L1 norms, and ``y_i``
+    enters only where a part overshoots it. ``t = m_ij ⊙ (s ⊙ g_i)`` with ``m_ij`` and ``g_i`` of
+    ``BlockMixing``; the ``[B, W, Q, D]`` products run in float32 on a chunk of
+    ``Q`` query rows at a time (``B · Q · W`` at most the token budget), summed over ``D`` in float64.
+    """
+    batch, width = mixing.output.shape[:2]
+    scale = (torch.where(mixing.output >= 0, 1.0, -1.0) * mixing.scale).float()
+    magnitude = mixing.output.abs().float()
+    keys = mixing.attention.float().permute(0, 3, 2, 1)  # [B, J, I, H]: A_h[i, j], keys first
+    vectors, residual = mixing.vectors.float(), mixing.residual.float()
+    rows = []
+    for queries in query_chunks(batch, width, token_budget):
+        parts = torch.matmul(keys[:, :, queries], vectors)  # [B, J, Q, D]
+        own = torch.arange(queries.start, queries.stop, device=parts.device)
+        parts[:, own, own - queries.start] += residual[:, own]  # δ_ij x̃_i
+        parts.mul_(scale[:, None, queries])  # t
+        linear = parts.sum(dim=-1).double()
+        overshoot = parts.sub_(magnitude[:, None, queries]).clamp_(min=0).sum(dim=-1).double()
+        rows.append((linear - 2 * overshoot).clamp(min=0).transpose(1, 2))
+    return torch.cat(rows, dim=1)
 
 
-def globenc_rows(block: BlockDecomposition, second_norm: torch.nn.LayerNorm, ln2_input: torch.Tensor) -> torch.Tensor:
-    """GlobEnc's ``‖γ₂ ⊙ (T_i(x_j) − μ) / σ₂,i‖₂``, ``[B, Q, W]``, ``σ₂`` of ``ln2_input [B, Q, D]``."""
-    sigma = (ln2_input.double().var(dim=-1, unbiased=False) + second_norm.eps).sqrt()  # [B, Q]
-    centred = block.parts - block.parts.mean(dim=-1, keepdim=True)
-    return (second_norm.weight.double() * centred).norm(dim=-1) / sigma[:, :, None]
+def globenc_norms(context: BatchContext, layer: int) -> torch.Tensor:
+    """GlobEnc's ``‖x̃_i←j‖₂ · σ₁,i σ₂,i`` of one layer, ``[B, W, W]``: the norms times a factor of row ``i``.
+
+    ``x̃_i←j = M(m_ij) / (σ₁,i σ₂,i)`` with the linear map ``M(v) = γ₂ ⊙ centred(γ₁ ⊙ centred(v))`` and
+    ``m_ij = Σ_h A_h[i,j] f_h(x_j) + δ_ij x_i``. The factor ``1 / (σ₁,i σ₂,i)`` is the same for every key ``j``
+    of row ``i``, so the row normalisation removes it: GlobEnc's ``N`` needs no statistics of ``LN1``'s or
+    ``LN2``'s input. With ``F_hj = M(f_h(x_j))``, ``F_rj = M(x_j)`` and their Gram matrices,
+    ``‖M(m_ij)‖₂² = Σ_{h,k} A_h[i,j] A_k[i,j] ⟨F_hj, F_kj⟩ + δ_ij (2 Σ_h A_h[i,j] ⟨F_hj, F_rj⟩ + ‖F_rj‖²)``:
+    ``[B, W, H, H]`` and ``[B, H, W, W]`` work, no ``[B, W, W, D]`` tensor.
+    """
+    bundle, model_pass = context.bundle, context.model_pass
+    parts = bundle.adapter.layer_parts(bundle.model, layer)  # post-LN only: it says why not elsewhere
+    gamma1, gamma2 = parts.norm1.weight.double(), parts.norm2.weight.double()
+
+    def carry(vectors: torch.Tensor) -> torch.Tensor:
+        return gamma2 * centred(gamma1 * centred(vectors))
+
+    carried = head_vectors(context, layer, carry)  # F_hj, [B, J, H, D]
+    residual = carry(model_pass.hidden_states[layer].double())  # F_rj, [B, J, D]
+    gram = carried @ carried.transpose(-1, -2)  # [B, J, H, H]
+    keys = model_pass.attentions[layer].double().permute(0, 3, 2, 1)  # [B, J, I, H]: A_h[i, j], keys first
+    squared = ((keys @ gram) * keys).sum(dim=-1)  # [B, J, I]
+    own = torch.arange(keys.shape[1], device=keys.device)
+    with_residual = (keys[:, own, own] * (carried @ residual[..., None])[..., 0]).sum(dim=-1)
+    squared[:, own, own] += 2 * with_residual + residual.square().sum(dim=-1)
+    return squared.clamp(min=0).sqrt().transpose(1, 2)
 
 
 def normalise_rows(matrix: torch.Tensor) -> torch.Tensor:
@@ -209,45 +240,17 @@ def query_chunks(batch: int, width: int, token_budget: int) -> list[slice]:
     return [slice(start, min(start + rows, width)) for start in range(0, width, rows)]
 
 
-def block_decomposer(context: BatchContext, layer: int) -> Callable[[slice], BlockDecomposition]:
-    """Layer ``layer``'s attention block split by source token, for a chunk of query rows at a time.
-
-    The family's adapter supplies the layout: a ``PreNormBlock`` (decoders) gives
-    ``decompose_pre_norm_block``, otherwise the ``PostNormLayout``'s modules give ``decompose_block``.
-    """
-    bundle, model_pass = context.bundle, context.model_pass
-    adapter, model = bundle.adapter, bundle.model
-    hidden, attention = model_pass.hidden_states[layer], model_pass.attentions[layer]
-    if adapter.pre_norm is not None:
-        vectors = head_vectors(*adapter.norm_vectors(model, layer, hidden))
-        bias = adapter.output_bias(model, layer)
-        return lambda queries: decompose_pre_norm_block(vectors, attention, hidden, bias, queries)
-    parts = adapter.layer_parts(model, layer)
-    vectors = token_vectors(parts, hidden)
-    return lambda queries: decompose_block(vectors, attention, hidden, parts, queries)
-
-
 def layer_matrices(context: BatchContext, kind: Kind) -> list[torch.Tensor]:
     """Each layer's row-normalised ALTI or GlobEnc matrix, ``L`` tensors ``[B, W, W]``, first layer first."""
-    bundle = context.bundle
-    layers = range(bundle.num_layers)
-    second_norms = []
-    if kind == "globenc":  # post-LN only: layer_parts says why not elsewhere
-        second_norms = [bundle.adapter.layer_parts(bundle.model, layer).norm2 for layer in layers]
-    ln2_inputs = context.module_inputs(second_norms) if second_norms else []
-    batch, width = context.model_pass.hidden_states[0].shape[:2]
+    _ = context.model_pass  # outside inference mode: the pass may differentiate
     matrices = []
     with torch.inference_mode():
-        for layer in layers:
-            decompose = block_decomposer(context, layer)
-            rows = []
-            for queries in query_chunks(batch, width, context.token_budget):
-                block = decompose(queries)
-                if kind == "alti":
-                    rows.append(alti_rows(block))
-                else:
-                    rows.append(globenc_rows(block, second_norms[layer], ln2_inputs[layer][:, queries]))
-            matrices.append(normalise_rows(torch.cat(rows, dim=1)))
+        for layer in range(context.bundle.num_layers):
+            if kind == "alti":
+                raw = alti_contributions(block_mixing(context, layer), context.token_budget)
+            else:
+                raw = globenc_norms(context, layer)
+            matrices.append(normalise_rows(raw))
     return matrices
 
 
@@ -257,7 +260,7 @@ def _scores(context: BatchContext, kind: Kind) -> list[TokenScores]:
 
 
 def alti(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
-    """ALTI (Ferrando et al. 2022; decoders: 2023): row ``c`` of the rollout of the layers' normalised ``c_ij``."""
+    """ALTI (Ferrando et al. 2022): row ``c`` of the rollout of the layers' normalised ``c_ij``."""
     return _scores(context, "alti")
 
 
@@ -267,7 +270,7 @@ def globenc(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
 
 
 def reconstructions(context: BatchContext) -> Sequence[torch.Tensor]:
-    """``Σ_j T_i(x_j) + b̃_i`` of every layer over the whole width, ``L`` tensors ``[B, W, D]`` (checks)."""
-    width = context.model_pass.hidden_states[0].shape[1]
+    """``Σ_j T_i(x_j) + b̃_i`` of every layer, ``L`` tensors ``[B, W, D]``: the reconstructed ``LN1`` output (checks)."""
+    _ = context.model_pass
     with torch.inference_mode():
-        return [block_decomposer(context, layer)(slice(0, width)).output for layer in range(context.bundle.num_layers)]
+        return [block_mixing(context, layer).output for layer in range(context.bundle.num_layers)]

@@ -33,6 +33,8 @@ logit with no separate bias term. The score of token ``k`` is ``z_ŷ^(k)``, sign
 **Cost and memory.** No extra model pass: the decomposition reads the model pass's attention
 probabilities and hidden state ``h⁰``. It is ``[T, T, D]`` per layer (float64) and ``[n, T, D_ff]`` inside the
 feed-forward block, computed for ``n`` query positions at a time with ``n · T`` at most the token budget.
+The last layer is computed at ``c`` only (its values at every position, then attention output, norms and
+feed-forward at ``c``): the head reads nothing else, which saves most of a layer of ``L``.
 
 References:
     Modarressi, Fayyaz, Aghazadeh, Yaghoobzadeh & Pilehvar (2023), "DecompX: Explaining Transformers
@@ -62,8 +64,8 @@ class Decomposition:
 
     Attributes:
         logits: ``[T, C]``: row ``k`` is token ``k``'s part ``z^(k)`` of every class's logit.
-        states: ``L + 1`` tensors ``[T, D]``: ``Σ_k x^(k)`` entering each layer and leaving the last,
-            which reconstruct the model's hidden states.
+        states: ``L + 1`` tensors: ``Σ_k x^(k)`` entering each layer, ``[T, D]``, and leaving the last at
+            ``c``, ``[1, D]``, which reconstruct the model's hidden states.
     """
 
     logits: torch.Tensor
@@ -86,7 +88,7 @@ def split_bias(parts: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     total = weights.sum(dim=-1, keepdim=True)
     uniform = torch.full_like(weights, 1.0 / weights.shape[-1])
     shares = torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), uniform)
-    return parts + shares[..., None] * bias
+    return torch.addcmul(parts, shares[..., None], bias)
 
 
 def linearised_norm(parts: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
@@ -135,14 +137,23 @@ def feed_forward(parts: torch.Tensor, layer: LayerParts) -> torch.Tensor:
     return linear(hidden, layer.ffn_output)
 
 
-def decompose_layer(parts: torch.Tensor, layer: LayerParts, attention: torch.Tensor, token_budget: int) -> torch.Tensor:
-    """One post-LN layer of the decomposition: ``[T, K, D]`` in, ``[T, K, D]`` out.
+def decompose_layer(
+    parts: torch.Tensor,
+    layer: LayerParts,
+    attention: torch.Tensor,
+    token_budget: int,
+    queries: slice = slice(None),
+) -> torch.Tensor:
+    """One post-LN layer of the decomposition at the positions ``queries``: ``[T, K, D]`` in, ``[Q, K, D]`` out.
 
-    The feed-forward block runs on ``n`` query positions at a time (``position_chunks``).
+    Every position's values are read; the attention output, norms and feed-forward block are computed
+    at ``queries`` only (the last layer: at ``c``, all the head reads). The feed-forward block runs on
+    ``n`` positions at a time (``position_chunks``).
     """
-    normed = linearised_norm(parts + attention_block(parts, layer, attention), layer.norm1)
+    mixed = attention_block(parts, layer, attention[:, queries])
+    normed = linearised_norm(parts[queries] + mixed, layer.norm1)
     out = torch.empty_like(normed)
-    for rows in position_chunks(parts.shape[0], token_budget):
+    for rows in position_chunks(normed.shape[0], token_budget):
         block = normed[rows]
         out[rows] = linearised_norm(block + feed_forward(block, layer), layer.norm2)
     return out
@@ -179,10 +190,12 @@ def decompose(
     """
     parts = torch.diag_embed(embedded.double().T).permute(1, 2, 0)  # [T(i), K, D], x_i^(k) = δ_ik h⁰_i
     states = [parts.sum(dim=1)]
-    for layer, attention in zip(model.layers, attentions, strict=True):
-        parts = decompose_layer(parts, layer, attention, token_budget)
+    last = len(model.layers) - 1
+    for index, (layer, attention) in enumerate(zip(model.layers, attentions, strict=True)):
+        queries = slice(position, position + 1) if index == last else slice(None)
+        parts = decompose_layer(parts, layer, attention, token_budget, queries)
         states.append(parts.sum(dim=1))
-    return Decomposition(logits=decompose_head(parts[position], model.head), states=tuple(states))
+    return Decomposition(logits=decompose_head(parts[0], model.head), states=tuple(states))
 
 
 def decompx(context: BatchContext, options: MethodOptions) -> list[TokenScores]:

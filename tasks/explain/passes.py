@@ -223,30 +223,6 @@ class BatchContext:
             )
         return out
 
-    def module_inputs(self, modules: Sequence[torch.nn.Module]) -> list[torch.Tensor]:
-        """The first input of every call of ``modules`` in one forward pass of the batch, in call order.
-
-        One counted forward pass with forward pre-hooks (e.g. each layer's ``LN2``, whose input
-        ``y + FFN(y)`` no other pass keeps). A module called at several depths (ALBERT's shared layer)
-        gives one tensor per call.
-
-        Returns:
-            The captured inputs, detached, e.g. ``L`` tensors ``[B, W, D]``.
-        """
-        captured: list[torch.Tensor] = []
-        unique = list({id(module): module for module in modules}.values())
-        handles = [m.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach())) for m in unique]
-        try:
-            with torch.inference_mode():
-                base = self.bundle.adapter.base_model(self.bundle.model)
-                base(input_ids=self.input_ids, attention_mask=self.attention_mask, **self._token_types())
-        finally:
-            for handle in handles:
-                handle.remove()
-        self.counter.forward_rows += len(self.examples)
-        self.counter.forward_tokens += int(self.lengths.sum())
-        return captured
-
     def target_logit_gradients(self, embeddings: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z_ŷ`` and ``∂z_ŷ/∂e`` at arbitrary input embeddings of this batch's rows.
 

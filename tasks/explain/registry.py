@@ -173,7 +173,6 @@ METHODS: dict[str, MethodSpec] = {
             formula="z_ŷ^(k): token k's part of the logit, x_i = Σ_k x_i^(k) carried through attention, norms, "
             "feed-forward (activation linearised) and head; biases shared by |x^(k)·b|",
             citation="Modarressi et al. 2023",
-            default=False,
             unsupported=decompx.unsupported,
             view=AttentionView.DECOMPOSITION,
             view_reason=(
@@ -189,7 +188,6 @@ METHODS: dict[str, MethodSpec] = {
             title="Value Zeroing",
             formula="R = Ĉ[L]···Ĉ[1], C[l][i,j] = 1 − cos(h̃[l]_i(v_j := 0), h[l]_i) (rows normalised); score R[c,:]",
             citation="Mohebbi et al. 2023",
-            default=False,
             unsupported=value_zeroing.unsupported,
             view=AttentionView.DECOMPOSITION,
             view_reason=(
@@ -208,7 +206,6 @@ METHODS: dict[str, MethodSpec] = {
                 "or x_i + Attn(LN(x))_i (pre-norm); rows normalised; R = C[L]···C[1]; score R[c,:]"
             ),
             citation="Ferrando et al. 2022; decoders: Ferrando et al. 2023",
-            default=False,
             unsupported=decomposition.unsupported_alti,
             view=AttentionView.DECOMPOSITION,
             view_reason=(
@@ -227,7 +224,6 @@ METHODS: dict[str, MethodSpec] = {
                 "rows normalised; R = N[L]···N[1]; score R[c,:]"
             ),
             citation="Modarressi et al. 2022",
-            default=False,
             unsupported=decomposition.unsupported_globenc,
             view=AttentionView.DECOMPOSITION,
             view_reason=(

@@ -69,10 +69,15 @@ def test_the_per_token_logits_sum_to_the_models_logits_of_every_class(family_con
 
 
 def test_the_decomposition_reconstructs_every_hidden_state(family_context):
+    """Every layer's state at every position; the last layer's at ``c``, the only position it computes."""
     for row, example in enumerate(family_context.examples):
         result = _decomposition(family_context, row)
-        for state, hidden in zip(result.states, family_context.model_pass.hidden_states, strict=True):
+        *states, last = result.states
+        for state, hidden in zip(states, family_context.model_pass.hidden_states[:-1], strict=True):
             np.testing.assert_allclose(state.numpy(), hidden[row, : example.length].double().numpy(), atol=1e-4)
+        position = int(family_context.classification_positions[row])
+        top = family_context.model_pass.hidden_states[-1][row, position : position + 1].double().numpy()
+        np.testing.assert_allclose(last.numpy(), top, atol=1e-4)
 
 
 def test_scores_are_the_target_class_column_and_change_with_the_input(family_context):

@@ -115,6 +115,6 @@ def test_zeroing_a_value_column_removes_that_key_without_renormalising():
     torch.testing.assert_close(edited[0][..., keep], probabilities[0][..., keep])
 
 
-def test_value_zeroing_is_registered_outside_the_default_set():
+def test_value_zeroing_is_registered_in_the_default_set_with_its_not_applicable_reason():
     spec = METHODS["value_zeroing"]
-    assert spec.unsupported is not None and not spec.default and not spec.signed
+    assert spec.unsupported is not None and spec.default and not spec.signed
