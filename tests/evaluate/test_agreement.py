@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy import stats
 
 from tasks.evaluate.agreement import kendall_tau, spearman_rho, top_indices, top_k_overlap
 
@@ -73,3 +74,16 @@ def test_a_ranking_agrees_perfectly_with_itself_and_inversely_with_its_reverse(v
     assert kendall_tau(values, values) == pytest.approx(1.0)
     assert kendall_tau(values, -values) == pytest.approx(-1.0)
     assert spearman_rho(values, -values) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("length", [2, 3, 7, 26, 120])
+def test_rank_correlations_equal_scipys_bit_for_bit_ties_included(length: int):
+    generator = np.random.default_rng(length)
+    for _ in range(50):
+        a = generator.normal(size=length)
+        b = generator.integers(0, 4, size=length).astype(float)  # many ties
+        a[generator.integers(0, length, size=length // 3)] = a[0]  # ties in a too
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            continue
+        assert kendall_tau(a, b) == float(stats.kendalltau(a, b, variant="b").statistic)
+        assert spearman_rho(a, b) == float(stats.spearmanr(a, b).statistic)
