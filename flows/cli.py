@@ -194,9 +194,9 @@ def _audit(config: AuditConfig, api: PrefectAPI) -> int:
     from tasks.pipeline.runners import task_runner_for
     from tasks.verdict.gate import GateFailed
 
-    task_runner_for(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
     try:
         with api.connected():
+            task_runner_for(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
             outcome = audit(config)
     except GateFailed as failed:
         print("gate failed:\n" + "\n".join(f"  - {failure}" for failure in failed.failures), file=sys.stderr)

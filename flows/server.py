@@ -46,7 +46,8 @@ class PrefectAPI:
     """The Prefect API the command's flows report to (a context manager).
 
     On entry, starts the temporary server unless ``PREFECT_API_URL`` is configured; ``connected()``
-    waits until it answers and points Prefect at it; on exit, the server is stopped.
+    waits until it answers and points Prefect, and the processes started within it (a local Dask cluster's
+    workers), at it; on exit, the server is stopped.
     """
 
     def __init__(self) -> None:
@@ -95,10 +96,18 @@ class PrefectAPI:
         self._wait()
         # No UI to link to; no heartbeats: they let a lasting server tell crashed flow runs, this one ends
         # with the run, and each flow run waits up to a second for its heartbeat thread to stop.
-        with temporary_settings(
-            updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        ):
-            yield
+        previous = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = self.url  # what a local Dask cluster's worker processes inherit
+        try:
+            with temporary_settings(
+                updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+            ):
+                yield
+        finally:
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
 
     def _wait(self) -> None:
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS

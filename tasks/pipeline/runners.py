@@ -3,7 +3,8 @@
 With Dask, every worker process loads the model once (``tasks.model.loading.load_model`` is cached per process)
 and returns its batches' results to the flow, which alone writes DuckDB. Dask workers report their task
 runs to the Prefect API, so a Dask run needs a Prefect server (``PREFECT_API_URL``): with Prefect's
-ephemeral mode each worker process would start a server of its own.
+ephemeral mode each worker process would start a server of its own. The command line's temporary server
+(``flows.server``) exports its address to the processes it starts, so a local cluster needs nothing more.
 """
 
 from __future__ import annotations

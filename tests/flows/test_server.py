@@ -47,9 +47,12 @@ def test_the_temporary_server_serves_the_flows_and_stops_when_the_command_ends(t
         "@flow\n"
         "def answer():\n"
         "    return 41 + 1\n"
+        "import os\n"
         "with PrefectAPI() as api, api.connected():\n"
         "    print('server', api.process.pid, flush=True)\n"
         "    print('flow', answer(), flush=True)\n"
+        "    print('inherited', os.environ['PREFECT_API_URL'] == api.url, flush=True)\n"
+        "print('after', os.environ.get('PREFECT_API_URL'), flush=True)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], env=without_prefect_api(tmp_path), capture_output=True, text=True, timeout=600
@@ -58,6 +61,8 @@ def test_the_temporary_server_serves_the_flows_and_stops_when_the_command_ends(t
     assert done.returncode == 0, done.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
     assert lines["flow"] == "42"
+    assert lines["inherited"] == "True", "processes started in the run (Dask's workers) must find the server"
+    assert lines["after"] == "None"
     assert not psutil.pid_exists(int(lines["server"])), "the server outlived the command"
 
 
