@@ -92,7 +92,7 @@ def main() -> None:
     for name in names:
         print(f"{name:22} {wall[name] / n:15.4f} {cpu[name] / n:14.4f} {rows[name] / n:12.1f}")
     if args.save:
-        np.savez(args.save, **scores)
+        np.savez(args.save, allow_pickle=False, **scores)
     if args.against:
         saved = np.load(args.against)
         for name in names:

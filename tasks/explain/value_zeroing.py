@@ -17,8 +17,10 @@ Zeroing ``v_j`` in every head is exactly zeroing column ``j`` of every head's at
 the interventions' (``tasks.model.attention_hook``). All layers are zeroed at once, each layer run on
 its own clean input from the model pass (``ModelAdapter.patched_layer_outputs``): an example of ``n``
 tokens costs ``n + 1`` forward rows (``n`` zeroings and the clean reference, as inseq computes it), not
-``L · n``, batched under the token budget. Families whose attention cannot be edited (DeBERTa) are
-refused with the reason.
+``L · n``, batched under the token budget. The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which
+reads row ``c`` of ``Ĉ^L`` only, so the method computes the last layer at ``c`` alone
+(``value_zeroing_maps(..., last_at_c=True)``; on encoders the adapter's ``last_layer``), about ``1/L`` less
+work. Families whose attention cannot be edited (DeBERTa) are refused with the reason.
 
 References:
     Mohebbi, Zuidema, Chrupała & Alishahi (2023), "Quantifying Context Mixing in Transformers", EACL.
@@ -45,7 +47,8 @@ NOT_ZEROED = -1
 """The column of a run that zeroes nothing: the clean reference."""
 
 ChunkConsumer = Callable[[np.ndarray, list[torch.Tensor]], None]
-"""``consume(members, outputs)``: a chunk's run indices and its layer outputs ``L × [n, W', D]``."""
+"""``consume(members, outputs)``: a chunk's run indices and its layer outputs ``L × [n, W', D]`` (the last
+``[n, 1, D]``, at ``c``, when only ``c`` is asked for)."""
 
 
 def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
@@ -70,12 +73,14 @@ def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
     return edit
 
 
-def _run_chunks(context: BatchContext, rows: np.ndarray, columns: np.ndarray, consume: ChunkConsumer) -> None:
+def _run_chunks(
+    context: BatchContext, rows: np.ndarray, columns: np.ndarray, consume: ChunkConsumer, last_at_c: bool
+) -> None:
     """Run ``(rows[r], columns[r])`` through every layer from the clean inputs, chunked under the token budget.
 
     Runs are length-sorted; each chunk is padded to its widest member ``W'`` and handed to
-    ``consume(members, outputs)`` (``outputs``: ``L × [n, W', D]``). Counts one forward row and the run's
-    tokens per run.
+    ``consume(members, outputs)`` (``outputs``: ``L × [n, W', D]``; with ``last_at_c`` the last layer's is
+    ``[n, 1, D]``, at ``c`` only). Counts one forward row and the run's tokens per run.
     """
     bundle = context.bundle
     hidden = context.model_pass.hidden_states
@@ -89,18 +94,19 @@ def _run_chunks(context: BatchContext, rows: np.ndarray, columns: np.ndarray, co
         edit = zero_value_columns(torch.as_tensor(columns[members], device=hidden[0].device))
         with torch.inference_mode():
             outputs = bundle.adapter.patched_layer_outputs(
-                bundle.model, inputs, context.attention_mask[selected, :width], edit
+                bundle.model, inputs, context.attention_mask[selected, :width], edit, last_at_c=last_at_c
             )
             consume(members, outputs)
         context.counter.forward_rows += len(members)
         context.counter.forward_tokens += int(lengths[members].sum())
 
 
-def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray) -> torch.Tensor:
+def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_at_c: bool) -> torch.Tensor:
     """``cos(h̃^l_i, h^l_i)`` of every zeroing run ``(rows[r], columns[r])``: ``[N, L, W]``, float64, on the CPU.
 
     The clean outputs (one run per example) are computed first and kept; each chunk of zeroing runs
-    is reduced to its cosines at once, so memory holds one chunk's layer outputs, not every run's.
+    is reduced to its cosines at once, so memory holds one chunk's layer outputs, not every run's. With
+    ``last_at_c`` the last layer is computed at ``i = c`` only and its other cosines are left at 1.
     """
     count, width = len(context.examples), context.input_ids.shape[1]
     clean: list[torch.Tensor] = []
@@ -112,21 +118,32 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray) -> to
             kept[torch.as_tensor(members, device=output.device), : output.shape[1]] = output
 
     cosines = torch.ones((len(rows), context.bundle.num_layers, width), dtype=torch.float64)
+    positions = context.classification_positions.cpu()
+    last = context.bundle.num_layers - 1
 
     def reduce(members: np.ndarray, outputs: list[torch.Tensor]) -> None:
         at = torch.as_tensor(rows[members], device=outputs[0].device)
+        runs = torch.as_tensor(members)
         for layer, output in enumerate(outputs):
             reference = clean[layer][at, : output.shape[1]].double()
-            similarity = torch.nn.functional.cosine_similarity(output.double(), reference, dim=-1)
-            cosines[torch.as_tensor(members), layer, : output.shape[1]] = similarity.cpu()
+            similarity = torch.nn.functional.cosine_similarity(output.double(), reference, dim=-1).cpu()
+            if layer == last and last_at_c:
+                cosines[runs, layer, positions[at.cpu()]] = similarity[:, 0]
+            else:
+                cosines[runs, layer, : output.shape[1]] = similarity
 
-    _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean)
-    _run_chunks(context, rows, columns, reduce)
+    _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean, last_at_c)
+    _run_chunks(context, rows, columns, reduce, last_at_c)
     return cosines
 
 
-def value_zeroing_maps(context: BatchContext) -> list[torch.Tensor]:
+def value_zeroing_maps(context: BatchContext, *, last_at_c: bool = False) -> list[torch.Tensor]:
     """The unnormalised ``C^l[i, j]`` of every example: ``[L, T, T]`` each, float64, rows = outputs ``i``.
+
+    Args:
+        context: The batch.
+        last_at_c: Compute the last layer's row ``c`` only (its other rows are 0): all that row ``c`` of
+            the rollout reads, ``R[c] = Ĉ^L[c] Ĉ^{L-1} ··· Ĉ^1``, at the cost of one position instead of ``T``.
 
     Raises:
         AuditError: The family's attention cannot be edited inside the forward pass.
@@ -134,7 +151,7 @@ def value_zeroing_maps(context: BatchContext) -> list[torch.Tensor]:
     context.bundle.adapter.require("value zeroing")
     rows = np.concatenate([np.full(int(length), row) for row, length in enumerate(context.lengths)])
     columns = np.concatenate([np.arange(int(length)) for length in context.lengths])
-    cosines = _cosines(context, rows, columns)
+    cosines = _cosines(context, rows, columns, last_at_c)
     maps = []
     for row, length in enumerate(context.lengths.tolist()):
         runs = torch.as_tensor(np.flatnonzero(rows == row))  # ordered by the zeroed column j
@@ -159,7 +176,7 @@ def value_zeroing(context: BatchContext, options: MethodOptions) -> list[TokenSc
     positions = context.classification_positions.cpu().tolist()
     scores = [
         value_zeroing_rollout(maps)[position].numpy()
-        for maps, position in zip(value_zeroing_maps(context), positions, strict=True)
+        for maps, position in zip(value_zeroing_maps(context, last_at_c=True), positions, strict=True)
     ]
     return context.records("value_zeroing", scores)
 
