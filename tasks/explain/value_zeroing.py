@@ -17,10 +17,14 @@ Zeroing ``v_j`` in every head is exactly zeroing column ``j`` of every head's at
 the interventions' (``tasks.model.attention_hook``). All layers are zeroed at once, each layer run on
 its own clean input from the model pass (``ModelAdapter.patched_layer_outputs``): an example of ``n``
 tokens costs ``n + 1`` forward rows (``n`` zeroings and the clean reference, as inseq computes it), not
-``L · n``, batched under the token budget. The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which
-reads row ``c`` of ``Ĉ^L`` only, so the method computes the last layer at ``c`` alone
-(``value_zeroing_maps(..., last_at_c=True)``; on encoders the adapter's ``last_layer``), about ``1/L`` less
-work. Families whose attention cannot be edited (DeBERTa) are refused with the reason.
+``L · n``, batched under the token budget. On a post-LN encoder (``LayerParts``) zeroing changes only
+``A``, so each run reuses the model pass's probabilities and the clean values and computes only ``A' V``
+and what follows it (output projection, norms, feed-forward block): the query, key and value projections
+and the softmax, about a quarter of a layer, are not repeated ``n + 1`` times (``_post_norm_outputs``).
+
+The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which reads row ``c`` of ``Ĉ^L`` only, so the
+method computes the last layer at ``c`` alone (``value_zeroing_maps(..., last_at_c=True)``), about ``1/L``
+less work. Families whose attention cannot be edited (DeBERTa) are refused with the reason.
 
 References:
     Mohebbi, Zuidema, Chrupała & Alishahi (2023), "Quantifying Context Mixing in Transformers", EACL.
@@ -73,6 +77,48 @@ def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
     return edit
 
 
+def _values(context: BatchContext, layer: int) -> torch.Tensor:
+    """The value vectors ``x W_V + b_V`` of layer ``layer`` at every position of the batch, ``[B, W, H, d]``."""
+    bundle = context.bundle
+    parts = bundle.adapter.layer_parts(bundle.model, layer)
+    values = parts.value(context.model_pass.hidden_states[layer])
+    return values.view(*values.shape[:2], parts.heads, -1)
+
+
+def _post_norm_outputs(
+    context: BatchContext,
+    values: list[torch.Tensor],
+    selected: torch.Tensor,
+    width: int,
+    edit: AttentionEdit,
+    last_at_c: bool,
+) -> list[torch.Tensor]:
+    """A post-LN encoder's layer outputs with ``edit``'s value columns zeroed, from the model pass's attention.
+
+    Such a layer is ``LN2(y + W2 act(W1 y + b1) + b2)`` with ``y = LN1(x + W_O (A V) + b_O)``, and zeroing
+    ``v_j`` changes ``A`` only (its column ``j``): the clean pass's probabilities ``A`` and values ``V`` are
+    reused (``V`` computed once per example, ``values``), and only ``A' V`` and what follows it is run, the
+    modules of ``LayerParts``. The query, key and value projections and the softmax, a quarter of a layer's
+    work, are not repeated for every zeroing. Outputs as ``ModelAdapter.patched_layer_outputs``' (the last
+    layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
+    """
+    bundle, model_pass = context.bundle, context.model_pass
+    rows = torch.arange(len(selected), device=selected.device)
+    positions = context.classification_positions[selected]
+    last = bundle.num_layers - 1
+    outputs = []
+    for layer in range(bundle.num_layers):
+        parts = bundle.adapter.layer_parts(bundle.model, layer)
+        hidden = model_pass.hidden_states[layer][selected, :width]
+        probabilities = edit(layer, model_pass.attentions[layer][selected, :, :width, :width])
+        if last_at_c and layer == last:
+            hidden, probabilities = hidden[rows, positions][:, None], probabilities[rows, :, positions][:, :, None]
+        mixed = torch.einsum("nhij,njhd->nihd", probabilities, values[layer][selected, :width]).flatten(2)
+        normed = parts.norm1(hidden + parts.output(mixed))
+        outputs.append(parts.norm2(normed + parts.ffn_output(parts.activation(parts.intermediate(normed)))))
+    return outputs
+
+
 def _run_chunks(
     context: BatchContext, rows: np.ndarray, columns: np.ndarray, consume: ChunkConsumer, last_at_c: bool
 ) -> None:
@@ -84,18 +130,24 @@ def _run_chunks(
     """
     bundle = context.bundle
     hidden = context.model_pass.hidden_states
+    post_norm = bundle.adapter.post_norm is not None
+    with torch.inference_mode():
+        values = [_values(context, layer) for layer in range(bundle.num_layers)] if post_norm else []
     lengths = context.lengths[rows]
     order = np.argsort(lengths, kind="stable")
     for chunk in chunks_under_budget(lengths[order].tolist(), context.token_budget):
         members = order[chunk]
         width = int(lengths[members].max())
         selected = torch.as_tensor(rows[members], device=hidden[0].device)
-        inputs = [state[selected, :width] for state in hidden[: bundle.num_layers]]
         edit = zero_value_columns(torch.as_tensor(columns[members], device=hidden[0].device))
         with torch.inference_mode():
-            outputs = bundle.adapter.patched_layer_outputs(
-                bundle.model, inputs, context.attention_mask[selected, :width], edit, last_at_c=last_at_c
-            )
+            if post_norm:
+                outputs = _post_norm_outputs(context, values, selected, width, edit, last_at_c)
+            else:
+                inputs = [state[selected, :width] for state in hidden[: bundle.num_layers]]
+                outputs = bundle.adapter.patched_layer_outputs(
+                    bundle.model, inputs, context.attention_mask[selected, :width], edit, last_at_c=last_at_c
+                )
             consume(members, outputs)
         context.counter.forward_rows += len(members)
         context.counter.forward_tokens += int(lengths[members].sum())

@@ -97,25 +97,27 @@ def test_a_padded_batch_scores_as_one_example_at_a_time(tiny_bundle, examples):
 
 
 @pytest.mark.parametrize("budget", [8192, 40])
-def test_an_example_costs_n_plus_one_forward_rows_through_every_layer(tiny_bundle, examples, budget: int):
-    """Every layer but the last runs ``n + 1`` rows at every position; the last runs them at ``c`` only."""
+def test_an_example_costs_n_plus_one_rows_through_every_layers_feed_forward(tiny_bundle, examples, budget: int):
+    """``n + 1`` rows through the feed-forward block of every layer (the last at ``c`` only), and no query or
+    key projection: the model pass's probabilities are reused, and the values computed once (post-LN layers)."""
     context = BatchContext(tiny_bundle, examples, need_gradients=False, token_budget=budget)
     _ = context.model_pass  # the shared pass, not Value Zeroing's
-    *below, last = tiny_bundle.adapter.layer_modules(tiny_bundle.model)
-    rows_seen = [0] * (len(below) + 1)
-    queries_seen: set[int] = set()
+    layers = range(tiny_bundle.num_layers)
+    parts = [tiny_bundle.adapter.layer_parts(tiny_bundle.model, layer) for layer in layers]
+    rows_seen = [0 for _ in layers]
+    positions_seen: list[set[int]] = [set() for _ in layers]
+    projections_run = []
 
     def count(at: int, inputs: tuple[torch.Tensor, ...]) -> None:
         rows_seen[at] += len(inputs[0])
-
-    def count_queries(_module, inputs, _output) -> None:
-        count(len(below), inputs)
-        queries_seen.add(inputs[0].shape[1])
+        positions_seen[at].add(inputs[0].shape[1])
 
     handles = [
-        module.register_forward_hook(lambda _m, inputs, _o, at=at: count(at, inputs)) for at, module in enumerate(below)
+        part.intermediate.register_forward_hook(lambda _m, i, _o, at=at: count(at, i)) for at, part in enumerate(parts)
     ]
-    handles.append(last.attention.self.query.register_forward_hook(count_queries))
+    for module in tiny_bundle.adapter.layer_modules(tiny_bundle.model):
+        for projection in (module.attention.self.query, module.attention.self.key):
+            handles.append(projection.register_forward_hook(lambda *_: projections_run.append(1)))
     before = context.counter.snapshot()
     try:
         value_zeroing(context, OPTIONS)
@@ -124,7 +126,8 @@ def test_an_example_costs_n_plus_one_forward_rows_through_every_layer(tiny_bundl
             handle.remove()
     expected = sum(example.length + 1 for example in examples)
     assert rows_seen == [expected] * len(rows_seen)
-    assert queries_seen == {1}  # the last layer's queries: c alone
+    assert all(1 not in seen for seen in positions_seen[:-1]) and positions_seen[-1] == {1}  # the last: c alone
+    assert not projections_run
     spent = context.counter.minus(before)
     assert spent.forward_rows == expected
     assert spent.forward_tokens == sum(example.length * (example.length + 1) for example in examples)
