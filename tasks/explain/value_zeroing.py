@@ -23,8 +23,9 @@ and what follows it (output projection, norms, feed-forward block): the query, k
 and the softmax, about a quarter of a layer, are not repeated ``n + 1`` times (``_post_norm_outputs``).
 
 The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which reads row ``c`` of ``Ĉ^L`` only, so the
-method computes the last layer at ``c`` alone (``value_zeroing_maps(..., last_at_c=True)``), about ``1/L``
-less work. Families whose attention cannot be edited (DeBERTa) are refused with the reason.
+method computes the last layer at ``c`` alone on a post-LN encoder (``value_zeroing_maps(..., last_at_c=True)``),
+about ``1/L`` less work (a decoder's last layer runs whole and is read at ``c``). Families whose attention
+cannot be edited (DeBERTa) are refused with the reason.
 
 References:
     Mohebbi, Zuidema, Chrupała & Alishahi (2023), "Quantifying Context Mixing in Transformers", EACL.
@@ -145,9 +146,11 @@ def _run_chunks(
                 outputs = _post_norm_outputs(context, values, selected, width, edit, last_at_c)
             else:
                 inputs = [state[selected, :width] for state in hidden[: bundle.num_layers]]
-                outputs = bundle.adapter.patched_layer_outputs(
-                    bundle.model, inputs, context.attention_mask[selected, :width], edit, last_at_c=last_at_c
-                )
+                mask = context.attention_mask[selected, :width]
+                outputs = bundle.adapter.patched_layer_outputs(bundle.model, inputs, mask, edit)
+                if last_at_c:
+                    at_c = context.classification_positions[selected]
+                    outputs[-1] = outputs[-1][torch.arange(len(selected), device=at_c.device), at_c][:, None]
             consume(members, outputs)
         context.counter.forward_rows += len(members)
         context.counter.forward_tokens += int(lengths[members].sum())
@@ -158,7 +161,8 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_
 
     The clean outputs (one run per example) are computed first and kept; each chunk of zeroing runs
     is reduced to its cosines at once, so memory holds one chunk's layer outputs, not every run's. With
-    ``last_at_c`` the last layer is computed at ``i = c`` only and its other cosines are left at 1.
+    ``last_at_c`` the last layer is kept at ``i = c`` only (computed there alone on a post-LN encoder) and its
+    other cosines are left at 1.
     """
     count, width = len(context.examples), context.input_ids.shape[1]
     clean: list[torch.Tensor] = []

@@ -295,36 +295,21 @@ class ModelAdapter:
         inputs: Sequence[torch.Tensor],
         attention_mask: torch.Tensor,
         edit: AttentionEdit | None = None,
-        *,
-        last_at_c: bool = False,
     ) -> list[torch.Tensor]:
         """Every layer's output, each layer run on its own cached clean input (value zeroing).
 
         Layer ``l`` reads ``inputs[l]`` (``hidden_states[l]`` of the clean forward pass, ``[N, W, D]``),
         not the output of the layer below, so an ``edit`` active in every layer changes each layer's
         output only through that layer's own attention: one forward's work gives ``L`` one-layer
-        interventions (Mohebbi et al. 2023). Returns ``L`` tensors ``[N, W, D]``, before any final norm;
-        with ``last_at_c`` the last one is ``[N, 1, D]``, the output at ``c`` only, computed there alone where
-        the adapter can (``last_layer``).
+        interventions (Mohebbi et al. 2023). Returns ``L`` tensors ``[N, W, D]``, before any final norm.
         """
         self.require("running layers from cached hidden states")
         base = self.base_model(model)
         mask = self._mask(model, inputs[0], attention_mask)
         extra = self._layer_inputs(base, inputs[0])
         layers = self.layer_modules(model)
-        fast = last_at_c and self.last_layer is not None
-        positions = self.classification_positions(attention_mask)
-        whole = len(layers) - 1 if fast else len(layers)
         with editing(edit, first_layer=0) if edit is not None else nullcontext():
-            outputs = [
-                layer(hidden, attention_mask=mask, **extra)
-                for layer, hidden in zip(layers[:whole], inputs[:whole], strict=True)
-            ]
-            if fast:
-                outputs.append(self.last_layer(layers[-1], inputs[len(layers) - 1], mask, positions))  # type: ignore[misc]
-        if last_at_c and not fast:
-            outputs[-1] = outputs[-1][torch.arange(len(positions), device=positions.device), positions][:, None]
-        return outputs
+            return [layer(hidden, attention_mask=mask, **extra) for layer, hidden in zip(layers, inputs, strict=True)]
 
     def forward_logits(
         self,
