@@ -17,10 +17,11 @@ Zeroing ``v_j`` in every head is exactly zeroing column ``j`` of every head's at
 the interventions' (``tasks.model.attention_hook``). All layers are zeroed at once, each layer run on
 its own clean input from the model pass (``ModelAdapter.patched_layer_outputs``): an example of ``n``
 tokens costs ``n + 1`` forward rows (``n`` zeroings and the clean reference, as inseq computes it), not
-``L · n``, batched under the token budget. On a post-LN encoder (``LayerParts``) zeroing changes only
-``A``, so each run reuses the model pass's probabilities and the clean values and computes only ``A' V``
-and what follows it (output projection, norms, feed-forward block): the query, key and value projections
-and the softmax, about a quarter of a layer, are not repeated ``n + 1`` times (``_post_norm_outputs``).
+``L · n``, batched under the token budget. On a post-LN encoder (``LayerParts``) zeroing ``v_j`` only
+subtracts ``Σ_h A_h[i,j] W_O^h v_j^h`` from ``LN1``'s input ``z_i``, so each run starts from the clean ``z``
+and the model pass's probabilities and runs only ``LN1``, the feed-forward block and ``LN2``: the query,
+key, value and output projections and the softmax, over a third of a layer, are not repeated ``n + 1``
+times (``_post_norm_outputs``).
 
 The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which reads row ``c`` of ``Ĉ^L`` only, so the
 method computes the last layer at ``c`` alone on a post-LN encoder (``value_zeroing_maps(..., last_at_c=True)``),
@@ -37,6 +38,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -78,44 +80,65 @@ def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
     return edit
 
 
-def _values(context: BatchContext, layer: int) -> torch.Tensor:
-    """The value vectors ``x W_V + b_V`` of layer ``layer`` at every position of the batch, ``[B, W, H, d]``."""
+@dataclass(frozen=True)
+class CleanMixing:
+    """One post-LN layer's attention block on the clean batch, what every zeroing of it starts from.
+
+    Attributes:
+        residual: ``z = x + W_O (A V) + b_O``, ``LN1``'s input, ``[B, W, D]``.
+        values: ``v_j = x_j W_V + b_V`` by head, ``[B, W, H, d]``.
+    """
+
+    residual: torch.Tensor
+    values: torch.Tensor
+
+
+def _clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
+    """Layer ``layer``'s ``CleanMixing`` from the model pass's hidden states and attention probabilities."""
     bundle = context.bundle
     parts = bundle.adapter.layer_parts(bundle.model, layer)
-    values = parts.value(context.model_pass.hidden_states[layer])
-    return values.view(*values.shape[:2], parts.heads, -1)
+    hidden = context.model_pass.hidden_states[layer]
+    values = parts.value(hidden)
+    values = values.view(*values.shape[:2], parts.heads, -1)
+    mixed = torch.einsum("bhij,bjhd->bihd", context.model_pass.attentions[layer], values).flatten(2)
+    return CleanMixing(residual=hidden + parts.output(mixed), values=values)
 
 
 def _post_norm_outputs(
     context: BatchContext,
-    values: list[torch.Tensor],
+    clean: list[CleanMixing],
     selected: torch.Tensor,
     width: int,
-    edit: AttentionEdit,
+    columns: torch.Tensor,
     last_at_c: bool,
 ) -> list[torch.Tensor]:
-    """A post-LN encoder's layer outputs with ``edit``'s value columns zeroed, from the model pass's attention.
+    """A post-LN encoder's layer outputs with value column ``columns[r]`` zeroed in run ``r``, ``NOT_ZEROED`` none.
 
-    Such a layer is ``LN2(y + W2 act(W1 y + b1) + b2)`` with ``y = LN1(x + W_O (A V) + b_O)``, and zeroing
-    ``v_j`` changes ``A`` only (its column ``j``): the clean pass's probabilities ``A`` and values ``V`` are
-    reused (``V`` computed once per example, ``values``), and only ``A' V`` and what follows it is run, the
-    modules of ``LayerParts``. The query, key and value projections and the softmax, a quarter of a layer's
-    work, are not repeated for every zeroing. Outputs as ``ModelAdapter.patched_layer_outputs``' (the last
-    layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
+    Such a layer is ``LN2(y + W2 act(W1 y + b1) + b2)`` with ``y = LN1(z)``, ``z_i = x_i + W_O Σ_k A[i,k] v_k +
+    b_O``, so zeroing ``v_j`` subtracts ``Σ_h A_h[i,j] f_h(v_j)``, ``f_h(v) = W_O^h v^h``, from the clean ``z_i``
+    (``CleanMixing``): one ``f_h(v_j)`` per run, then ``LN1``, the feed-forward block and ``LN2`` of the
+    layer's own modules (``LayerParts``). The query, key, value and output projections and the softmax, more
+    than a third of a layer's work, are not repeated for each run. Outputs as
+    ``ModelAdapter.patched_layer_outputs``' (the last layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
     """
-    bundle, model_pass = context.bundle, context.model_pass
+    bundle, attentions = context.bundle, context.model_pass.attentions
     rows = torch.arange(len(selected), device=selected.device)
     positions = context.classification_positions[selected]
+    runs = torch.nonzero(columns >= 0).squeeze(1)
+    zeroed, examples = columns[runs], selected[runs]
     last = bundle.num_layers - 1
     outputs = []
     for layer in range(bundle.num_layers):
         parts = bundle.adapter.layer_parts(bundle.model, layer)
-        hidden = model_pass.hidden_states[layer][selected, :width]
-        probabilities = edit(layer, model_pass.attentions[layer][selected, :, :width, :width])
+        residual = clean[layer].residual[selected, :width]
+        weights = attentions[layer][examples, :, :width, zeroed]  # [r, H, W']: A_h[i, j] of run r's j
         if last_at_c and layer == last:
-            hidden, probabilities = hidden[rows, positions][:, None], probabilities[rows, :, positions][:, :, None]
-        mixed = torch.einsum("nhij,njhd->nihd", probabilities, values[layer][selected, :width]).flatten(2)
-        normed = parts.norm1(hidden + parts.output(mixed))
+            by_run = torch.arange(len(runs), device=runs.device)
+            residual, weights = residual[rows, positions][:, None], weights[by_run, :, positions[runs]][:, :, None]
+        output = parts.output.weight.view(parts.output.weight.shape[0], parts.heads, -1)  # W_O^h, [D, H, d]
+        heads = torch.einsum("rhd,Dhd->rhD", clean[layer].values[examples, zeroed], output)  # f_h(v_j)
+        residual = residual.index_put((runs,), -torch.einsum("rhi,rhD->riD", weights, heads), accumulate=True)
+        normed = parts.norm1(residual)
         outputs.append(parts.norm2(normed + parts.ffn_output(parts.activation(parts.intermediate(normed)))))
     return outputs
 
@@ -133,18 +156,19 @@ def _run_chunks(
     hidden = context.model_pass.hidden_states
     post_norm = bundle.adapter.post_norm is not None
     with torch.inference_mode():
-        values = [_values(context, layer) for layer in range(bundle.num_layers)] if post_norm else []
+        clean = [_clean_mixing(context, layer) for layer in range(bundle.num_layers)] if post_norm else []
     lengths = context.lengths[rows]
     order = np.argsort(lengths, kind="stable")
     for chunk in chunks_under_budget(lengths[order].tolist(), context.token_budget):
         members = order[chunk]
         width = int(lengths[members].max())
         selected = torch.as_tensor(rows[members], device=hidden[0].device)
-        edit = zero_value_columns(torch.as_tensor(columns[members], device=hidden[0].device))
+        zeroed = torch.as_tensor(columns[members], device=hidden[0].device)
         with torch.inference_mode():
             if post_norm:
-                outputs = _post_norm_outputs(context, values, selected, width, edit, last_at_c)
+                outputs = _post_norm_outputs(context, clean, selected, width, zeroed, last_at_c)
             else:
+                edit = zero_value_columns(zeroed)
                 inputs = [state[selected, :width] for state in hidden[: bundle.num_layers]]
                 mask = context.attention_mask[selected, :width]
                 outputs = bundle.adapter.patched_layer_outputs(bundle.model, inputs, mask, edit)
