@@ -144,19 +144,23 @@ def _post_norm_outputs(
 
 
 def _run_chunks(
-    context: BatchContext, rows: np.ndarray, columns: np.ndarray, consume: ChunkConsumer, last_at_c: bool
+    context: BatchContext,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    consume: ChunkConsumer,
+    last_at_c: bool,
+    clean: list[CleanMixing],
 ) -> None:
     """Run ``(rows[r], columns[r])`` through every layer from the clean inputs, chunked under the token budget.
 
     Runs are length-sorted; each chunk is padded to its widest member ``W'`` and handed to
     ``consume(members, outputs)`` (``outputs``: ``L × [n, W', D]``; with ``last_at_c`` the last layer's is
-    ``[n, 1, D]``, at ``c`` only). Counts one forward row and the run's tokens per run.
+    ``[n, 1, D]``, at ``c`` only). With ``clean`` (a post-LN encoder's), the runs start from it
+    (``_post_norm_outputs``); without, they run the layers with the attention edited. Counts one forward row
+    and the run's tokens per run.
     """
     bundle = context.bundle
     hidden = context.model_pass.hidden_states
-    post_norm = bundle.adapter.post_norm is not None
-    with torch.inference_mode():
-        clean = [_clean_mixing(context, layer) for layer in range(bundle.num_layers)] if post_norm else []
     lengths = context.lengths[rows]
     order = np.argsort(lengths, kind="stable")
     for chunk in chunks_under_budget(lengths[order].tolist(), context.token_budget):
@@ -165,7 +169,7 @@ def _run_chunks(
         selected = torch.as_tensor(rows[members], device=hidden[0].device)
         zeroed = torch.as_tensor(columns[members], device=hidden[0].device)
         with torch.inference_mode():
-            if post_norm:
+            if clean:
                 outputs = _post_norm_outputs(context, clean, selected, width, zeroed, last_at_c)
             else:
                 edit = zero_value_columns(zeroed)
@@ -212,8 +216,12 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_
             else:
                 cosines[runs, layer, : output.shape[1]] = similarity
 
-    _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean, last_at_c)
-    _run_chunks(context, rows, columns, reduce, last_at_c)
+    layers = range(context.bundle.num_layers) if context.bundle.adapter.post_norm else range(0)
+    _ = context.model_pass  # outside inference mode: the pass may differentiate
+    with torch.inference_mode():
+        mixing = [_clean_mixing(context, layer) for layer in layers]
+    _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean, last_at_c, mixing)
+    _run_chunks(context, rows, columns, reduce, last_at_c, mixing)
     return cosines
 
 
