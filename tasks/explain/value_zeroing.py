@@ -17,8 +17,16 @@ Zeroing ``v_j`` in every head is exactly zeroing column ``j`` of every head's at
 the interventions' (``tasks.model.attention_hook``). All layers are zeroed at once, each layer run on
 its own clean input from the model pass (``ModelAdapter.patched_layer_outputs``): an example of ``n``
 tokens costs ``n + 1`` forward rows (``n`` zeroings and the clean reference, as inseq computes it), not
-``L · n``, batched under the token budget. Families whose attention cannot be edited (DeBERTa) are
-refused with the reason.
+``L · n``, batched under the token budget. On a post-LN encoder (``LayerParts``) zeroing ``v_j`` only
+subtracts ``Σ_h A_h[i,j] W_O^h v_j^h`` from ``LN1``'s input ``z_i``, so each run starts from the clean ``z``
+and the model pass's probabilities and runs only ``LN1``, the feed-forward block and ``LN2``: the query,
+key, value and output projections and the softmax, over a third of a layer, are not repeated ``n + 1``
+times (``_post_norm_outputs``).
+
+The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which reads row ``c`` of ``Ĉ^L`` only, so the
+method computes the last layer at ``c`` alone on a post-LN encoder (``value_zeroing_maps(..., last_at_c=True)``),
+about ``1/L`` less work (a decoder's last layer runs whole and is read at ``c``). Families whose attention
+cannot be edited (DeBERTa) are refused with the reason.
 
 References:
     Mohebbi, Zuidema, Chrupała & Alishahi (2023), "Quantifying Context Mixing in Transformers", EACL.
@@ -30,6 +38,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,7 +54,8 @@ NOT_ZEROED = -1
 """The column of a run that zeroes nothing: the clean reference."""
 
 ChunkConsumer = Callable[[np.ndarray, list[torch.Tensor]], None]
-"""``consume(members, outputs)``: a chunk's run indices and its layer outputs ``L × [n, W', D]``."""
+"""``consume(members, outputs)``: a chunk's run indices and its layer outputs ``L × [n, W', D]`` (the last
+``[n, 1, D]``, at ``c``, when only ``c`` is asked for)."""
 
 
 def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
@@ -70,12 +80,84 @@ def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
     return edit
 
 
-def _run_chunks(context: BatchContext, rows: np.ndarray, columns: np.ndarray, consume: ChunkConsumer) -> None:
+@dataclass(frozen=True)
+class CleanMixing:
+    """One post-LN layer's attention block on the clean batch, what every zeroing of it starts from.
+
+    Attributes:
+        residual: ``z = x + W_O (A V) + b_O``, ``LN1``'s input, ``[B, W, D]``.
+        values: ``v_j = x_j W_V + b_V`` by head, ``[B, W, H, d]``.
+    """
+
+    residual: torch.Tensor
+    values: torch.Tensor
+
+
+def _clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
+    """Layer ``layer``'s ``CleanMixing`` from the model pass's hidden states and attention probabilities."""
+    bundle = context.bundle
+    parts = bundle.adapter.layer_parts(bundle.model, layer)
+    hidden = context.model_pass.hidden_states[layer]
+    values = parts.value(hidden)
+    values = values.view(*values.shape[:2], parts.heads, -1)
+    mixed = torch.einsum("bhij,bjhd->bihd", context.model_pass.attentions[layer], values).flatten(2)
+    return CleanMixing(residual=hidden + parts.output(mixed), values=values)
+
+
+def _post_norm_outputs(
+    context: BatchContext,
+    clean: list[CleanMixing],
+    selected: torch.Tensor,
+    width: int,
+    columns: torch.Tensor,
+    last_at_c: bool,
+) -> list[torch.Tensor]:
+    """A post-LN encoder's layer outputs with value column ``columns[r]`` zeroed in run ``r``, ``NOT_ZEROED`` none.
+
+    Such a layer is ``LN2(y + W2 act(W1 y + b1) + b2)`` with ``y = LN1(z)``, ``z_i = x_i + W_O Σ_k A[i,k] v_k +
+    b_O``, so zeroing ``v_j`` subtracts ``Σ_h A_h[i,j] f_h(v_j)``, ``f_h(v) = W_O^h v^h``, from the clean ``z_i``
+    (``CleanMixing``): one ``f_h(v_j)`` per run, then ``LN1``, the feed-forward block and ``LN2`` of the
+    layer's own modules (``LayerParts``). The query, key, value and output projections and the softmax, more
+    than a third of a layer's work, are not repeated for each run. Outputs as
+    ``ModelAdapter.patched_layer_outputs``' (the last layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
+    """
+    bundle, attentions = context.bundle, context.model_pass.attentions
+    rows = torch.arange(len(selected), device=selected.device)
+    positions = context.classification_positions[selected]
+    runs = torch.nonzero(columns >= 0).squeeze(1)
+    zeroed, examples = columns[runs], selected[runs]
+    last = bundle.num_layers - 1
+    outputs = []
+    for layer in range(bundle.num_layers):
+        parts = bundle.adapter.layer_parts(bundle.model, layer)
+        residual = clean[layer].residual[selected, :width]
+        weights = attentions[layer][examples, :, :width, zeroed]  # [r, H, W']: A_h[i, j] of run r's j
+        if last_at_c and layer == last:
+            by_run = torch.arange(len(runs), device=runs.device)
+            residual, weights = residual[rows, positions][:, None], weights[by_run, :, positions[runs]][:, :, None]
+        output = parts.output.weight.view(parts.output.weight.shape[0], parts.heads, -1)  # W_O^h, [D, H, d]
+        heads = torch.einsum("rhd,Dhd->rhD", clean[layer].values[examples, zeroed], output)  # f_h(v_j)
+        residual = residual.index_put((runs,), -torch.einsum("rhi,rhD->riD", weights, heads), accumulate=True)
+        normed = parts.norm1(residual)
+        outputs.append(parts.norm2(normed + parts.ffn_output(parts.activation(parts.intermediate(normed)))))
+    return outputs
+
+
+def _run_chunks(
+    context: BatchContext,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    consume: ChunkConsumer,
+    last_at_c: bool,
+    clean: list[CleanMixing],
+) -> None:
     """Run ``(rows[r], columns[r])`` through every layer from the clean inputs, chunked under the token budget.
 
     Runs are length-sorted; each chunk is padded to its widest member ``W'`` and handed to
-    ``consume(members, outputs)`` (``outputs``: ``L × [n, W', D]``). Counts one forward row and the run's
-    tokens per run.
+    ``consume(members, outputs)`` (``outputs``: ``L × [n, W', D]``; with ``last_at_c`` the last layer's is
+    ``[n, 1, D]``, at ``c`` only). With ``clean`` (a post-LN encoder's), the runs start from it
+    (``_post_norm_outputs``); without, they run the layers with the attention edited. Counts one forward row
+    and the run's tokens per run.
     """
     bundle = context.bundle
     hidden = context.model_pass.hidden_states
@@ -85,22 +167,30 @@ def _run_chunks(context: BatchContext, rows: np.ndarray, columns: np.ndarray, co
         members = order[chunk]
         width = int(lengths[members].max())
         selected = torch.as_tensor(rows[members], device=hidden[0].device)
-        inputs = [state[selected, :width] for state in hidden[: bundle.num_layers]]
-        edit = zero_value_columns(torch.as_tensor(columns[members], device=hidden[0].device))
+        zeroed = torch.as_tensor(columns[members], device=hidden[0].device)
         with torch.inference_mode():
-            outputs = bundle.adapter.patched_layer_outputs(
-                bundle.model, inputs, context.attention_mask[selected, :width], edit
-            )
+            if clean:
+                outputs = _post_norm_outputs(context, clean, selected, width, zeroed, last_at_c)
+            else:
+                edit = zero_value_columns(zeroed)
+                inputs = [state[selected, :width] for state in hidden[: bundle.num_layers]]
+                mask = context.attention_mask[selected, :width]
+                outputs = bundle.adapter.patched_layer_outputs(bundle.model, inputs, mask, edit)
+                if last_at_c:
+                    at_c = context.classification_positions[selected]
+                    outputs[-1] = outputs[-1][torch.arange(len(selected), device=at_c.device), at_c][:, None]
             consume(members, outputs)
         context.counter.forward_rows += len(members)
         context.counter.forward_tokens += int(lengths[members].sum())
 
 
-def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray) -> torch.Tensor:
+def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_at_c: bool) -> torch.Tensor:
     """``cos(h̃^l_i, h^l_i)`` of every zeroing run ``(rows[r], columns[r])``: ``[N, L, W]``, float64, on the CPU.
 
     The clean outputs (one run per example) are computed first and kept; each chunk of zeroing runs
-    is reduced to its cosines at once, so memory holds one chunk's layer outputs, not every run's.
+    is reduced to its cosines at once, so memory holds one chunk's layer outputs, not every run's. With
+    ``last_at_c`` the last layer is kept at ``i = c`` only (computed there alone on a post-LN encoder) and its
+    other cosines are left at 1.
     """
     count, width = len(context.examples), context.input_ids.shape[1]
     clean: list[torch.Tensor] = []
@@ -112,21 +202,36 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray) -> to
             kept[torch.as_tensor(members, device=output.device), : output.shape[1]] = output
 
     cosines = torch.ones((len(rows), context.bundle.num_layers, width), dtype=torch.float64)
+    positions = context.classification_positions.cpu()
+    last = context.bundle.num_layers - 1
 
     def reduce(members: np.ndarray, outputs: list[torch.Tensor]) -> None:
         at = torch.as_tensor(rows[members], device=outputs[0].device)
+        runs = torch.as_tensor(members)
         for layer, output in enumerate(outputs):
             reference = clean[layer][at, : output.shape[1]].double()
-            similarity = torch.nn.functional.cosine_similarity(output.double(), reference, dim=-1)
-            cosines[torch.as_tensor(members), layer, : output.shape[1]] = similarity.cpu()
+            similarity = torch.nn.functional.cosine_similarity(output.double(), reference, dim=-1).cpu()
+            if layer == last and last_at_c:
+                cosines[runs, layer, positions[at.cpu()]] = similarity[:, 0]
+            else:
+                cosines[runs, layer, : output.shape[1]] = similarity
 
-    _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean)
-    _run_chunks(context, rows, columns, reduce)
+    layers = range(context.bundle.num_layers) if context.bundle.adapter.post_norm else range(0)
+    _ = context.model_pass  # outside inference mode: the pass may differentiate
+    with torch.inference_mode():
+        mixing = [_clean_mixing(context, layer) for layer in layers]
+    _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean, last_at_c, mixing)
+    _run_chunks(context, rows, columns, reduce, last_at_c, mixing)
     return cosines
 
 
-def value_zeroing_maps(context: BatchContext) -> list[torch.Tensor]:
+def value_zeroing_maps(context: BatchContext, *, last_at_c: bool = False) -> list[torch.Tensor]:
     """The unnormalised ``C^l[i, j]`` of every example: ``[L, T, T]`` each, float64, rows = outputs ``i``.
+
+    Args:
+        context: The batch.
+        last_at_c: Compute the last layer's row ``c`` only (its other rows are 0): all that row ``c`` of
+            the rollout reads, ``R[c] = Ĉ^L[c] Ĉ^{L-1} ··· Ĉ^1``, at the cost of one position instead of ``T``.
 
     Raises:
         AuditError: The family's attention cannot be edited inside the forward pass.
@@ -134,7 +239,7 @@ def value_zeroing_maps(context: BatchContext) -> list[torch.Tensor]:
     context.bundle.adapter.require("value zeroing")
     rows = np.concatenate([np.full(int(length), row) for row, length in enumerate(context.lengths)])
     columns = np.concatenate([np.arange(int(length)) for length in context.lengths])
-    cosines = _cosines(context, rows, columns)
+    cosines = _cosines(context, rows, columns, last_at_c)
     maps = []
     for row, length in enumerate(context.lengths.tolist()):
         runs = torch.as_tensor(np.flatnonzero(rows == row))  # ordered by the zeroed column j
@@ -159,7 +264,7 @@ def value_zeroing(context: BatchContext, options: MethodOptions) -> list[TokenSc
     positions = context.classification_positions.cpu().tolist()
     scores = [
         value_zeroing_rollout(maps)[position].numpy()
-        for maps, position in zip(value_zeroing_maps(context), positions, strict=True)
+        for maps, position in zip(value_zeroing_maps(context, last_at_c=True), positions, strict=True)
     ]
     return context.records("value_zeroing", scores)
 

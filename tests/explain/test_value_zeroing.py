@@ -55,11 +55,27 @@ def test_each_layer_map_equals_zeroing_one_value_vector_in_that_layer_alone(cont
 
 
 def test_the_scores_are_row_c_of_the_rollout_of_the_normalised_maps(context: BatchContext):
-    maps = value_zeroing_maps(context)
+    maps = value_zeroing_maps(context, last_at_c=True)
     for record, matrices in zip(value_zeroing(context, OPTIONS), maps, strict=True):
-        normalised = [m / m.sum(axis=1, keepdims=True) for m in matrices.numpy()]
+        normalised = [m / m.sum(axis=1, keepdims=True).clip(min=1e-300) for m in matrices.numpy()]
         product = np.linalg.multi_dot(normalised[::-1]) if len(normalised) > 1 else normalised[0]
         np.testing.assert_allclose(record.scores, product[0], atol=1e-12)
+
+
+def test_the_last_layer_at_c_alone_gives_row_c_of_the_full_map_and_the_same_scores(context: BatchContext):
+    """Only row ``c`` of ``Ĉ^L`` reaches ``R[c]``; computed alone it equals the full layer's to float32 rounding."""
+    full, at_c = value_zeroing_maps(context), value_zeroing_maps(context, last_at_c=True)
+    positions = context.classification_positions.tolist()
+    for whole, partial, position in zip(full, at_c, positions, strict=True):
+        torch.testing.assert_close(partial[:-1], whole[:-1], rtol=0, atol=0)  # the layers below: the same runs
+        others = torch.ones(whole.shape[1], dtype=torch.bool)
+        others[position] = False
+        assert torch.all(partial[-1][others] == 0)
+        np.testing.assert_allclose(partial[-1][position].numpy(), whole[-1][position].numpy(), atol=1e-6)
+        assert whole[-1][position].max() > 1e-3  # not vacuous
+        np.testing.assert_allclose(
+            value_zeroing_rollout(partial)[position].numpy(), value_zeroing_rollout(whole)[position].numpy(), atol=1e-6
+        )
 
 
 def test_rollout_rows_sum_to_one_and_scores_are_distributions(context: BatchContext):
@@ -81,17 +97,27 @@ def test_a_padded_batch_scores_as_one_example_at_a_time(tiny_bundle, examples):
 
 
 @pytest.mark.parametrize("budget", [8192, 40])
-def test_an_example_costs_n_plus_one_forward_rows_through_every_layer(tiny_bundle, examples, budget: int):
+def test_an_example_costs_n_plus_one_rows_through_every_layers_feed_forward(tiny_bundle, examples, budget: int):
+    """``n + 1`` rows through the feed-forward block of every layer (the last at ``c`` only), and no query or
+    key projection: the model pass's probabilities are reused, and the values computed once (post-LN layers)."""
     context = BatchContext(tiny_bundle, examples, need_gradients=False, token_budget=budget)
     _ = context.model_pass  # the shared pass, not Value Zeroing's
-    layers = tiny_bundle.adapter.layer_modules(tiny_bundle.model)
-    rows_seen = [0] * len(layers)
+    layers = range(tiny_bundle.num_layers)
+    parts = [tiny_bundle.adapter.layer_parts(tiny_bundle.model, layer) for layer in layers]
+    rows_seen = [0 for _ in layers]
+    positions_seen: list[set[int]] = [set() for _ in layers]
+    projections_run = []
+
+    def count(at: int, inputs: tuple[torch.Tensor, ...]) -> None:
+        rows_seen[at] += len(inputs[0])
+        positions_seen[at].add(inputs[0].shape[1])
+
     handles = [
-        module.register_forward_hook(
-            lambda _m, inputs, _o, at=at: rows_seen.__setitem__(at, rows_seen[at] + len(inputs[0]))
-        )
-        for at, module in enumerate(layers)
+        part.intermediate.register_forward_hook(lambda _m, i, _o, at=at: count(at, i)) for at, part in enumerate(parts)
     ]
+    for module in tiny_bundle.adapter.layer_modules(tiny_bundle.model):
+        for projection in (module.attention.self.query, module.attention.self.key):
+            handles.append(projection.register_forward_hook(lambda *_: projections_run.append(1)))
     before = context.counter.snapshot()
     try:
         value_zeroing(context, OPTIONS)
@@ -99,7 +125,9 @@ def test_an_example_costs_n_plus_one_forward_rows_through_every_layer(tiny_bundl
         for handle in handles:
             handle.remove()
     expected = sum(example.length + 1 for example in examples)
-    assert rows_seen == [expected] * len(layers)
+    assert rows_seen == [expected] * len(rows_seen)
+    assert all(1 not in seen for seen in positions_seen[:-1]) and positions_seen[-1] == {1}  # the last: c alone
+    assert not projections_run
     spent = context.counter.minus(before)
     assert spent.forward_rows == expected
     assert spent.forward_tokens == sum(example.length * (example.length + 1) for example in examples)

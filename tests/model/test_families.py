@@ -22,7 +22,7 @@ from tasks.errors import AuditError
 from tasks.explain.gradients import completeness_holds
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
-from tasks.explain.value_zeroing import value_zeroing_maps
+from tasks.explain.value_zeroing import value_zeroing_maps, value_zeroing_rollout
 from tasks.interventions.mechanism import tvd
 from tasks.interventions.registry import INTERVENTIONS, run_interventions
 from tasks.model.bundle import ModelBundle
@@ -385,9 +385,12 @@ def test_value_zeroing_maps_equal_the_models_own_forward_with_one_value_vector_z
             expected[:, token] = 1 - torch.nn.functional.cosine_similarity(zeroed, clean[layer + 1], dim=-1).numpy()
         np.testing.assert_allclose(maps[row][layer].numpy(), expected, atol=2e-5)
         assert expected.max() > 1e-4
-    for record in METHODS["value_zeroing"].compute(context, OPTIONS):
+    positions = context.classification_positions.tolist()
+    records = METHODS["value_zeroing"].compute(context, OPTIONS)  # the last layer computed at c alone
+    for record, matrices, position in zip(records, maps, positions, strict=True):
         assert record.scores.sum() == pytest.approx(1.0, abs=1e-9)
         assert (record.scores >= 0).all()
+        np.testing.assert_allclose(record.scores, value_zeroing_rollout(matrices)[position].numpy(), atol=1e-6)
 
 
 def test_interventions_on_deberta_are_refused_with_the_reason(bundle, context):
