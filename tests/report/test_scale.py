@@ -58,8 +58,13 @@ def test_the_views_give_the_same_aggregates_as_the_whole_tables(
     whole, viewed = whole_tables(connection, run_id), RunTables.read(connection, run_id)
     metrics = store.read_table(connection, "metrics", run_id)
     assert 0 < len(viewed.metrics) < len(metrics)
+    texts = store.CATEGORICAL["metrics"]
+    for column in texts:
+        categories = list(viewed.metrics[column].cat.categories)
+        assert categories == sorted(set(whole.metrics[column].dropna())), column
+    as_text = viewed.metrics.astype({column: whole.metrics[column].dtype for column in texts})
     pd.testing.assert_frame_equal(
-        viewed.metrics, whole.metrics[viewed.metrics.columns].reset_index(drop=True), check_dtype=False
+        as_text, whole.metrics[viewed.metrics.columns].reset_index(drop=True), check_dtype=False
     )
     np.testing.assert_allclose(viewed.metric_curves["value"], whole.metric_curves["value"], rtol=1e-12)
     agreement = whole.head_agreement.groupby(["layer", "head"])["value"].mean()
@@ -184,3 +189,7 @@ def test_a_box_plot_draws_at_most_the_cap_of_outliers_keeping_the_extremes() -> 
         full["med"], full["q1"], full["q3"], full["whislo"], full["whishi"])  # fmt: skip
     few = [0.0, 1.0, 1.0, 2.0, 30.0]
     np.testing.assert_array_equal(box_stats(few)["fliers"], cbook.boxplot_stats(few)[0]["fliers"])
+
+
+def test_a_view_of_a_run_without_rows_is_an_empty_frame(connection: duckdb.DuckDBPyConnection) -> None:
+    assert store.read_view(connection, "metrics", "no such run").empty
