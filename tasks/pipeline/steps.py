@@ -148,7 +148,7 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
     """Compute and store the run's verdicts per example and per slice; returns the slice verdicts written."""
     with store.connect(db) as connection, reported("verdicts", run_logger(), bar=False) as progress:
         examples = store.read_table(connection, "examples", run_id)
-        metrics = store.read_table(connection, "metrics", run_id)
+        metrics = store.read_view(connection, "metrics", run_id)  # no verdict reads the rows at each size k
         interventions = store.read_table(connection, "interventions", run_id)
         heads = store.read_table(connection, "head_agreement", run_id)
         progress(1, 6, f"read {len(metrics)} metric rows of {len(examples)} examples")

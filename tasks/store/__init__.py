@@ -14,6 +14,7 @@ its public interface.
 from tasks.store.connection import connect, transaction
 from tasks.store.frames import batch_frames, batch_id, frame_of
 from tasks.store.read import (
+    CATEGORICAL,
     RESULT_KEYS,
     TOP_HEADS,
     VIEWS,
@@ -53,6 +54,7 @@ from tasks.store.write import (
 )
 
 __all__ = [
+    "CATEGORICAL",
     "DDL",
     "MEASURED_MANIFEST_KEYS",
     "MIGRATIONS",

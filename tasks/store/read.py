@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from tasks.store.schema import OUR_TABLES
 
@@ -81,12 +82,21 @@ one masking row per head and example is most of the table). ``head_masking``: ea
 of each statistic. Missing values are NULL in the file, so ``avg`` skips them as pandas' mean skips NaN.
 """
 
+CATEGORICAL = {"metrics": ("example_id", "method", "metric", "reference")}
+"""The text columns of a view that come back as pandas categoricals, their categories sorted: at 100,000
+examples the ``metrics`` view has 54 million rows, each of whose texts repeats hundreds of times (92
+bytes a row as text, 25 as categories). Sorted categories keep ``groupby`` and ``unstack`` in the order
+of the text."""
+
+BATCH_ROWS = 1_000_000
+"""Rows of a view converted at a time, so that its text columns are never held whole as text."""
+
 
 def read_view(connection: duckdb.DuckDBPyConnection, view: str, run_id: str) -> pd.DataFrame:
     """One of the ``VIEWS`` for one run (empty when an older file lacks its table).
 
     The rows come through Arrow, which converts millions of rows in about half the time and memory of
-    ``.df()`` and gives the same frame.
+    ``.df()`` and gives the same frame; the ``CATEGORICAL`` columns are dictionary-encoded batch by batch.
 
     Raises:
         ValueError: ``view`` is not one of the ``VIEWS``.
@@ -96,7 +106,24 @@ def read_view(connection: duckdb.DuckDBPyConnection, view: str, run_id: str) -> 
     table = {"metric_curves": "metrics", "head_masking": "interventions"}.get(view, view)
     if not _present(connection, table):
         return pd.DataFrame()
-    return connection.sql(VIEWS[view], params=[run_id]).to_arrow_table().to_pandas()
+    encoded = CATEGORICAL.get(view, ())
+    reader = connection.sql(VIEWS[view], params=[run_id]).to_arrow_reader(BATCH_ROWS)
+    batches = [_dictionary_encoded(batch, encoded) for batch in reader]
+    if not batches:
+        return reader.schema.empty_table().to_pandas()
+    frame = pa.Table.from_batches(batches).to_pandas()
+    for column in encoded:
+        frame[column] = frame[column].cat.reorder_categories(sorted(frame[column].cat.categories))
+    return frame
+
+
+def _dictionary_encoded(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.RecordBatch:
+    """The batch with the named columns dictionary-encoded (pandas reads them as categoricals)."""
+    arrays = [
+        array.dictionary_encode() if name in columns else array
+        for name, array in zip(batch.schema.names, batch.columns, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def example_table_query(run_id: str) -> str:

@@ -6,8 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from tasks.evaluate.statistics import Estimate, bootstrap_mean, correlation_strength, paired_comparison
+from tasks.evaluate import statistics
+from tasks.evaluate.statistics import (
+    BATCH_BYTES,
+    Estimate,
+    bootstrap_mean,
+    correlation_strength,
+    paired_comparison,
+    resample_batch,
+)
 
 
 def test_the_interval_brackets_the_mean_and_is_reproducible():
@@ -17,6 +26,39 @@ def test_the_interval_brackets_the_mean_and_is_reproducible():
     assert estimate.mean == pytest.approx(values.mean())
     assert bootstrap_mean(values, seed=3) == estimate
     assert estimate.high - estimate.low == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)
+
+
+def test_resamples_drawn_in_batches_give_the_interval_of_one_draw(monkeypatch):
+    values = np.random.default_rng(4).normal(0.3, 1.0, 101)
+    whole = stats.bootstrap(
+        (values,), np.mean, n_resamples=2000, method="percentile", vectorized=True, rng=np.random.default_rng(3)
+    ).confidence_interval
+    asked = []
+
+    def seven_at_a_time(n: int) -> int:
+        asked.append(n)
+        return 7
+
+    monkeypatch.setattr(statistics, "resample_batch", seven_at_a_time)
+    estimate = bootstrap_mean(values, seed=3)
+    assert asked == [101]
+    assert (estimate.low, estimate.high) == (whole.low, whole.high)
+
+
+@pytest.mark.parametrize("n", [1, 2, 101, 10_000, 100_000, 10_000_000])
+def test_a_batch_of_resamples_holds_at_most_the_budget(n):
+    batch = resample_batch(n)
+    assert batch >= 1
+    assert batch == 1 or 16 * n * batch <= BATCH_BYTES < 16 * n * (batch + 1)
+
+
+def test_a_batch_at_a_hundred_thousand_values_is_31_resamples():
+    assert resample_batch(100_000) == 31
+
+
+def test_a_batch_of_no_values_is_refused():
+    with pytest.raises(ValueError, match="at least one value"):
+        resample_batch(0)
 
 
 def test_nan_values_are_left_out_and_counted():

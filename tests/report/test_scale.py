@@ -21,6 +21,8 @@ from tasks.report.charts import MAX_FLIERS, box_stats
 from tasks.report.context import RunTables, analyse
 from tasks.report.facts import SHOWN_BECAUSE, shown_examples
 from tasks.report.interventions import head_masking_means, summarise_interventions
+from tasks.verdict.evidence import example_evidence, example_verdicts
+from tasks.verdict.slices import agreement_matrix, slice_verdicts
 from tests.report.test_report import GENERATED_AT, StoredRun, stored_run  # noqa: F401  (the module's fixture)
 
 __all__ = ["stored_run"]
@@ -58,8 +60,13 @@ def test_the_views_give_the_same_aggregates_as_the_whole_tables(
     whole, viewed = whole_tables(connection, run_id), RunTables.read(connection, run_id)
     metrics = store.read_table(connection, "metrics", run_id)
     assert 0 < len(viewed.metrics) < len(metrics)
+    texts = store.CATEGORICAL["metrics"]
+    for column in texts:
+        categories = list(viewed.metrics[column].cat.categories)
+        assert categories == sorted(set(whole.metrics[column].dropna())), column
+    as_text = viewed.metrics.astype({column: whole.metrics[column].dtype for column in texts})
     pd.testing.assert_frame_equal(
-        viewed.metrics, whole.metrics[viewed.metrics.columns].reset_index(drop=True), check_dtype=False
+        as_text, whole.metrics[viewed.metrics.columns].reset_index(drop=True), check_dtype=False
     )
     np.testing.assert_allclose(viewed.metric_curves["value"], whole.metric_curves["value"], rtol=1e-12)
     agreement = whole.head_agreement.groupby(["layer", "head"])["value"].mean()
@@ -184,3 +191,32 @@ def test_a_box_plot_draws_at_most_the_cap_of_outliers_keeping_the_extremes() -> 
         full["med"], full["q1"], full["q3"], full["whislo"], full["whishi"])  # fmt: skip
     few = [0.0, 1.0, 1.0, 2.0, 30.0]
     np.testing.assert_array_equal(box_stats(few)["fliers"], cbook.boxplot_stats(few)[0]["fliers"])
+
+
+def test_a_view_of_a_run_without_rows_is_an_empty_frame(connection: duckdb.DuckDBPyConnection) -> None:
+    assert store.read_view(connection, "metrics", "no such run").empty
+
+
+def test_the_verdicts_from_the_metrics_view_are_those_from_the_whole_table(
+    connection: duckdb.DuckDBPyConnection,
+    stored_run: StoredRun,  # noqa: F811
+) -> None:
+    run_id, options = stored_run.run_id, stored_run.config.verdict
+    methods = tuple(stored_run.config.methods.methods)
+    examples = store.read_table(connection, "examples", run_id)
+    interventions = store.read_table(connection, "interventions", run_id)
+    whole, viewed = store.read_table(connection, "metrics", run_id), store.read_view(connection, "metrics", run_id)
+    before = example_evidence(whole, interventions, methods, options)
+    after = example_evidence(viewed, interventions, methods, options)
+    same_values(after, before)
+    for judged in (example_verdicts, slice_verdicts):
+        same_values(judged(after, examples, options), judged(before, examples, options))
+    same_values(agreement_matrix(viewed, examples, options), agreement_matrix(whole, examples, options))
+
+
+def same_values(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    """Equal frames, texts as categories or as strings alike."""
+    assert len(left) > 0
+    pd.testing.assert_frame_equal(
+        left, right, check_dtype=False, check_categorical=False, check_index_type=False, check_column_type=False
+    )

@@ -179,3 +179,12 @@ def test_a_version_6_database_gains_the_seed_tables_and_reads_as_empty_before(tm
             store.table_columns("seed_agreement")
         )
         assert store.read_table(upgraded, "examples", "old-run")["example_id"].tolist() == ["x"]
+
+
+def test_a_read_only_connection_bounds_duckdb_memory(tmp_path: Path) -> None:
+    path = tmp_path / "audit.duckdb"
+    with store.connect(path):
+        pass
+    with store.connect(path, read_only=True) as connection:
+        limit = connection.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limit == "1.8 GiB"  # READ_MEMORY_LIMIT, 2 GB, as DuckDB prints it
