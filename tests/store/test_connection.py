@@ -188,3 +188,18 @@ def test_a_read_only_connection_bounds_duckdb_memory(tmp_path: Path) -> None:
     with store.connect(path, read_only=True) as connection:
         limit = connection.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
     assert limit == "1.8 GiB"  # READ_MEMORY_LIMIT, 2 GB, as DuckDB prints it
+
+
+def test_a_read_only_connection_spills_into_a_private_folder_it_removes(tmp_path: Path) -> None:
+    """Never beside the file: an auditor's copy may sit in a folder nobody may write to."""
+    path = tmp_path / "audit.duckdb"
+    with store.connect(path):
+        pass
+    with store.connect(path, read_only=True) as connection:
+        spill = Path(connection.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+        connection.execute("SET memory_limit = '20MB'")  # small enough for this sort to spill
+        rows = connection.execute("SELECT count(*) FROM (SELECT range % 977 AS r FROM range(3000000) ORDER BY r)")
+        assert rows.fetchall()[0][0] == 3_000_000
+        assert spill.is_dir() and tmp_path not in spill.parents
+    assert not spill.exists(), "the spill folder outlived the connection"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.duckdb"]
