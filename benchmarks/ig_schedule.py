@@ -2,7 +2,8 @@
 
 The audit's own sample (``--limit N`` of the default test split) is planned and batched as the audit does
 (batch size and gradient token budget of ``ExecutionSettings``). On every batch, after its shared model pass,
-integrated gradients runs with the fixed ``m`` (default 50) and with the step schedule (default 16, 32, 64),
+integrated gradients runs with the fixed Gauss–Legendre ``m`` (default 50) and with the step schedule (default
+the nested ``patterson`` rule at 10, 21, 43, 87 nodes),
 in alternating order so that both see the same load. The script prints, for each rule, integrated
 gradients' seconds and passes (backward rows and tokens, counted by ``BatchContext``) per example, the share
 of examples whose completeness holds and the sizes the schedule kept; then the per-example Pearson
@@ -13,7 +14,10 @@ Targets (issue: adaptive integrated gradients): median Pearson >= 0.999, complet
 integrated-gradients time than m = 50.
 
 Usage:
-    python benchmarks/ig_schedule.py [--n 100] [--schedule 16,32,64] [--fixed 50] [--model movie-snippets]
+    python benchmarks/ig_schedule.py [--n 100] [--schedule 10,21,43,87] [--rule patterson] [--fixed 50]
+        [--sample-seed 0] [--model movie-snippets]
+
+``--schedule 16,32,64 --rule gausslegendre`` is the schedule of fresh Gauss–Legendre nodes.
 """
 
 from __future__ import annotations
@@ -39,15 +43,17 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Integrated gradients' step schedule against the fixed rule.")
     parser.add_argument("--n", type=int, default=100, help="examples of the default test split [100]")
-    parser.add_argument("--schedule", default="16,32,64", help="the step schedule [16,32,64]")
+    parser.add_argument("--schedule", default="10,21,43,87", help="the step schedule [10,21,43,87]")
+    parser.add_argument("--rule", default="patterson", help="the schedule's integration rule [patterson]")
     parser.add_argument("--fixed", type=int, default=50, help="the fixed m it is compared with [50]")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the --limit sample [0]")
     parser.add_argument("--model", default="movie-snippets", help="model preset or folder [movie-snippets]")
     args = parser.parse_args()
 
     config = AuditConfig.model_validate(
         {
             "model": {"name_or_path": args.model},
-            "data": {"dataset": "movie-snippets", "split": "test", "limit": args.n},
+            "data": {"dataset": "movie-snippets", "split": "test", "limit": args.n, "sample_seed": args.sample_seed},
             "methods": {"methods": ["integrated_gradients"]},
         }
     )
@@ -55,8 +61,8 @@ def main() -> None:
     bundle = load_model(config.model)
     execution = config.execution
     rules = {
-        "fixed": MethodOptions(ig_steps=(args.fixed,)),
-        "schedule": MethodOptions(ig_steps=tuple(int(m) for m in args.schedule.split(","))),
+        "fixed": MethodOptions(ig_steps=(args.fixed,), ig_rule="gausslegendre"),
+        "schedule": MethodOptions(ig_steps=tuple(int(m) for m in args.schedule.split(",")), ig_rule=args.rule),
     }
     seconds = dict.fromkeys(rules, 0.0)
     work = {name: PassCounter() for name in rules}
@@ -78,11 +84,12 @@ def main() -> None:
     n = len(plan.examples)
     schedule = rules["schedule"].ig_steps
     print(
-        f"model {args.model}; torch {torch.__version__} on {torch.get_num_threads()} threads; {n} examples in "
+        f"model {args.model}; sample seed {args.sample_seed}; torch {torch.__version__} on "
+        f"{torch.get_num_threads()} threads; {n} examples in "
         f"{len(batches)} batches; gradient token budget {execution.gradient_token_budget}"
     )
     print(f"{'rule':22} {'IG s/example':>13} {'bwd rows/ex':>12} {'bwd tokens/ex':>14} {'complete':>9}")
-    for name, label in (("fixed", f"fixed m = {args.fixed}"), ("schedule", f"schedule {args.schedule}")):
+    for name, label in (("fixed", f"fixed m = {args.fixed}"), ("schedule", f"{args.rule} {args.schedule}")):
         holds = np.mean([record.diagnostics["completeness_holds"] for record in records[name]])
         print(
             f"{label:22} {seconds[name] / n:13.4f} {work[name].backward_rows / n:12.1f} "
@@ -92,7 +99,7 @@ def main() -> None:
     print(
         "schedule kept: "
         + "; ".join(f"{m} steps: {kept.count(m)} examples" for m in schedule)
-        + f"; mean steps run {np.mean([steps_run(schedule, m) for m in kept]):.1f} per example"
+        + f"; mean steps run {np.mean([steps_run(schedule, m, args.rule) for m in kept]):.1f} per example"
     )
     correlations = []
     for fixed, adaptive in zip(records["fixed"], records["schedule"], strict=True):

@@ -155,7 +155,7 @@ ERRORS = [
     BadInput("unordered confidence bins", lambda w: w.run("--confidence-bins", "0.9,0.5"), ("--confidence-bins",)),
     BadInput("rationale size of zero", lambda w: w.run("--k", "0"), ("--k",)),
     BadInput("integrated-gradients steps out of order", lambda w: w.run("--ig-steps", "32,16"),
-             ("--ig-steps", "must increase", "16,32")),
+             ("--ig-steps", "must increase", "10,21")),
     BadInput("max length without room for text", lambda w: w.run("--max-length", "2"), ("--max-length",)),
     BadInput("intervention layer the model lacks", lambda w: w.run("--intervention-layers", "9"), ("layer 9",)),
     BadInput("CUDA asked for without a GPU", lambda w: w.run("--device", "cuda"), ("cuda",)),

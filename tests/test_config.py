@@ -76,9 +76,9 @@ def test_resolving_is_idempotent_and_keeps_the_default_run_identity():
     assert resolve(resolved) == resolved
     assert AuditConfig.model_validate(resolved.model_dump(mode="json")) == resolved
     # The default audit's identity: a default run must keep its id. It changes only when the default methods,
-    # interventions or their options do (last: ALTI, GlobEnc, Value Zeroing and DecompX joined the default
-    # methods, after integrated gradients' default step schedule became 16, 32, 64).
-    assert stable_hash(resolved.identity()) == "2b5ae825e2950c24"
+    # interventions or their options do (last: integrated gradients' default became the nested patterson rule
+    # at 10, 21, 43, 87 nodes, after ALTI, GlobEnc, Value Zeroing and DecompX joined the default methods).
+    assert stable_hash(resolved.identity()) == "b7db06dbfa680b2c"
 
 
 @pytest.mark.parametrize("fractions", [(0.0,), (1.5,), ()])
@@ -88,12 +88,13 @@ def test_rationale_fractions_must_lie_in_zero_one(fractions):
 
 
 def test_integrated_gradients_steps_are_a_schedule_and_one_size_is_a_fixed_m():
-    assert MethodOptions().ig_steps == (16, 32, 64)
-    assert MethodOptions.model_validate({"ig_steps": 50}).ig_steps == (50,)  # as stored before schedules
+    assert (MethodOptions().ig_steps, MethodOptions().ig_rule) == ((10, 21, 43, 87), "patterson")
+    stored = {"ig_steps": 50, "ig_rule": "gausslegendre"}  # as stored before schedules (the rule was stored too)
+    assert MethodOptions.model_validate(stored).ig_steps == (50,)
     # A fixed m is written as before schedules, so an earlier run of it keeps its identity.
-    assert MethodOptions(ig_steps=(50,)).model_dump(mode="json")["ig_steps"] == 50
-    for steps in ((50,), (16, 32, 64)):
-        options = MethodOptions(ig_steps=steps)
+    assert MethodOptions(**stored).model_dump(mode="json")["ig_steps"] == 50
+    for options in (MethodOptions(**stored), MethodOptions(ig_steps=(16, 32, 64), ig_rule="gausslegendre"),
+                    MethodOptions()):  # fmt: skip
         assert MethodOptions.model_validate(options.model_dump(mode="json")) == options
 
 
@@ -103,7 +104,7 @@ def test_integrated_gradients_steps_are_a_schedule_and_one_size_is_a_fixed_m():
 )
 def test_integrated_gradients_steps_must_be_positive_and_increasing(steps, words):
     with pytest.raises(ValidationError, match=words):
-        MethodOptions(ig_steps=steps)
+        MethodOptions(ig_steps=steps, ig_rule="gausslegendre")
 
 
 def test_rationale_fractions_are_sorted_and_unique():
@@ -114,7 +115,7 @@ def test_identity_covers_what_decides_the_numbers_and_nothing_else():
     base = AuditConfig()
     assert AuditConfig.model_validate({"execution": {"batch_size": 4}}).identity() == base.identity()
     assert AuditConfig.model_validate({"output": {"db": "elsewhere.duckdb"}}).identity() == base.identity()
-    assert AuditConfig.model_validate({"methods": {"ig_steps": 20}}).identity() != base.identity()
+    assert AuditConfig.model_validate({"methods": {"ig_steps": 21}}).identity() != base.identity()
     assert AuditConfig.model_validate({"data": {"limit": 5}}).identity() != base.identity()
 
 

@@ -125,7 +125,11 @@ def test_a_pair_audit_is_stored_and_reported_side_by_side(tiny_bundle, tiny_mode
     config = AuditConfig(
         model=ModelSpec(name_or_path=str(tiny_model_dir)),
         data=spec(_write(tmp_path), text_pair_column="hypothesis"),
-        methods={"methods": ["attention_last", "integrated_gradients", "leave_one_out", "random"], "ig_steps": 8},
+        methods={
+            "methods": ["attention_last", "integrated_gradients", "leave_one_out", "random"],
+            "ig_steps": 8,
+            "ig_rule": "gausslegendre",
+        },
         interventions={"interventions": ["none"]},
     )
     examples = encode_corpus(load_corpus(config.data).frame, tiny_bundle.tokenizer, tiny_bundle.labels, 64)

@@ -22,6 +22,7 @@ they share. Import them from here.
 from tasks.config.audit import AuditConfig, ExecutionSettings, OutputSettings
 from tasks.config.base import (
     DEFAULT_K_FRACTIONS,
+    PATTERSON_SIZES,
     Device,
     IntegrationRule,
     Precision,
@@ -44,6 +45,7 @@ __all__ = [
     "MethodOptions",
     "ModelSpec",
     "OutputSettings",
+    "PATTERSON_SIZES",
     "Precision",
     "RemovalOperator",
     "SanityOptions",

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 RemovalOperator = Literal["delete", "mask", "pad"]
 Units = Literal["token", "word", "sentence"]
-IntegrationRule = Literal["gausslegendre", "riemann_right"]
+IntegrationRule = Literal["gausslegendre", "patterson", "riemann_right"]
+PATTERSON_SIZES = (10, 21, 43, 87)  # the nested Gauss–Kronrod–Patterson rules (tasks.explain.quadrature)
 Device = Literal["cpu", "cuda", "auto"]
 Precision = Literal["float32", "float16", "bfloat16"]
 

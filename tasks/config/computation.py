@@ -6,6 +6,7 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 
 from tasks.config.base import (
     DEFAULT_K_FRACTIONS,
+    PATTERSON_SIZES,
     FrozenModel,
     IntegrationRule,
     RemovalOperator,
@@ -22,8 +23,10 @@ class MethodOptions(FrozenModel, frozen=True):
         ig_steps: Integration steps of integrated gradients, as a schedule ``m_1 < m_2 < ...``: every example
             is integrated with ``m_1`` steps, and only those whose completeness check fails go on to the next
             size (``tasks.explain.gradients.integrated_gradients``). One size is a fixed ``m``. A bare
-            integer (a configuration stored before schedules) reads as that one size.
-        ig_rule: ``gausslegendre`` nodes and weights (default, as Captum) or the right Riemann sum.
+            integer (a configuration stored before schedules) reads as that one size. Default 10, 21, 43, 87.
+        ig_rule: ``patterson`` (default): the nested Gauss–Kronrod–Patterson rules of QUADPACK, whose sizes
+            are 10, 21, 43 and 87 and each reuse the smaller ones' nodes; ``gausslegendre`` nodes and weights
+            (as Captum; any ``m``) or the right Riemann sum (``tasks.explain.quadrature``).
         removal: How a token is removed in leave-one-out, comprehensiveness and sufficiency:
             ``delete`` the id (default; Jain & Wallace, ERASER, ferret), or replace it by ``mask``
             (``[MASK]``, Abnar & Zuidema) or ``pad``.
@@ -51,11 +54,14 @@ class MethodOptions(FrozenModel, frozen=True):
         default=(), description="comma-separated method ids", json_schema_extra={"unset": "all"}
     )
     ig_steps: tuple[int, ...] = Field(
-        default=(16, 32, 64),
+        default=(10, 21, 43, 87),
         description="integrated-gradients steps m, or increasing sizes tried in turn on the examples whose "
         "completeness fails",
     )
-    ig_rule: IntegrationRule = Field(default="gausslegendre", description="integration rule")
+    ig_rule: IntegrationRule = Field(
+        default="patterson",
+        description="integration rule: nested patterson (sizes 10, 21, 43, 87), gausslegendre or riemann_right",
+    )
     removal: RemovalOperator = Field(default="delete", description="how tokens are removed")
     k_fractions: tuple[float, ...] = Field(
         default=DEFAULT_K_FRACTIONS, description="rationale sizes as fractions", json_schema_extra={"flag": "--k"}
@@ -101,6 +107,18 @@ class MethodOptions(FrozenModel, frozen=True):
             )
         return self
 
+    @model_validator(mode="after")
+    def _steps_of_the_rule(self) -> MethodOptions:
+        other = [m for m in self.ig_steps if m not in PATTERSON_SIZES]
+        if self.ig_rule == "patterson" and other:
+            sizes = ",".join(map(str, PATTERSON_SIZES))
+            raise ValueError(
+                f"the patterson integration rule has {sizes} nodes, not {','.join(map(str, other))}: choose "
+                f"--ig-steps among {sizes}, or any m with --ig-rule gausslegendre (e.g. --ig-steps 50 "
+                "--ig-rule gausslegendre)"
+            )
+        return self
+
     @field_validator("ig_steps", mode="before")
     @classmethod
     def _one_size_is_a_schedule(cls, steps: object) -> object:
@@ -111,11 +129,11 @@ class MethodOptions(FrozenModel, frozen=True):
     @classmethod
     def _increasing_steps(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
         if not steps or any(not 1 <= m <= 10_000 for m in steps):
-            raise ValueError("integrated-gradients steps must be between 1 and 10000, e.g. 50, or 16,32,64")
+            raise ValueError("integrated-gradients steps must be between 1 and 10000, e.g. 10,21,43,87, or 50")
         if any(later <= earlier for earlier, later in zip(steps, steps[1:], strict=False)):
             raise ValueError(
                 f"integrated-gradients step sizes are tried in turn, so they must increase: got "
-                f"{','.join(map(str, steps))}; write them in increasing order, e.g. 16,32,64"
+                f"{','.join(map(str, steps))}; write them in increasing order, e.g. 10,21,43,87"
             )
         return steps
 

@@ -78,7 +78,8 @@ def naive_passes(
         layers: ``L``.
         heads: ``H``.
         ig_steps: The size of the step schedule the example's integrated gradients was kept at (its
-            ``ig_steps`` diagnostic): it ran every size up to that one. None counts the schedule's first
+            ``ig_steps`` diagnostic): it ran every size up to that one (only that one with a nested rule,
+            ``tasks.explain.gradients.steps_run``). None counts the schedule's first
             size only, what every example needs.
     """
     methods, interventions = config.methods, config.interventions
@@ -97,7 +98,7 @@ def naive_passes(
     forward += layers * heads if "head_masking" in chosen else 0
     backward = 1  # the model pass
     if "integrated_gradients" in methods.methods:
-        backward += steps_run(methods.ig_steps, methods.ig_steps[0] if ig_steps is None else ig_steps)
+        backward += steps_run(methods.ig_steps, methods.ig_steps[0] if ig_steps is None else ig_steps, methods.ig_rule)
     backward += interventions.adversarial_steps * layers_run if "adversarial" in chosen else 0
     return forward, backward
 

@@ -9,20 +9,30 @@ from tasks.verdict.resolve import resolve
 NO_INTERVENTIONS = {"interventions": ["none"]}
 
 
-def test_integrated_gradients_count_every_size_of_the_schedule_up_to_the_one_kept():
+def test_the_nested_default_counts_only_the_size_kept():
     config = resolve(AuditConfig.model_validate({"interventions": NO_INTERVENTIONS}))
-    assert config.methods.ig_steps == (16, 32, 64)
-    _, first = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=16)
+    assert (config.methods.ig_steps, config.methods.ig_rule) == ((10, 21, 43, 87), "patterson")
+    _, first = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=10)
+    _, second = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=21)
+    _, last = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=87)
+    _, unknown = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12)
+    assert first == unknown == 1 + 10  # the model pass, then the first size
+    assert second == 1 + 21  # the 21-point rule reuses the 10 Gauss nodes and adds 11
+    assert last == 1 + 87
+
+
+def test_a_gauss_legendre_schedule_counts_every_size_up_to_the_one_kept():
+    methods = {"ig_steps": [16, 32, 64], "ig_rule": "gausslegendre"}
+    config = resolve(AuditConfig.model_validate({"methods": methods, "interventions": NO_INTERVENTIONS}))
     _, second = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=32)
     _, last = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=64)
-    _, unknown = naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12)
-    assert first == unknown == 1 + 16  # the model pass, then the first size
     assert second == 1 + 16 + 32  # Gauss-Legendre nodes are not nested: each size is run afresh
     assert last == 1 + 16 + 32 + 64
 
 
 def test_a_fixed_m_counts_its_m_steps():
-    config = resolve(AuditConfig.model_validate({"methods": {"ig_steps": 50}, "interventions": NO_INTERVENTIONS}))
+    methods = {"ig_steps": 50, "ig_rule": "gausslegendre"}
+    config = resolve(AuditConfig.model_validate({"methods": methods, "interventions": NO_INTERVENTIONS}))
     assert naive_passes(config, tokens=7, content_tokens=5, layers=6, heads=12, ig_steps=50)[1] == 1 + 50
 
 

@@ -55,7 +55,7 @@ def first_run(prefect_harness: None, tiny_model_dir: Path, tmp_path_factory: pyt
     config = AuditConfig(
         model=ModelSpec(name_or_path=str(tiny_model_dir)),
         data=DataSpec(dataset=str(dataset)),
-        methods=MethodOptions(methods=METHOD_IDS, ig_steps=8, random_draws=2),
+        methods=MethodOptions(methods=METHOD_IDS, ig_steps=8, ig_rule="gausslegendre", random_draws=2),
         execution=ExecutionSettings(batch_size=4),
         output=OutputSettings(db=folder / "audit.duckdb", out_dir=folder / "report", pdf=True),
     )
@@ -157,7 +157,7 @@ def test_a_different_batch_size_resumes_the_same_run(first_run: FirstRun) -> Non
 
 
 def test_a_different_method_option_is_a_different_run(first_run: FirstRun) -> None:
-    methods = first_run.config.methods.model_copy(update={"ig_steps": (9,)})
+    methods = first_run.config.methods.model_copy(update={"ig_steps": (9,), "ig_rule": "gausslegendre"})
     config = first_run.config.model_copy(update={"methods": methods})
 
     assert plan_run(config).run_id != first_run.run_id

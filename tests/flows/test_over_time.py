@@ -22,7 +22,7 @@ def config_for(model: Path, folder: Path, **sections) -> AuditConfig:
         "model": {"name_or_path": str(model)},
         "data": {"dataset": str(SAMPLE), "id_column": "id", "label_column": None},
         "methods": {"methods": ["attention_last", "rollout", "leave_one_out", "integrated_gradients", "random"],
-                    "ig_steps": 8, "random_draws": 2},
+                    "ig_steps": 8, "ig_rule": "gausslegendre", "random_draws": 2},
         "interventions": {"interventions": ["uniform", "top_vs_random_erasure", "permutation"],
                           "permutation_draws": 10, "erasure_draws": 3},
         "execution": {"batch_size": 4},
@@ -151,7 +151,7 @@ def test_a_second_audit_shows_what_moved_since_the_first(prefect_harness, tiny_m
     from flows.cli import main
 
     first = audit(config_for(tiny_model_dir, tmp_path))
-    second = audit(config_for(tiny_model_dir, tmp_path, methods={"ig_steps": 16}))
+    second = audit(config_for(tiny_model_dir, tmp_path, methods={"ig_steps": 16, "ig_rule": "gausslegendre"}))
     assert first.run_id != second.run_id
     html = second.report.html.read_text(encoding="utf-8")
     assert 'id="over-time"' in html and f"Compared with run {first.run_id}" in html

@@ -31,7 +31,7 @@ from tasks.report import heatmaps
 from tests.conftest import SAMPLES, TEXTS, encode
 from tests.tiny_families import FAMILIES, save_tiny
 
-OPTIONS = MethodOptions(ig_steps=16)
+OPTIONS = MethodOptions(ig_steps=16, ig_rule="gausslegendre")
 NOT_EDITABLE = {"deberta-v2"}
 
 
@@ -221,7 +221,9 @@ def inner_of(module: torch.nn.Module) -> torch.nn.Module:
 def test_integrated_gradients_are_complete(context):
     # Random weights of standard deviation 0.2 make some of these models sharp (tiny DeBERTa needs about
     # 500 steps); completeness is a property of the limit, so the path is integrated finely here.
-    for record in METHODS["integrated_gradients"].compute(context, MethodOptions(ig_steps=512)):
+    for record in METHODS["integrated_gradients"].compute(
+        context, MethodOptions(ig_steps=512, ig_rule="gausslegendre")
+    ):
         assert completeness_holds(record.diagnostics["completeness_error"], record.diagnostics["logit_gap"])
 
 
@@ -433,7 +435,7 @@ def test_a_deberta_run_leaves_out_the_interventions_records_why_and_the_report_s
         {
             "model": {"name_or_path": str(folder)},
             "data": {"dataset": str(sample), "id_column": "id", "label_column": None, "limit": 4},
-            "methods": {"ig_steps": 8},
+            "methods": {"ig_steps": 8, "ig_rule": "gausslegendre"},
         }
     )
     config = resolve(config)  # the default methods and interventions, named

@@ -151,7 +151,7 @@ def test_one_command_builds_the_default_model_and_audits_it(quick_cache, tmp_pat
             "--limit",
             "6",
             "--ig-steps",
-            "8",
+            "10",
             "--db",
             str(out / "audit.duckdb"),
             "--out",
@@ -184,7 +184,7 @@ def test_integrated_gradients_are_complete_on_the_default_model(quick_cache):
     bundle = load_model(ModelSpec(name_or_path=str(next((quick_cache / "models").iterdir()))))
     corpus = load_corpus(DataSpec(dataset="movie-snippets", limit=16))
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, 128)
-    records = integrated_gradients(BatchContext(bundle, examples), MethodOptions(ig_steps=50))
+    records = integrated_gradients(BatchContext(bundle, examples), MethodOptions(ig_steps=50, ig_rule="gausslegendre"))
     assert all(record.diagnostics["completeness_holds"] == 1.0 for record in records)
 
 

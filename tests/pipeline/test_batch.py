@@ -13,7 +13,7 @@ NO_INTERVENTIONS = InterventionOptions(interventions=("none",))
 
 
 def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, examples):
-    options = MethodOptions(methods=default_methods(), ig_steps=8, random_draws=2)
+    options = MethodOptions(methods=default_methods(), ig_steps=8, ig_rule="gausslegendre", random_draws=2)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     counts = Counter(record.method for record in result.scores)
     for name in options.methods:
@@ -22,7 +22,7 @@ def test_every_method_gives_one_record_per_example_and_draw(tiny_bundle, example
 
 
 def test_agreement_covers_every_pair_of_methods_once(tiny_bundle, examples):
-    options = MethodOptions(methods=default_methods(), ig_steps=8, random_draws=2)
+    options = MethodOptions(methods=default_methods(), ig_steps=8, ig_rule="gausslegendre", random_draws=2)
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     pairs = {(m.method, m.reference) for m in result.metrics if m.metric == "kendall_tau"}
     expected = {frozenset((a, b)) for a in options.methods for b in options.methods if a != b}
@@ -37,7 +37,7 @@ def test_agreement_covers_every_pair_of_methods_once(tiny_bundle, examples):
 
 
 def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):
-    options = MethodOptions(methods=default_methods(), ig_steps=8)
+    options = MethodOptions(methods=default_methods(), ig_steps=8, ig_rule="gausslegendre")
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     for metric in ("aopc_comprehensiveness", "aopc_sufficiency", "taucorr_loo"):
         assert {m.method for m in result.metrics if m.metric == metric} == set(options.methods)
@@ -46,7 +46,11 @@ def test_every_method_gets_faithfulness_metrics(tiny_bundle, examples):
 
 
 def test_the_stages_report_their_cost_and_the_model_pass_runs_once(tiny_bundle, examples):
-    options = MethodOptions(methods=("attention_last", "saliency", "integrated_gradients", "leave_one_out"), ig_steps=8)
+    options = MethodOptions(
+        methods=("attention_last", "saliency", "integrated_gradients", "leave_one_out"),
+        ig_steps=8,
+        ig_rule="gausslegendre",
+    )
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     costs = {cost.stage: cost for cost in result.costs}
     assert list(costs) == [

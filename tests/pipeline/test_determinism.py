@@ -31,7 +31,7 @@ from tests import conftest
 from tests.conftest import encode
 
 TEXTS = (*conftest.TEXTS, "flat characters and a predictable twist")
-METHOD_OPTIONS = MethodOptions(methods=tuple(METHODS), ig_steps=4, random_draws=2)
+METHOD_OPTIONS = MethodOptions(methods=tuple(METHODS), ig_steps=4, ig_rule="gausslegendre", random_draws=2)
 INTERVENTION_OPTIONS = InterventionOptions(
     interventions=tuple(INTERVENTIONS), layers=(0, -1), permutation_draws=4, erasure_draws=2, adversarial_steps=10
 )

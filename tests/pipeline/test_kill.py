@@ -38,7 +38,7 @@ def command(model: Path, folder: Path) -> list[str]:
     return [
         sys.executable, "-m", "flows.cli", "run", "--model", str(model), "--dataset", str(SAMPLE),
         "--id-column", "id", "--no-labels", "--methods",
-        "attention_last,rollout,saliency,integrated_gradients,leave_one_out,random", "--ig-steps", "8",
+        "attention_last,rollout,saliency,integrated_gradients,leave_one_out,random", "--ig-steps", "10",
         "--random-draws", "2", "--interventions", "uniform,top_vs_random_erasure", "--erasure-draws", "3",
         "--batch-size", "3", "--db", str(folder / "audit.duckdb"), "--out", str(folder),
     ]  # fmt: skip

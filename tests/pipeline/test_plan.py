@@ -33,7 +33,9 @@ def config_for(model_dir: Path, **sections) -> AuditConfig:
 def test_the_run_id_depends_on_what_decides_the_numbers_only(tiny_model_dir):
     base = plan_run(config_for(tiny_model_dir))
     assert plan_run(config_for(tiny_model_dir, execution={"batch_size": 3})).run_id == base.run_id
-    assert plan_run(config_for(tiny_model_dir, methods={"ig_steps": 9})).run_id != base.run_id
+    assert (
+        plan_run(config_for(tiny_model_dir, methods={"ig_steps": 9, "ig_rule": "gausslegendre"})).run_id != base.run_id
+    )
     assert plan_run(config_for(tiny_model_dir, interventions={"permutation_draws": 9})).run_id != base.run_id
     assert base.manifest["model"]["fingerprint"] and base.manifest["data"]["fingerprint"]
     assert [e.example_id for e in base.examples] == [f"h{i:02d}" for i in range(1, 13)]

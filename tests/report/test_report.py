@@ -80,7 +80,7 @@ def stored_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         AuditConfig(
             model=ModelSpec(name_or_path=str(tiny_model_dir)),
             data=DataSpec(dataset="reviews.csv"),
-            methods=MethodOptions(methods=METHOD_IDS, ig_steps=(4, 8), random_draws=2),
+            methods=MethodOptions(methods=METHOD_IDS, ig_steps=(4, 8), ig_rule="gausslegendre", random_draws=2),
             interventions=InterventionOptions(permutation_draws=20, erasure_draws=4, adversarial_steps=20),
         )
     )

@@ -45,7 +45,9 @@ def seeded_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
             model=ModelSpec(name_or_path=str(tiny_model_dir)),
             data=DataSpec(dataset=str(corpus), label_column=None),
             methods=MethodOptions(
-                methods=("attention_last", "leave_one_out", "integrated_gradients", "random"), ig_steps=4
+                methods=("attention_last", "leave_one_out", "integrated_gradients", "random"),
+                ig_steps=4,
+                ig_rule="gausslegendre",
             ),
             interventions=InterventionOptions(interventions=("adversarial",), adversarial_steps=10),
             seeds=SeedOptions(models=(str(seed_folder),)),

@@ -175,7 +175,7 @@ def test_the_sizing_says_what_it_chose_and_what_a_small_split_allows() -> None:
 def test_every_per_example_evidence_lies_in_minus_one_to_one(tiny_bundle, examples) -> None:
     """The premise of the bound σ ≤ 1, on a real audit of the tiny model."""
     methods = MethodOptions(methods=("attention_last", "rollout", "integrated_gradients", "leave_one_out", "random"),
-                            ig_steps=4)  # fmt: skip
+                            ig_steps=4, ig_rule="gausslegendre")  # fmt: skip
     interventions = InterventionOptions(permutation_draws=5, erasure_draws=3, interventions=("permutation",
                                         "top_vs_random_erasure"))  # fmt: skip
     result = audit_batch(tiny_bundle, examples, methods, interventions, ExecutionSettings())
