@@ -185,7 +185,7 @@ def main() -> None:
             for steps in job["ig_steps"]:  # the audit's schedule: the next size only while completeness fails
                 integrated, delta = LayerIntegratedGradients(logits_of, embeddings).attribute(
                     ids, baselines=baseline, target=target, n_steps=steps,
-                    method="gausslegendre" if job["ig_rule"] == "gausslegendre" else "riemann_right",
+                    method={"gausslegendre": "gausslegendre", "riemann_right": "riemann_right"}[job["ig_rule"]],
                     additional_forward_args=extra, return_convergence_delta=True,
                 )  # fmt: skip
                 error = float(delta[0])

@@ -47,7 +47,7 @@ COMPLETENESS_RELATIVE_TOLERANCE = 0.05
 COMPLETENESS_ABSOLUTE_TOLERANCE = 0.01
 
 
-def steps_run(schedule: tuple[int, ...], final: int, rule: IntegrationRule = "gausslegendre") -> int:
+def steps_run(schedule: tuple[int, ...], final: int, rule: IntegrationRule) -> int:
     """Interpolation steps an example integrated with the sizes of ``schedule`` up to ``final`` has run.
 
     With a nested rule (``patterson``) every size reuses the nodes of the smaller ones, so an example kept

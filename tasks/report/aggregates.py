@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import pandas as pd
 
-from tasks.config import AuditConfig
+from tasks.config import AuditConfig, IntegrationRule
 from tasks.evaluate.statistics import (
     Estimate,
     PairedComparison,
@@ -314,7 +314,7 @@ def consistency(matrix: pd.DataFrame, config: AuditConfig) -> dict[str, str]:
     return {"pairs": pairs, "threshold": f"{config.verdict.consistency_min:g}"}
 
 
-def completeness(metrics: pd.DataFrame, schedule: tuple[int, ...]) -> dict[str, str]:
+def completeness(metrics: pd.DataFrame, schedule: tuple[int, ...], rule: IntegrationRule) -> dict[str, str]:
     """Integrated gradients' completeness Σ_j IG_j ≈ z_ŷ(e) − z_ŷ(e′) (Sundararajan et al. 2017), summarised.
 
     With a schedule of several sizes and the steps each example was kept at (``ig_steps``):
@@ -343,7 +343,7 @@ def completeness(metrics: pd.DataFrame, schedule: tuple[int, ...]) -> dict[str, 
             f"{steps} steps: {counts.get(steps, 0)} ({100 * counts.get(steps, 0) / len(kept):.1f} %)"
             for steps in schedule
         )
-        summary["steps_run"] = f"{np.mean([steps_run(schedule, int(steps)) for steps in kept]):.1f}"
+        summary["steps_run"] = f"{np.mean([steps_run(schedule, int(steps), rule) for steps in kept]):.1f}"
     return summary
 
 

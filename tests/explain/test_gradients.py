@@ -210,12 +210,12 @@ def test_a_schedule_stops_at_the_first_size_where_every_example_is_complete(tiny
 
 
 def test_an_example_kept_at_a_size_ran_every_size_up_to_it():
-    assert steps_run((16, 32, 64), 16) == 16
-    assert steps_run((16, 32, 64), 64) == 16 + 32 + 64
-    assert steps_run((50,), 50) == 50
+    assert steps_run((16, 32, 64), 16, "gausslegendre") == 16
+    assert steps_run((16, 32, 64), 64, "gausslegendre") == 16 + 32 + 64
+    assert steps_run((50,), 50, "gausslegendre") == 50
     assert steps_run((10, 21, 43, 87), 43, "patterson") == 43  # nested: the smaller sizes' nodes are reused
     with pytest.raises(ValueError, match="not a size"):
-        steps_run((16, 32, 64), 50)
+        steps_run((16, 32, 64), 50, "gausslegendre")
 
 
 def test_the_nested_schedule_evaluates_only_the_nodes_a_size_adds(tiny_bundle, examples, monkeypatch):
