@@ -347,13 +347,15 @@ def test_run_help_lists_every_option_with_the_default_of_its_field(capsys: pytes
 def a_value_other_than(base: object, kind: str, choices: tuple[str, ...] | None, flag: str = "") -> str:
     """A valid command-line value for an option of ``kind`` that differs from the field's default.
 
-    A choice the configuration refuses on its own (``--removal-check delete`` while ``--removal`` is
-    ``delete``) is passed over for the next one.
+    A choice (or list of integers) the configuration refuses on its own (``--removal-check delete`` while
+    ``--removal`` is ``delete``) is passed over for the next one.
     """
     if choices:
         return next(choice for choice in choices if choice != base and accepted(flag, choice))
     if kind == "int":
         return str(base + 1 if isinstance(base, int) else 64)
+    if kind == "ints":  # --ig-steps takes sizes of its rule: the nested rule's are 10, 21, 43, 87
+        return next(value for value in ("1,2", "10,21") if accepted(flag, value))
     return {"float": "0.5", "floats": "0.25,0.5", "ints": "1,2", "str": "x", "path": "some/where", "list": "rollout"}[
         kind
     ]
