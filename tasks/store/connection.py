@@ -9,6 +9,9 @@ by a newer schema version, a file locked by another process, and a write that fa
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +25,8 @@ from tasks.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 
 READ_MEMORY_LIMIT = "2GB"
 """DuckDB's memory on a read-only connection (the report's): a larger sort, e.g. the 54 million rows of the
-``metrics`` view at 100,000 examples, spills to a private temporary folder (removed when the connection
-closes; never beside the file, whose folder may be read-only) instead of holding about 14 GB."""
+``metrics`` view at 100,000 examples, spills to the process's private temporary folder (``spill_folder``; never
+beside the file, whose folder may be read-only) instead of holding about 14 GB."""
 
 _NOT_OURS_FIX = "pass a database written by attention-audit, or a new path with --db; the file was left untouched"
 
@@ -47,8 +50,7 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
                 f"cannot create the folder {path.parent} for the database: {error.strerror}",
                 "choose a writable location with --db",
             ) from error
-    spill = tempfile.TemporaryDirectory(prefix="attention-audit-duckdb-") if read_only else None
-    connection = _open(path, read_only, spill.name if spill else None)
+    connection = _open(path, read_only)
     try:
         _check_schema(connection, path, read_only)
         yield connection
@@ -66,17 +68,26 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
         ) from error
     finally:
         connection.close()
-        if spill is not None:
-            spill.cleanup()
 
 
-def _open(path: Path, read_only: bool, spill: str | None) -> duckdb.DuckDBPyConnection:
+@functools.cache
+def spill_folder() -> str:
+    """The folder this process's read-only connections spill into, removed when the process exits.
+
+    One per process: DuckDB refuses a second connection to an open file with a different configuration.
+    """
+    folder = tempfile.mkdtemp(prefix="attention-audit-duckdb-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, with its errors (lock, permission, not a database) turned into ``AuditError``.
 
-    A read-only connection gets ``READ_MEMORY_LIMIT`` and spills into ``spill``.
+    A read-only connection gets ``READ_MEMORY_LIMIT`` and spills into ``spill_folder()``.
     """
     config: dict[str, str | bool | int | float | list[str]] = (
-        {"memory_limit": READ_MEMORY_LIMIT, "temp_directory": spill} if read_only and spill else {}
+        {"memory_limit": READ_MEMORY_LIMIT, "temp_directory": spill_folder()} if read_only else {}
     )
     try:
         return duckdb.connect(str(path), read_only=read_only, config=config)

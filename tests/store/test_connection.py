@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -190,16 +192,23 @@ def test_a_read_only_connection_bounds_duckdb_memory(tmp_path: Path) -> None:
     assert limit == "1.8 GiB"  # READ_MEMORY_LIMIT, 2 GB, as DuckDB prints it
 
 
-def test_a_read_only_connection_spills_into_a_private_folder_it_removes(tmp_path: Path) -> None:
+def test_read_only_connections_spill_into_the_process_folder_never_beside_the_file(tmp_path: Path) -> None:
     """Never beside the file: an auditor's copy may sit in a folder nobody may write to."""
     path = tmp_path / "audit.duckdb"
     with store.connect(path):
         pass
-    with store.connect(path, read_only=True) as connection:
+    with store.connect(path, read_only=True) as connection, store.connect(path, read_only=True) as another:
         spill = Path(connection.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
         connection.execute("SET memory_limit = '20MB'")  # small enough for this sort to spill
         rows = connection.execute("SELECT count(*) FROM (SELECT range % 977 AS r FROM range(3000000) ORDER BY r)")
         assert rows.fetchall()[0][0] == 3_000_000
-        assert spill.is_dir() and tmp_path not in spill.parents
-    assert not spill.exists(), "the spill folder outlived the connection"
+        assert another.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] == str(spill)
+    assert spill.is_dir() and tmp_path not in spill.parents
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.duckdb"]
+
+
+def test_the_spill_folder_goes_with_the_process(tmp_path: Path) -> None:
+    script = "from tasks.store.connection import spill_folder; print(spill_folder())"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+
+    assert not Path(done.stdout.strip()).exists()
