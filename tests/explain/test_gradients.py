@@ -160,15 +160,21 @@ def assert_same_result(record, reference) -> None:
         np.testing.assert_allclose(record.diagnostics[name], reference.diagnostics[name], rtol=1e-4, atol=1e-6)
 
 
-def test_the_schedule_integrates_again_only_the_examples_whose_completeness_fails(tiny_bundle, examples, monkeypatch):
-    pair = examples[:2]
-    first = integrated_gradients(BatchContext(tiny_bundle, pair), fixed(2))
+def tolerance_between_the_two(bundle, pair, first_size: MethodOptions, monkeypatch) -> tuple[list, int, int]:
+    """Set the completeness tolerance between the two examples' errors at the first size, so that it holds for
+    one (``easy``) and not the other (``hard``); returns the first size's records and the two rows."""
+    first = integrated_gradients(BatchContext(bundle, pair), first_size)
     relative = np.array([record.diagnostics["completeness_relative_error"] for record in first])
     assert relative[0] != relative[1]
-    # A tolerance between the two examples' errors at m = 2: the first size meets it for one and not the other.
     monkeypatch.setattr(gradients, "COMPLETENESS_RELATIVE_TOLERANCE", float(relative.mean()))
     monkeypatch.setattr(gradients, "COMPLETENESS_ABSOLUTE_TOLERANCE", 0.0)
     easy, hard = (int(row) for row in np.argsort(relative))
+    return first, easy, hard
+
+
+def test_the_schedule_integrates_again_only_the_examples_whose_completeness_fails(tiny_bundle, examples, monkeypatch):
+    pair = examples[:2]
+    first, easy, hard = tolerance_between_the_two(tiny_bundle, pair, fixed(2), monkeypatch)
     context = BatchContext(tiny_bundle, pair)
     assert context.model_pass.embeddings is not None  # the shared pass is not integrated gradients' work
     before = context.counter.snapshot()
@@ -220,12 +226,7 @@ def test_an_example_kept_at_a_size_ran_every_size_up_to_it():
 
 def test_the_nested_schedule_evaluates_only_the_nodes_a_size_adds(tiny_bundle, examples, monkeypatch):
     pair = examples[:2]
-    first = integrated_gradients(BatchContext(tiny_bundle, pair), MethodOptions(ig_steps=(10,)))
-    relative = np.array([record.diagnostics["completeness_relative_error"] for record in first])
-    assert relative[0] != relative[1]
-    monkeypatch.setattr(gradients, "COMPLETENESS_RELATIVE_TOLERANCE", float(relative.mean()))
-    monkeypatch.setattr(gradients, "COMPLETENESS_ABSOLUTE_TOLERANCE", 0.0)
-    easy, hard = (int(row) for row in np.argsort(relative))
+    first, easy, hard = tolerance_between_the_two(tiny_bundle, pair, MethodOptions(ig_steps=(10,)), monkeypatch)
     context = BatchContext(tiny_bundle, pair)
     assert context.model_pass.embeddings is not None  # the shared pass is not integrated gradients' work
     before = context.counter.snapshot()
