@@ -168,11 +168,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _preset_defaults(config_from_args(_with_preset(args)))
+    config = config_from_args(_with_preset(args))  # invalid options start nothing
     from flows.server import PrefectAPI
 
-    with PrefectAPI() as api:  # Prefect's temporary server starts while the model and the corpus load
-        return _audit(config, api)
+    # Prefect's temporary server starts first, to come up while Prefect, torch and the model load here.
+    with PrefectAPI() as api:
+        return _audit(_preset_defaults(config), api)
 
 
 def _audit(config: AuditConfig, api: PrefectAPI) -> int:
