@@ -13,13 +13,14 @@ import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pandas as pd
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.utilities.annotations import quote
 
 from tasks import faults, store
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
@@ -36,6 +37,17 @@ from tasks.verdict.slices import agreement_matrix, head_verdicts, slice_verdicts
 
 if TYPE_CHECKING:  # the report's libraries (matplotlib, Jinja2, WeasyPrint) load in the report's tasks
     from tasks.report import ReportContext
+
+T = TypeVar("T")
+
+
+def as_is(value: T) -> T:
+    """``value`` as a task argument that Prefect passes on untouched (``quote``).
+
+    Prefect otherwise walks every field of every argument for futures to wait on: for a batch's results or
+    the report's context, thousands of records and tenths of a second per call, and none of them is a future.
+    """
+    return cast(T, quote(value))
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
