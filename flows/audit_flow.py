@@ -23,6 +23,7 @@ from tasks.config import AuditConfig
 from tasks.pipeline.plan import RunPlan
 from tasks.pipeline.runners import task_runner_for
 from tasks.pipeline.steps import (
+    as_is,
     audit_batch_task,
     check_gate_task,
     finish_run_task,
@@ -145,7 +146,7 @@ def _store_or_record(
     future.wait()
     if future.state.is_completed():
         result = future.result()
-        store_batch_task(db, plan.run_id, result, plan.labels)
+        store_batch_task(db, plan.run_id, as_is(result), plan.labels)
         return len(result.examples), 0
     error = future.state.result(raise_on_failure=False)
     if not isinstance(error, BaseException):

@@ -10,6 +10,7 @@ recorded failed examples exits with status 3, one that failed a gate check (``--
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,20 @@ EXIT_GATE = 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``attention-audit`` console script."""
+    """Entry point of the ``attention-audit`` console script (``argv`` None: the command line's arguments).
+
+    As the console script, the process ends right after: the objects left are then frozen out of the
+    garbage collector (``gc.freeze``), so that the interpreter's exit does not walk the object graphs of
+    torch and transformers once more (about 1 s here); the operating system reclaims the memory anyway.
+    """
+    try:
+        return _command(argv)
+    finally:
+        if argv is None:
+            gc.freeze()
+
+
+def _command(argv: Sequence[str] | None) -> int:
     quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -168,11 +182,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _preset_defaults(config_from_args(_with_preset(args)))
+    config = config_from_args(_with_preset(args))  # invalid options start nothing
     from flows.server import PrefectAPI
 
-    with PrefectAPI() as api:  # Prefect's temporary server starts while the model and the corpus load
-        return _audit(config, api)
+    # Prefect's temporary server starts first, to come up while Prefect, torch and the model load here.
+    with PrefectAPI() as api:
+        return _audit(_preset_defaults(config), api)
 
 
 def _audit(config: AuditConfig, api: PrefectAPI) -> int:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from tasks.config import OutputSettings
 from tasks.pipeline.progress import reported
 from tasks.pipeline.steps import (
+    as_is,
     build_report_context_task,
     publish_artifacts_task,
     render_html_task,
@@ -45,13 +46,13 @@ def report(
     with reported("report", logger, bar=False) as progress:
         context = build_report_context_task(Path(db), run_id, datetime.now(UTC), example_rows)
         progress(1, steps, f"numbers and charts of run {context.run_id}")
-        html = render_html_task(context, Path(out_dir))
+        html = render_html_task(as_is(context), Path(out_dir))
         progress(2, steps, f"HTML report: {html}")
-        summary = write_summary_task(context, Path(out_dir))
+        summary = write_summary_task(as_is(context), Path(out_dir))
         progress(3, steps, f"JSON summary: {summary}")
         pdf_path = render_pdf_task(html) if pdf else None
         if pdf_path is not None:
             progress(4, steps, f"PDF report: {pdf_path}")
-        publish_artifacts_task(context, html, pdf_path, summary)
+        publish_artifacts_task(as_is(context), html, pdf_path, summary)
         progress(steps, steps, "Prefect artifacts")
     return ReportPaths(run_id=context.run_id, html=html, pdf=pdf_path, summary=summary)

@@ -3,9 +3,9 @@
 Without ``PREFECT_API_URL``, Prefect starts a temporary server at a flow's first API call (its
 ``SubprocessASGIServer``: uvicorn in a child process, 5-13 s here) and stops it at exit; a run killed
 with SIGKILL or SIGTERM leaves it running (about 225 MB each). ``PrefectAPI`` starts the same server,
-Prefect's ``create_app(ephemeral=True)`` under uvicorn with the UI off, as soon as the command knows it
-will run a flow, so that it comes up while the model and the corpus load, and ties it to the command's
-process:
+Prefect's ``create_app(ephemeral=True)`` under uvicorn with the UI off, as the first thing a command that
+runs a flow does, before the main process imports Prefect, torch or transformers, so that it comes up
+while they import and the model and the corpus load; and it ties the server to the command's process:
 
 - the server asks the kernel for SIGTERM when the thread that started it ends
   (``prctl(PR_SET_PDEATHSIG)``, Linux), and exits at once if that thread is already gone, so a command
@@ -14,7 +14,11 @@ process:
 
 The flows run against it through ``PREFECT_API_URL`` set for their duration (Prefect's
 ``temporary_settings``), so nothing else changes for them. A configured ``PREFECT_API_URL`` (a real
-server, the test harness) is used as it is and nothing is started.
+server, the test harness) is used as it is and nothing is started. Whether one is configured is decided
+without importing Prefect where it is not loaded yet: ``PREFECT_API_URL`` (or ephemeral mode turned off) in
+the environment settles it; otherwise the server starts on the chance that it is needed, and Prefect's own
+settings (its profile, ``prefect.toml``, ``.env``) are read once Prefect is loaded anyway: if they name an
+API, the unused server is stopped then.
 
 Run as ``python -m flows.server PORT PARENT_PID``: the server process itself.
 """
@@ -29,9 +33,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
 from tasks.errors import AuditError
 
@@ -45,9 +50,10 @@ STOP_WAIT = 5.0
 class PrefectAPI:
     """The Prefect API the command's flows report to (a context manager).
 
-    On entry, starts the temporary server unless ``PREFECT_API_URL`` is configured; ``connected()``
-    waits until it answers and points Prefect, and the processes started within it (a local Dask cluster's
-    workers), at it; on exit, the server is stopped.
+    On entry, starts the temporary server unless an API is configured (without importing Prefect when it
+    is not loaded yet: see the module docstring); ``connected()`` waits until it answers and points
+    Prefect, and the processes started within it (a local Dask cluster's workers), at it; on exit, the
+    server is stopped.
     """
 
     def __init__(self) -> None:
@@ -55,18 +61,19 @@ class PrefectAPI:
         self.port = 0
 
     def __enter__(self) -> PrefectAPI:
-        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, get_current_settings
-
-        if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-            return self  # a configured server; or none allowed, which Prefect reports itself
+        settings = sys.modules.get("prefect.settings")
+        if settings is not None:  # Prefect is loaded (a caller's temporary settings, a test harness): ask it
+            if _configured(settings):
+                return self
+            environment = settings.get_current_settings().to_environment_variables(exclude_unset=True)
+        elif os.environ.get("PREFECT_API_URL") or _turned_off(os.environ):
+            return self  # settled by the environment, which wins over every other source of Prefect's settings
+        else:
+            environment = {}  # the server reads the same profile and files as Prefect would here
         self.port = _free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flows.server", str(self.port), str(os.getpid())],
-            env={
-                **os.environ,
-                **get_current_settings().to_environment_variables(exclude_unset=True),
-                "PREFECT_UI_ENABLED": "0",
-            },
+            env={**os.environ, **environment, "PREFECT_UI_ENABLED": "0"},
         )
         return self
 
@@ -79,10 +86,18 @@ class PrefectAPI:
     def connected(self) -> Iterator[None]:
         """Within it, Prefect talks to this API: waits for the temporary server to answer, if there is one.
 
+        A server started on the chance that none was configured is stopped unused if Prefect's settings
+        name an API after all.
+
         Raises:
             AuditError: The temporary server exited or did not answer within Prefect's ephemeral startup
                 timeout (``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``).
         """
+        if self.process is not None:
+            import prefect.settings
+
+            if _configured(prefect.settings):  # its profile or files name an API: the server started for nothing
+                self._stop()
         if self.process is None:
             yield
             return
@@ -135,21 +150,36 @@ class PrefectAPI:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         """Send Prefect's queued logs and events while the server still listens, then stop it."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
+        if self.process is not None and self.process.poll() is None and "prefect.settings" in sys.modules:
             from prefect.events.worker import EventsWorker
             from prefect.logging.handlers import APILogWorker
 
             for worker in (APILogWorker, EventsWorker):
                 worker.drain_all(timeout=STOP_WAIT, at_exit=False)
+        self._stop()
+
+    def _stop(self) -> None:
+        """SIGTERM to the server (uvicorn then stops gracefully); SIGKILL only if it outlasts ``STOP_WAIT``."""
+        process, self.process = self.process, None
+        if process is None:
+            return
         process.terminate()
         try:
             process.wait(timeout=STOP_WAIT)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _configured(settings: Any) -> bool:
+    """Whether Prefect's settings (the module ``prefect.settings``) name an API or forbid a temporary server."""
+    return bool(settings.PREFECT_API_URL.value()) or not settings.PREFECT_SERVER_EPHEMERAL_ENABLED.value()
+
+
+def _turned_off(environment: Mapping[str, str]) -> bool:
+    """Whether the environment turns Prefect's temporary server off (either of its two names)."""
+    names = ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")
+    return any(environment.get(name, "").strip().lower() in ("false", "0", "no", "off") for name in names)
 
 
 def _free_port() -> int:

@@ -13,15 +13,16 @@ import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pandas as pd
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.utilities.annotations import quote
 
-from tasks import faults, report, store
+from tasks import faults, store
 from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
 from tasks.evaluate import costs, sanity, seeds
 from tasks.model.loading import load_model
@@ -33,6 +34,20 @@ from tasks.records import BatchResult, EncodedExample
 from tasks.verdict import gate
 from tasks.verdict.evidence import example_evidence, example_verdicts
 from tasks.verdict.slices import agreement_matrix, head_verdicts, slice_verdicts
+
+if TYPE_CHECKING:  # the report's libraries (matplotlib, Jinja2, WeasyPrint) load in the report's tasks
+    from tasks.report import ReportContext
+
+T = TypeVar("T")
+
+
+def as_is(value: T) -> T:
+    """``value`` as a task argument that Prefect passes on untouched (``quote``).
+
+    Prefect otherwise walks every field of every argument for futures to wait on: for a batch's results or
+    the report's context, thousands of records and tenths of a second per call, and none of them is a future.
+    """
+    return cast(T, quote(value))
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
@@ -271,7 +286,7 @@ def check_gate_task(db: Path, run_id: str, checks: tuple[str, ...]) -> list[str]
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
-def publish_artifacts_task(context: report.ReportContext, html: Path, pdf: Path | None, summary: Path) -> None:
+def publish_artifacts_task(context: ReportContext, html: Path, pdf: Path | None, summary: Path) -> None:
     """Show the outcome in the Prefect UI: a table of verdicts and headline metrics, and the report's paths."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
@@ -304,25 +319,29 @@ def publish_artifacts_task(context: report.ReportContext, html: Path, pdf: Path 
 
 
 @task(name="build-report-context", cache_policy=NO_CACHE)
-def build_report_context_task(
-    db: Path, run_id: str | None, generated_at: datetime, example_rows: int
-) -> report.ReportContext:
+def build_report_context_task(db: Path, run_id: str | None, generated_at: datetime, example_rows: int) -> ReportContext:
     """Read the run from the database and compute every number the report shows."""
+    from tasks import report
+
     with store.connect(db, read_only=True) as connection:
         return report.build_context(connection, run_id, generated_at=generated_at, example_rows=example_rows)
 
 
 @task(name="render-html", retries=1, cache_policy=NO_CACHE)
-def render_html_task(context: report.ReportContext, out_dir: Path) -> Path:
+def render_html_task(context: ReportContext, out_dir: Path) -> Path:
     """Write ``report-<run>.html`` (atomically: a killed render leaves the previous file intact)."""
+    from tasks import report
+
     path = out_dir / f"report-{context.run_id}.html"
     _write_atomically(path, report.render_html(context).encode("utf-8"), "report-html")
     return path
 
 
 @task(name="write-summary-json", retries=1, cache_policy=NO_CACHE)
-def write_summary_task(context: report.ReportContext, out_dir: Path) -> Path:
+def write_summary_task(context: ReportContext, out_dir: Path) -> Path:
     """Write ``summary-<run>.json``: the verdicts and headline metrics, machine-readable (atomically)."""
+    from tasks import report
+
     path = out_dir / f"summary-{context.run_id}.json"
     _write_atomically(path, json.dumps(report.summary_document(context), indent=2, ensure_ascii=False).encode("utf-8"))
     return path
@@ -331,6 +350,8 @@ def write_summary_task(context: report.ReportContext, out_dir: Path) -> Path:
 @task(name="render-pdf", retries=1, cache_policy=NO_CACHE)
 def render_pdf_task(html_path: Path) -> Path:
     """Render the HTML report to ``report-<run>.pdf`` with WeasyPrint (atomically)."""
+    from tasks import report
+
     path = html_path.with_suffix(".pdf")
     staging = path.with_name(f".{path.name}.partial")
     report.render_pdf(html_path.read_text(encoding="utf-8"), staging)
