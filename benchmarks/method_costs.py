@@ -11,7 +11,11 @@ FILE`` prints the largest absolute difference of this run's scores from a saved 
 a speed-up that must keep the numbers shows it here (the saved run made with the code before it).
 
 Usage:
-    python benchmarks/method_costs.py [--n 64] [--methods decompx,value_zeroing] [--threads T] [--save F] [--against F]
+    python benchmarks/method_costs.py [--n 64] [--methods decompx,value_zeroing] [--preset bbc-news] [--units sentence]
+                                      [--threads T] [--save F] [--against F]
+
+``--preset`` audits that preset's model on its corpus's test split at its length (default: the movie
+snippets); ``--units`` the unit level methods that depend on it work in (``token`` by default).
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ def main() -> None:
     from tasks.explain.passes import BatchContext
     from tasks.explain.registry import METHODS
     from tasks.model.loading import load_model
+    from tasks.model.presets import PRESETS
     from tasks.pipeline.plan import plan_run
 
     parser = argparse.ArgumentParser(description="Seconds per example of each explanation method.")
     parser.add_argument("--n", type=int, default=64, help="examples of the default test split [64]")
     parser.add_argument("--methods", default="decompx,value_zeroing", help="methods, comma-separated")
-    parser.add_argument("--model", default="movie-snippets", help="model preset or folder [movie-snippets]")
+    parser.add_argument("--model", default=None, help="model preset or folder [the preset's]")
+    parser.add_argument("--preset", default="movie-snippets", choices=sorted(PRESETS), help="[movie-snippets]")
+    parser.add_argument("--units", default="token", choices=("token", "word", "sentence"), help="[token]")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default [0]")
     parser.add_argument("--save", help="write the scores to this .npz file")
     parser.add_argument("--against", help="print the largest absolute difference from this .npz file's scores")
@@ -47,17 +54,24 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    preset = PRESETS[args.preset]
+    args.model = args.model or preset.name
     config = AuditConfig.model_validate(
         {
             "model": {"name_or_path": args.model},
-            "data": {"dataset": "movie-snippets", "split": "test", "limit": args.n},
-            "methods": {"methods": names},
+            "data": {
+                "dataset": preset.corpus,
+                "split": preset.audit_split,
+                "limit": args.n,
+                "max_length": preset.audit_max_length,
+            },
+            "methods": {"methods": names, "units": args.units},
         }
     )
     plan = plan_run(config)
     bundle = load_model(config.model)
     execution = config.execution
-    options = MethodOptions()
+    options = MethodOptions(units=args.units)
     wall = dict.fromkeys(names, 0.0)
     cpu = dict.fromkeys(names, 0.0)
     rows = dict.fromkeys(names, 0)

@@ -3,7 +3,8 @@ equals one example at a time, and a computation token by token in numpy gives th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from math import erf, pi, sqrt
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from tasks.config import MethodOptions, ModelSpec
+from tasks.data.units import INDEX, word_index
 from tasks.errors import AuditError
 from tasks.explain import decompx as module
 from tasks.explain.decompx import decompose, decompx, linear, position_chunks, split_bias, unsupported
@@ -45,7 +47,7 @@ def family_context(bundle, family_examples) -> BatchContext:
     return BatchContext(bundle, family_examples, need_gradients=False)
 
 
-def _decomposition(context: BatchContext, row: int):
+def _decomposition(context: BatchContext, row: int, unit: torch.Tensor | None = None):
     bundle = context.bundle
     length = context.examples[row].length
     attentions = [a[row, :, :length, :length] for a in context.model_pass.attentions]
@@ -56,6 +58,7 @@ def _decomposition(context: BatchContext, row: int):
             attentions,
             int(context.classification_positions[row]),
             context.token_budget,
+            unit,
         )
 
 
@@ -115,6 +118,53 @@ def test_the_feed_forward_runs_under_the_token_budget_with_the_same_result(tiny_
     large = decompx(BatchContext(tiny_bundle, examples, token_budget=10**6, need_gradients=False), OPTIONS)
     for a, b in zip(small, large, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-10, atol=1e-12)
+
+
+# --- units: the parts are words or sentences ----------------------------------------------------------
+
+
+def _without_biases(bundle: ModelBundle) -> ModelBundle:
+    """A copy of ``bundle`` whose every bias (linear maps' and layer norms' ``β``) is 0."""
+    model = copy.deepcopy(bundle.model)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+    return replace(bundle, model=model)
+
+
+def test_one_unit_per_token_gives_the_token_decomposition(family_context):
+    """The same numbers, to the float32 products' rounding (the parts are laid out differently in memory)."""
+    for row, example in enumerate(family_context.examples):
+        tokens = _decomposition(family_context, row)
+        as_units = _decomposition(family_context, row, unit=torch.arange(example.length))
+        torch.testing.assert_close(as_units.logits, tokens.logits, rtol=0, atol=1e-6)
+
+
+def test_without_biases_a_units_part_is_the_sum_of_its_tokens_parts(bundle, family_examples):
+    """Every step but the bias shares is linear in the parts, so with no biases grouping commutes with it."""
+    context = BatchContext(_without_biases(bundle), family_examples, need_gradients=False)
+    for row, example in enumerate(family_examples):
+        unit = word_index(example)
+        tokens = _decomposition(context, row).logits.numpy()
+        units = _decomposition(context, row, unit=torch.as_tensor(unit)).logits.numpy()
+        summed = np.stack([tokens[unit == u].sum(axis=0) for u in range(unit.max() + 1)])
+        np.testing.assert_allclose(units, summed, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("units", ["word", "sentence"])
+def test_in_units_each_token_holds_an_equal_share_of_its_units_part(family_context, units):
+    records = decompx(family_context, MethodOptions(units=units))
+    targets = family_context.targets.tolist()
+    for row, (example, record) in enumerate(zip(family_context.examples, records, strict=True)):
+        unit = INDEX[units](example)
+        part = _decomposition(family_context, row, unit=torch.as_tensor(unit)).logits[:, targets[row]].numpy()
+        for u in range(unit.max() + 1):
+            shares = record.scores[unit == u]
+            np.testing.assert_allclose(shares, part[u] / len(shares), rtol=1e-12, atol=1e-12)
+        logit = float(family_context.model_pass.logits[row, targets[row]])
+        assert record.scores.sum() == pytest.approx(logit, abs=1e-4)
+    assert any(np.unique(INDEX[units](e)).size < e.length for e in family_context.examples)  # units group tokens
 
 
 def test_position_chunks_cover_every_position_once_under_the_budget():
