@@ -28,6 +28,8 @@ EXIT_INPUT = 2
 EXIT_FAILURES = 3
 """Exit status of a run that finished but recorded failed examples (run again to retry them)."""
 EXIT_GATE = 4
+EXIT_INTERRUPTED = 130
+"""Exit status of a run interrupted (Ctrl-C): what was finished is stored; the same command resumes."""
 """Exit status of a run that finished but failed a check of its gate (``--require``)."""
 
 
@@ -37,12 +39,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     As the console script, the process ends right after: the objects left are then frozen out of the
     garbage collector (``gc.freeze``), so that the interpreter's exit does not walk the object graphs of
     torch and transformers once more (about 1 s here); the operating system reclaims the memory anyway.
+    Interrupted (Ctrl-C), it ends at once (``os._exit``) rather than wait for a batch still computing.
     """
     try:
-        return _command(argv)
+        status = _command(argv)
     finally:
         if argv is None:
             gc.freeze()
+    if argv is None and status == EXIT_INTERRUPTED:
+        # A batch may still be computing in a worker thread; the interpreter's exit would wait for it (its
+        # result is not stored anyway). Everything finished is committed, so end now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def _command(argv: Sequence[str] | None) -> int:
@@ -68,7 +78,7 @@ def _command(argv: Sequence[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished batches are stored; run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,26 +6,44 @@ the first (or ``n``-th) time it reaches ``checkpoint(<point>)``. Unset, a checkp
 Points: ``batch-writing`` (inside a batch's database transaction, after its rows are inserted, before
 the commit), ``batch-written`` (after the commit), ``verdicts-writing`` (inside the verdict transaction),
 ``report-html`` and ``report-pdf`` (after the file is rendered, before it replaces the previous one).
+
+``ATTENTION_AUDIT_INTERRUPT_AT=<point>[:n]`` instead sends the process SIGINT (a user's Ctrl-C) there and
+then holds the calling thread forever, as a batch that is still computing would: the command must end
+without it. Point: ``batch-computing`` (a batch's worker, before its methods run).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 
 KILL_AT = "ATTENTION_AUDIT_KILL_AT"
-_arrivals: Counter[str] = Counter()
+INTERRUPT_AT = "ATTENTION_AUDIT_INTERRUPT_AT"
+_arrivals: Counter[tuple[str, str]] = Counter()
 
 
 def checkpoint(point: str) -> None:
-    """Kill this process if ``ATTENTION_AUDIT_KILL_AT`` names this point (and this is the n-th arrival)."""
-    target = os.environ.get(KILL_AT)
+    """Act if this is the n-th arrival at a point the environment names.
+
+    ``ATTENTION_AUDIT_KILL_AT``: kill this process. ``ATTENTION_AUDIT_INTERRUPT_AT``: interrupt it, and hold
+    this thread.
+    """
+    if _arrived(KILL_AT, point):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if _arrived(INTERRUPT_AT, point):
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # as Ctrl-C reaches it
+        threading.Event().wait()  # never set: the thread is busy for as long as the process lives
+
+
+def _arrived(variable: str, point: str) -> bool:
+    """Whether ``variable`` names ``point`` and this is its n-th arrival there."""
+    target = os.environ.get(variable)
     if not target:
-        return
+        return False
     name, _, count = target.partition(":")
     if name != point:
-        return
-    _arrivals[point] += 1
-    if _arrivals[point] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        return False
+    _arrivals[(variable, point)] += 1
+    return _arrivals[(variable, point)] >= int(count or 1)

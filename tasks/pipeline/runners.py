@@ -23,9 +23,7 @@ def task_runner_for(execution: ExecutionSettings) -> Any:
         AuditError: Dask was asked for without ``prefect-dask`` installed or without a Prefect server.
     """
     if execution.task_runner == "threads":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        return ThreadPoolTaskRunner(max_workers=execution.concurrency)
+        return _interruptible_threads(execution.concurrency)
     try:
         from prefect_dask.task_runners import DaskTaskRunner
     except ImportError as error:
@@ -43,3 +41,25 @@ def task_runner_for(execution: ExecutionSettings) -> Any:
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": execution.dask_workers, "threads_per_worker": 1, "processes": True}
     )
+
+
+def _interruptible_threads(workers: int) -> Any:
+    """Prefect's ``ThreadPoolTaskRunner`` that lets an interrupt (Ctrl-C) through at once.
+
+    Prefect's runner waits, on leaving the flow, for the batches still computing in its threads: a Ctrl-C
+    during a batch of long documents would then wait minutes for a result that is never stored. On an
+    interrupt this one cancels what has not started and leaves the running batch behind (the command line
+    ends the process without waiting for it); on a normal exit or an error it waits as Prefect's does.
+    """
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    class InterruptibleThreadPoolTaskRunner(ThreadPoolTaskRunner):
+        def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self._executor is not None:
+                for event in self._cancel_events.values():
+                    event.set()
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+            super().__exit__(exc_type, exc_value, traceback)
+
+    return InterruptibleThreadPoolTaskRunner(max_workers=workers)

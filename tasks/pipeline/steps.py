@@ -131,6 +131,7 @@ def audit_batch_task(
         torch.set_num_threads(execution.threads)
     try:
         with reported(f"batch {index}", run_logger(), bar=False, every=10.0) as progress:
+            faults.checkpoint("batch-computing")
             bundle = load_model(model)
             return audit_batch(bundle, examples, options, interventions, execution, removal_sample, progress)
     finally:

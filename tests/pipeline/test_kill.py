@@ -26,6 +26,7 @@ from tests.conftest import SAMPLES
 pytestmark = pytest.mark.slow
 SAMPLE = SAMPLES / "handmade-reviews.csv"
 KILLED = -signal.SIGKILL
+INTERRUPTED = 130
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def run(arguments: list[str], env: dict[str, str], kill_after_line: str | None =
         os.killpg(process.pid, signal.SIGKILL)  # the ephemeral Prefect server a killed run leaves behind
     except ProcessLookupError:
         pass
-    if code not in (0, KILLED):
+    if code not in (0, KILLED, INTERRUPTED):
         raise AssertionError("".join(seen)[-3000:])
     return code
 
@@ -124,3 +125,19 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_results(
         ["pdftotext", str(next(tmp_path.glob("report-*.pdf"))), "-"], capture_output=True, text=True
     ).stdout
     assert "Reproducing this audit" in text, "the PDF is not whole"
+
+
+def test_an_interrupted_run_ends_at_once_and_resumes_to_exactly_the_uninterrupted_results(
+    uninterrupted, tiny_model_dir, tmp_path, environment
+):
+    """Ctrl-C while a batch computes (here one that never finishes) ends the command with status 130 without
+    waiting for that batch; the batches finished before are stored, and the same command completes the rest."""
+    arguments = [*command(tiny_model_dir, tmp_path), "--no-cache"]  # batches computed, not read from the cache
+    code = run(arguments, {**environment, "ATTENTION_AUDIT_INTERRUPT_AT": "batch-computing:3"})
+    assert code == INTERRUPTED
+    with duckdb.connect(str(tmp_path / "audit.duckdb"), read_only=True) as connection:
+        stored = connection.execute("SELECT count(*) FROM examples").fetchone()[0]
+    assert 0 < stored < 12  # some batches finished before the interrupt, not all
+
+    assert run(arguments, environment) == 0
+    assert state(tmp_path) == uninterrupted
