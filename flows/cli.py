@@ -28,9 +28,9 @@ EXIT_INPUT = 2
 EXIT_FAILURES = 3
 """Exit status of a run that finished but recorded failed examples (run again to retry them)."""
 EXIT_GATE = 4
+"""Exit status of a run that finished but failed a check of its gate (``--require``)."""
 EXIT_INTERRUPTED = 130
 """Exit status of a run interrupted (Ctrl-C): what was finished is stored; the same command resumes."""
-"""Exit status of a run that finished but failed a check of its gate (``--require``)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
