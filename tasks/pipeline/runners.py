@@ -56,10 +56,8 @@ def _interruptible_threads(workers: int) -> Any:
     class InterruptibleThreadPoolTaskRunner(ThreadPoolTaskRunner):
         def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
             if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self._executor is not None:
-                for event in self._cancel_events.values():
-                    event.set()
                 self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+                self._executor = None  # Prefect's exit then only sets the cancel events, joining nothing
             super().__exit__(exc_type, exc_value, traceback)
 
     return InterruptibleThreadPoolTaskRunner(max_workers=workers)
