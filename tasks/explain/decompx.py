@@ -251,14 +251,11 @@ def decompx(context: BatchContext, options: MethodOptions) -> list[TokenScores]:
             length = example.length
             attentions = [attention[row, :, :length, :length] for attention in model_pass.attentions]
             embedded = model_pass.hidden_states[0][row, :length]
-            if options.units == "token":
-                result = decompose(model, embedded, attentions, positions[row], context.token_budget)
-                scores.append(result.logits[:, targets[row]].cpu().numpy())
-                continue
-            unit = INDEX[options.units](example)
-            result = decompose(model, embedded, attentions, positions[row], context.token_budget, torch.as_tensor(unit))
-            per_unit = result.logits[:, targets[row]].cpu().numpy()
-            scores.append(per_unit[unit] / np.bincount(unit)[unit])
+            unit = None if options.units == "token" else INDEX[options.units](example)
+            parts = None if unit is None else torch.as_tensor(unit)
+            result = decompose(model, embedded, attentions, positions[row], context.token_budget, parts)
+            per_part = result.logits[:, targets[row]].cpu().numpy()
+            scores.append(per_part if unit is None else per_part[unit] / np.bincount(unit)[unit])
     return context.records("decompx", scores)
 
 
