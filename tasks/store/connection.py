@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -70,15 +71,48 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
         connection.close()
 
 
+SPILL_PREFIX = "attention-audit-duckdb-"
+"""Start of a spill folder's name in the temporary directory, followed by its process id and a dash."""
+
+
 @functools.cache
 def spill_folder() -> str:
     """The folder this process's read-only connections spill into, removed when the process exits.
 
     One per process: DuckDB refuses a second connection to an open file with a different configuration.
+    A process that ends without running its exit handlers (killed, or ``os._exit`` after Ctrl-C) leaves
+    its folder; the next process's first read-only connection removes it (``remove_orphaned_spill_folders``).
     """
-    folder = tempfile.mkdtemp(prefix="attention-audit-duckdb-")
+    remove_orphaned_spill_folders(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def remove_orphaned_spill_folders(parent: Path) -> list[Path]:
+    """Remove the spill folders in ``parent`` whose process has ended; returns those removed.
+
+    A folder is ``SPILL_PREFIX`` + process id + ``-`` + a random part; one whose process still runs, or
+    whose process cannot be checked (another user's), is kept, as is anything not named that way.
+    """
+    removed = []
+    for folder in parent.glob(f"{SPILL_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SPILL_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and not _process_runs(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as running: it cannot be checked)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -15,6 +15,7 @@ import pytest
 from tasks import store
 from tasks.errors import AuditError
 from tasks.records import BatchResult
+from tasks.store.connection import SPILL_PREFIX, remove_orphaned_spill_folders
 from tests.store.conftest import RUN
 
 # --- files that are not ours -----------------------------------------------------------------
@@ -212,3 +213,19 @@ def test_the_spill_folder_goes_with_the_process(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
 
     assert not Path(done.stdout.strip()).exists()
+
+
+def test_a_spill_folder_left_by_an_ended_process_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A killed process runs no exit handler, so its folder stays until another process sees it has ended."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"{SPILL_PREFIX}{ended.stdout.strip()}-abc123"
+    mine = tmp_path / f"{SPILL_PREFIX}{os.getpid()}-def456"
+    not_a_spill_folder = tmp_path / f"{SPILL_PREFIX}notes"
+    for folder in (orphan, mine, not_a_spill_folder):
+        folder.mkdir()
+    (orphan / "duckdb_temp_block-1.block").write_bytes(b"spilled")
+
+    removed = remove_orphaned_spill_folders(tmp_path)
+
+    assert removed == [orphan]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, not_a_spill_folder.name])
