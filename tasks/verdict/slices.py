@@ -18,7 +18,7 @@ from typing import SupportsInt, cast
 import pandas as pd
 
 from tasks.config import VerdictOptions
-from tasks.evaluate.statistics import Estimate, bootstrap_mean
+from tasks.evaluate.statistics import Estimate, bootstrap_means
 from tasks.verdict.evidence import EVIDENCE_COLUMNS, Judgement, classify_agreement, interventions_decide, judge
 
 
@@ -76,10 +76,13 @@ def slice_verdicts(
     """One verdict per (attention method, slice), each evidence with its bootstrap interval."""
     rows = []
     methods = list(dict.fromkeys(evidence.index.get_level_values("method")))
+    by_method = [evidence.xs(method, level="method") for method in methods]
     for (kind, value), members in slices(examples, options).items():
+        parts = [frame.reindex(members) for frame in by_method]
+        samples = [part[column].to_numpy() for part in parts for column in EVIDENCE_COLUMNS]
+        estimated = iter(bootstrap_means(samples, seed=seed))
         for method in methods:
-            part = evidence.xs(method, level="method").reindex(members)
-            estimates = {column: bootstrap_mean(part[column].to_numpy(), seed=seed) for column in EVIDENCE_COLUMNS}
+            estimates = {column: next(estimated) for column in EVIDENCE_COLUMNS}
             judgement = judge(estimates, options, n=len(members), weights=interventions_decide(method))
             rows.append(_slice_row(method, kind, value, len(members), judgement, estimates))
     return pd.DataFrame(rows)
@@ -96,39 +99,42 @@ def head_verdicts(
     masking = interventions[(interventions["intervention"] == "head_masking") & (interventions["statistic"] == "tvd")]
     masking = masking[["example_id", "layer", "head", "value"]].rename(columns={"value": "importance"})
     joined = agreement.merge(masking, on=["example_id", "layer", "head"], how="left")
-    rows = []
+    groups = []
     for kind, keys in (("layer", ["layer"]), ("head", ["layer", "head"])):
         for group_key, group in joined.groupby(keys):
             key = cast("tuple[SupportsInt, ...]", group_key if isinstance(group_key, tuple) else (group_key,))
             value = f"layer {int(key[0]) + 1}" if kind == "layer" else f"layer {int(key[0]) + 1} head {int(key[1]) + 1}"
-            per_example = group.groupby("example_id")[["agreement", "importance"]].mean()
-            agreement_estimate = bootstrap_mean(per_example["agreement"].to_numpy(), seed=seed)
-            importance = bootstrap_mean(per_example["importance"].to_numpy(), seed=seed)
-            evidence = classify_agreement(agreement_estimate, options)
-            matters = not math.isnan(importance.low) and importance.low >= options.importance_min
-            if len(per_example) < options.min_examples:
-                verdict, reason = "inconclusive", f"too few examples ({len(per_example)})"
-            elif evidence == "supports":
-                verdict, reason = "faithful", "its attention ranks tokens like the references"
-            elif evidence == "contradicts":
-                verdict, reason = "not faithful", "its attention does not rank tokens like the references"
-            else:
-                verdict, reason = "inconclusive", "its agreement with the references straddles the threshold"
-            reason += "; masking it " + ("changes the output" if matters else "hardly changes the output")
-            rows.append(
-                {
-                    "method": "attention heads",
-                    "slice": kind,
-                    "slice_value": value,
-                    "n": len(per_example),
-                    "verdict": verdict,
-                    "reason": f"{reason} (τ {agreement_estimate:.2f}, masked TVD {importance:.3f})",
-                    "agreement": evidence,
-                    "faithfulness": "unclear",
-                    "interventions": "supports" if matters else "unclear",
-                    **_estimate_columns({"agreement": agreement_estimate, "importance": importance}),
-                }
-            )
+            groups.append((kind, value, group.groupby("example_id")[["agreement", "importance"]].mean()))
+    samples = [per_example[column].to_numpy() for *_, per_example in groups for column in ("agreement", "importance")]
+    estimated = iter(bootstrap_means(samples, seed=seed))
+    rows = []
+    for kind, value, per_example in groups:
+        agreement_estimate, importance = next(estimated), next(estimated)
+        evidence = classify_agreement(agreement_estimate, options)
+        matters = not math.isnan(importance.low) and importance.low >= options.importance_min
+        if len(per_example) < options.min_examples:
+            verdict, reason = "inconclusive", f"too few examples ({len(per_example)})"
+        elif evidence == "supports":
+            verdict, reason = "faithful", "its attention ranks tokens like the references"
+        elif evidence == "contradicts":
+            verdict, reason = "not faithful", "its attention does not rank tokens like the references"
+        else:
+            verdict, reason = "inconclusive", "its agreement with the references straddles the threshold"
+        reason += "; masking it " + ("changes the output" if matters else "hardly changes the output")
+        rows.append(
+            {
+                "method": "attention heads",
+                "slice": kind,
+                "slice_value": value,
+                "n": len(per_example),
+                "verdict": verdict,
+                "reason": f"{reason} (τ {agreement_estimate:.2f}, masked TVD {importance:.3f})",
+                "agreement": evidence,
+                "faithfulness": "unclear",
+                "interventions": "supports" if matters else "unclear",
+                **_estimate_columns({"agreement": agreement_estimate, "importance": importance}),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -172,13 +178,13 @@ def agreement_matrix(
     if pairs.empty:
         return pd.DataFrame()
     per_example = pairs.groupby(["metric", "method", "reference", "example_id"])["value"].mean()
+    table = per_example.unstack("example_id")  # a row per (metric, method, other); examples in sorted order
+    keys = cast("list[tuple[str, str, str]]", list(table.index))  # one value per level
     rows = []
     for (kind, value), members in slices(examples, options).items():
-        members_set = set(members)
-        for key, values in per_example.groupby(level=["metric", "method", "reference"]):
-            metric, method, other = cast("tuple[str, str, str]", key)  # one value per grouping level
-            chosen = values[values.index.get_level_values("example_id").isin(members_set)]
-            estimate = bootstrap_mean(chosen.to_numpy(), seed=seed, resamples=resamples)
+        chosen = table.loc[:, table.columns.isin(set(members))].to_numpy()
+        estimates = bootstrap_means(list(chosen), seed=seed, resamples=resamples)
+        for (metric, method, other), estimate in zip(keys, estimates, strict=True):
             rows.append(
                 {
                     "slice": kind,

@@ -13,6 +13,7 @@ from tasks.evaluate.statistics import (
     BATCH_BYTES,
     Estimate,
     bootstrap_mean,
+    bootstrap_means,
     correlation_strength,
     paired_comparison,
     resample_batch,
@@ -43,6 +44,36 @@ def test_resamples_drawn_in_batches_give_the_interval_of_one_draw(monkeypatch):
     estimate = bootstrap_mean(values, seed=3)
     assert asked == [101]
     assert (estimate.low, estimate.high) == (whole.low, whole.high)
+
+
+def _one_scipy_call(values: np.ndarray, seed: int) -> tuple[float, float]:
+    defined = values[~np.isnan(values)]
+    interval = stats.bootstrap(
+        (defined,), np.mean, n_resamples=2000, method="percentile", vectorized=True, rng=np.random.default_rng(seed)
+    ).confidence_interval
+    return interval.low, interval.high
+
+
+@pytest.mark.parametrize("stacked_at_most", [1, 2, 1000])
+def test_samples_resampled_together_get_the_intervals_of_one_scipy_call_each(monkeypatch, stacked_at_most):
+    """Stacking samples of the same size is a speed-up only: every number is the one scipy gives for each alone."""
+    rng = np.random.default_rng(5)
+    samples = [rng.normal(0.2, 1.0, n) for n in (30, 30, 17, 30, 17, 250)]
+    samples[1][[3, 8]] = np.nan  # 28 defined: a group of its own
+    monkeypatch.setattr(statistics, "STACKED_RESAMPLES", statistics.BATCH_BYTES // (16 * 30 * stacked_at_most))
+    trivial = [np.array([]), np.array([0.4]), np.array([0.2, 0.2, np.nan])]
+
+    estimates = bootstrap_means(samples + trivial, seed=7)
+
+    for values, estimate in zip(samples, estimates, strict=False):
+        assert (estimate.low, estimate.high) == _one_scipy_call(values, seed=7)
+        defined = values[~np.isnan(values)]
+        assert (estimate.mean, estimate.n) == (defined.mean(), len(defined))
+    assert estimates[1].undefined == 2
+    empty, single, constant = estimates[len(samples) :]
+    assert math.isnan(empty.mean) and empty.n == 0
+    assert single.mean == 0.4 and math.isnan(single.low)
+    assert constant.low == constant.high == 0.2 and (constant.n, constant.undefined) == (2, 1)
 
 
 @pytest.mark.parametrize("n", [1, 2, 101, 10_000, 100_000, 10_000_000])
