@@ -3,8 +3,9 @@
 On a seeded, class-balanced sample of the default test split and the default model:
 
 1. ``attention-audit run`` (benchmarks/counted_audit.py: the command line unchanged) with the options
-   given after ``--``; by default the methods both sides offer, no interventions, no sanity check and no
-   second removal operator, which the peers do not compute.
+   given after ``--``; by default the methods both sides offer, no interventions, no sanity check, no
+   second removal operator and no soft faithfulness, which the peers do not compute (the agreement
+   between methods, which needs no model pass, stays).
 2. The peers configured to compute exactly the audit's quantities with the audit's configuration
    (benchmarks/peers.py, mode ``exact``, in the peers' environment from benchmarks/peer_env.sh): Captum's
    saliency, gradient x input, integrated gradients (same baseline, rule and steps; a step schedule is
@@ -46,7 +47,8 @@ COMPARABLE = ("attention_last", "attention_mean", "rollout", "saliency", "grad_x
               "leave_one_out", "random")  # fmt: skip
 """The methods both sides compute (the peers' side in benchmarks/peers.py)."""
 LIKE_FOR_LIKE = ("--methods", ",".join(COMPARABLE), "--interventions", "none", "--no-sanity",
-                 "--removal-check-sample", "0", "--ig-rule", "gausslegendre", "--ig-steps", "16,32,64")  # fmt: skip
+                 "--removal-check-sample", "0", "--no-soft-faithfulness", "--ig-rule", "gausslegendre",
+                 "--ig-steps", "16,32,64")  # fmt: skip
 """Audit options that leave out what the peers do not compute; options given after ``--`` come later and win.
 
 Integrated gradients runs the Gauss–Legendre schedule: Captum has no nested (Patterson) rule, the audit's

@@ -20,7 +20,7 @@ RUN_OPTIONS = (
     "--text-pair-column --label-column --no-labels --id-column --rationale-column --limit --sample-seed "
     "--target-precision --max-length "
     "--methods --ig-steps --ig-rule --removal --k --random-draws --top-k --flow-max-tokens --units --explanations "
-    "--seed --removal-check --removal-check-sample --interventions --intervention-layers --permutation-draws "
+    "--seed --removal-check --removal-check-sample --no-soft-faithfulness --interventions --intervention-layers --permutation-draws "
     "--erasure-draws --adversarial-epsilon "
     "--adversarial-steps --verdict-references --agreement-min --equivalence-margin --sensitivity-min --min-examples "
     "--confidence-bins --length-bins --require --no-sanity --sanity-tokens --sanity-sample --seed-models "
@@ -150,6 +150,15 @@ def test_the_configuration_package_imports_nothing_of_the_project_outside_itself
         outside = [name for name in imported if name.split(".")[0] in ("tasks", "flows", "tests")]
         assert all(name.startswith("tasks.config.") for name in outside), (module, outside)
         assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level], module
+
+
+def test_an_option_added_later_keeps_the_ids_of_runs_stored_before_it_unless_it_changes_the_work():
+    default = resolve(AuditConfig())
+    without_soft = resolve(AuditConfig(methods=MethodOptions(soft_faithfulness=False)))
+
+    assert "soft_faithfulness" not in default.identity()["methods"]  # what runs stored before it computed
+    assert without_soft.identity()["methods"]["soft_faithfulness"] is False
+    assert stable_hash(without_soft.identity()) != stable_hash(default.identity())
 
 
 def test_the_run_options_are_exactly_the_documented_ones():

@@ -15,6 +15,10 @@ from tasks.config.inputs import DataSpec, ModelSpec
 from tasks.config.judgement import SanityOptions, SeedOptions, VerdictOptions
 
 
+OPTIONS_ADDED_LATER: dict[str, object] = {"soft_faithfulness": True}
+"""``MethodOptions`` fields added after runs were stored, with the default that is what those runs computed."""
+
+
 class ExecutionSettings(FrozenModel, frozen=True):
     """How the work runs; does not change the numbers beyond floating-point rounding.
 
@@ -118,11 +122,17 @@ class AuditConfig(FrozenModel, frozen=True):
         """The parts of the configuration that decide the numbers (JSON-ready).
 
         ``data.target_precision`` is left out: it decides the numbers only through the ``limit`` it sets when
-        the run is planned, so ``--target-precision`` and the ``--limit`` it chose are the same run.
+        the run is planned, so ``--target-precision`` and the ``--limit`` it chose are the same run. So is
+        every option of ``OPTIONS_ADDED_LATER`` at its default, the work runs stored before it existed did:
+        they keep their ids, and a resumed run goes on where it stopped.
         """
+        methods = self.methods.model_dump(mode="json")
+        for name, default in OPTIONS_ADDED_LATER.items():
+            if methods[name] == default:
+                del methods[name]
         return {
             "model": self.model.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json", exclude={"target_precision"}),
-            "methods": self.methods.model_dump(mode="json"),
+            "methods": methods,
             "interventions": self.interventions.model_dump(mode="json"),
         }

@@ -48,6 +48,9 @@ class MethodOptions(FrozenModel, frozen=True):
             ``mask`` falls back to ``pad`` for a tokenizer without a mask token.
         removal_check_sample: Examples the second operator recomputes, in seeded hash order (all when the
             run has fewer); 0 turns the check off.
+        soft_faithfulness: Compute soft comprehensiveness and sufficiency (Zhao & Aletras 2023), two model
+            passes per explanation and example. No verdict reads them; the report shows them as further
+            evidence and says when a run left them out.
     """
 
     methods: tuple[str, ...] = Field(
@@ -89,6 +92,11 @@ class MethodOptions(FrozenModel, frozen=True):
     )
     removal_check_sample: int = Field(
         default=100, ge=0, description="examples recomputed with the second removal operator (0: no check)"
+    )
+    soft_faithfulness: bool = Field(
+        default=True,
+        description="leave out soft comprehensiveness and sufficiency (two model passes per explanation and example)",
+        json_schema_extra={"flag": "--no-soft-faithfulness"},
     )
 
     @property

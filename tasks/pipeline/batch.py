@@ -126,16 +126,17 @@ def _metric_values(
     by_unit: Mapping[str, np.ndarray] | None,
     measure: StageMeter,
 ) -> list[MetricValue]:
-    """Faithfulness and agreement (measured stages), plausibility, diagnostics and text-pair shares.
+    """Faithfulness, soft faithfulness (unless left out), agreement, plausibility, diagnostics, text-pair shares.
 
-    ``ranked`` are the records in the run's units (``by_unit``, None at token level); diagnostics and
-    text-pair shares read the token-level ``records``.
+    The first three are measured stages. ``ranked`` are the records in the run's units (``by_unit``, None at
+    token level); diagnostics and text-pair shares read the token-level ``records``.
     """
     metrics: list[MetricValue] = []
     with measure("faithfulness"):
         metrics.extend(faithfulness_values(ranked, context, options, by_unit))
-    with measure("soft_faithfulness"):
-        metrics.extend(soft_values(ranked, context, options, by_unit))
+    if options.soft_faithfulness:
+        with measure("soft_faithfulness"):
+            metrics.extend(soft_values(ranked, context, options, by_unit))
     with measure("agreement"):
         metrics.extend(agreement_values(ranked, options))
     metrics.extend(plausibility_values(ranked, context.examples, by_unit))

@@ -66,7 +66,11 @@ def summary(
 
 
 def coverage(metrics: pd.DataFrame, examples: pd.DataFrame, methods: Sequence[str], config: AuditConfig) -> list[str]:
-    """Sentences naming the methods that skipped examples (e.g. flow above its length bound)."""
+    """Sentences naming the methods that skipped examples (e.g. flow above its length bound), and what was left out.
+
+    Left out: soft faithfulness (``--no-soft-faithfulness``), the second removal operator
+    (``--removal-check-sample 0``).
+    """
     scored = metrics[metrics["metric"] == "aopc_comprehensiveness"].groupby("method")["example_id"].agg(set)
     every = set(examples["example_id"])
     sentences = []
@@ -83,6 +87,16 @@ def coverage(metrics: pd.DataFrame, examples: pd.DataFrame, methods: Sequence[st
         sentences.append(
             f"{spec_of(method).title} was not computed for {len(lacking)} of {len(every)} examples ({reason}): "
             f"{shown}. Its statistics cover the others."
+        )
+    if not config.methods.soft_faithfulness:
+        sentences.append(
+            "Soft comprehensiveness and sufficiency were left out of this run (--no-soft-faithfulness); no verdict "
+            "reads them."
+        )
+    if config.methods.removal_check_sample == 0:
+        sentences.append(
+            "The faithfulness evidence was not recomputed with a second removal operator (--removal-check-sample 0), "
+            "so this report cannot say whether it survives the choice of operator."
         )
     return sentences
 

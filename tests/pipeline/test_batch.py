@@ -72,3 +72,25 @@ def test_attention_only_runs_need_no_backward_pass(tiny_bundle, examples):
     options = MethodOptions(methods=("attention_last", "rollout", "random"))
     result = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
     assert sum(cost.backward_rows for cost in result.costs) == 0
+
+
+def test_a_run_without_soft_faithfulness_has_neither_its_passes_nor_its_values_and_the_rest_unchanged(
+    tiny_bundle, examples
+):
+    options = MethodOptions(methods=("attention_last", "leave_one_out", "random"))
+    full = audit_batch(tiny_bundle, examples, options, NO_INTERVENTIONS, ExecutionSettings())
+    without = audit_batch(
+        tiny_bundle,
+        examples,
+        options.model_copy(update={"soft_faithfulness": False}),
+        NO_INTERVENTIONS,
+        ExecutionSettings(),
+    )
+
+    soft = {"soft_comprehensiveness", "soft_sufficiency"}
+    assert soft <= {m.metric for m in full.metrics}
+    assert not soft & {m.metric for m in without.metrics}
+    assert "soft_faithfulness" in {c.stage for c in full.costs}
+    assert "soft_faithfulness" not in {c.stage for c in without.costs}
+    rest = [(m.example_id, m.method, m.metric, m.draw, m.value) for m in full.metrics if m.metric not in soft]
+    assert rest == [(m.example_id, m.method, m.metric, m.draw, m.value) for m in without.metrics]
