@@ -14,7 +14,6 @@ from tasks.config.computation import InterventionOptions, MethodOptions
 from tasks.config.inputs import DataSpec, ModelSpec
 from tasks.config.judgement import SanityOptions, SeedOptions, VerdictOptions
 
-
 OPTIONS_ADDED_LATER: dict[str, object] = {"soft_faithfulness": True}
 """``MethodOptions`` fields added after runs were stored, with the default that is what those runs computed."""
 
