@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--preset", default="movie-snippets", choices=sorted(PRESETS), help="[movie-snippets]")
     parser.add_argument("--units", default="token", choices=("token", "word", "sentence"), help="[token]")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default [0]")
+    parser.add_argument("--token-budget", type=int, default=None, help="tokens per perturbed pass [the audit's]")
     parser.add_argument("--save", help="write the scores to this .npz file")
     parser.add_argument("--against", help="print the largest absolute difference from this .npz file's scores")
     args = parser.parse_args()
@@ -66,6 +67,7 @@ def main() -> None:
                 "max_length": preset.audit_max_length,
             },
             "methods": {"methods": names, "units": args.units},
+            **({"execution": {"token_budget": args.token_budget}} if args.token_budget else {}),
         }
     )
     plan = plan_run(config)
