@@ -102,7 +102,7 @@ class BatchContext:
 
     bundle: ModelBundle
     examples: Sequence[EncodedExample]
-    token_budget: int = 8192
+    token_budget: int = 2048
     gradient_token_budget: int = 2048
     removal: RemovalOperator = "delete"
     need_gradients: bool = True
