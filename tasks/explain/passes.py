@@ -28,7 +28,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from tasks.config import RemovalOperator
+from tasks.config import ExecutionSettings, RemovalOperator
 from tasks.errors import AuditError
 from tasks.explain.batching import chunks_under_budget, right_pad
 from tasks.model.attention_hook import AttentionEdit
@@ -102,8 +102,8 @@ class BatchContext:
 
     bundle: ModelBundle
     examples: Sequence[EncodedExample]
-    token_budget: int = 2048
-    gradient_token_budget: int = 2048
+    token_budget: int = ExecutionSettings.model_fields["token_budget"].default
+    gradient_token_budget: int = ExecutionSettings.model_fields["gradient_token_budget"].default
     removal: RemovalOperator = "delete"
     need_gradients: bool = True
     need_attention_grads: bool = False
