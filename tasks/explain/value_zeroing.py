@@ -21,7 +21,9 @@ tokens costs ``n + 1`` forward rows (``n`` zeroings and the clean reference, as 
 subtracts ``Σ_h A_h[i,j] W_O^h v_j^h`` from ``LN1``'s input ``z_i``, so each run starts from the clean ``z``
 and the model pass's probabilities and runs only ``LN1``, the feed-forward block and ``LN2``: the query,
 key, value and output projections and the softmax, over a third of a layer, are not repeated ``n + 1``
-times (``_post_norm_outputs``).
+times; and since ``LN1`` is affine up to its scale, the feed-forward block's first map is applied to each
+clean position and each zeroed value vector once, not to every position of every run, which halves what is
+left (``_post_norm_outputs``).
 
 The scores read row ``c`` of ``R = Ĉ^L (Ĉ^{L-1} ··· Ĉ^1)``, which reads row ``c`` of ``Ĉ^L`` only, so the
 method computes the last layer at ``c`` alone on a post-LN encoder (``value_zeroing_maps(..., last_at_c=True)``),
@@ -84,13 +86,23 @@ def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
 class CleanMixing:
     """One post-LN layer's attention block on the clean batch, what every zeroing of it starts from.
 
+    ``LN1(u) = γ ⊙ P u / σ(u) + β``, with ``P`` the centring over features and ``σ(u)`` the standard deviation,
+    is affine up to its scale, so the feed-forward block's first map through it is ``N = W1 diag(γ) P`` up to
+    that scale (``_post_norm_outputs``).
+
     Attributes:
         residual: ``z = x + W_O (A V) + b_O``, ``LN1``'s input, ``[B, W, D]``.
         values: ``v_j = x_j W_V + b_V`` by head, ``[B, W, H, d]``.
+        mapped_residual: ``N z``, ``[B, W, F]``.
+        head_maps: ``W_O^h`` and ``N W_O^h`` by head, side by side, ``[H, d, D + F]``.
+        offset: ``W1 β + b1``, ``[F]``.
     """
 
     residual: torch.Tensor
     values: torch.Tensor
+    mapped_residual: torch.Tensor
+    head_maps: torch.Tensor
+    offset: torch.Tensor
 
 
 def _clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
@@ -101,7 +113,19 @@ def _clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
     values = parts.value(hidden)
     values = values.view(*values.shape[:2], parts.heads, -1)
     mixed = torch.einsum("bhij,bjhd->bihd", context.model_pass.attentions[layer], values).flatten(2)
-    return CleanMixing(residual=hidden + parts.output(mixed), values=values)
+    residual = hidden + parts.output(mixed)
+    first, norm = parts.intermediate, parts.norm1
+    scaled = first.weight * norm.weight  # W1 diag(γ)
+    mapped = scaled - scaled.mean(dim=1, keepdim=True)  # N = W1 diag(γ) P
+    offset = first.weight @ norm.bias if norm.bias is not None else torch.zeros_like(first.weight[:, 0])
+    maps = torch.cat([parts.output.weight, mapped @ parts.output.weight])  # [D + F, H·d]
+    return CleanMixing(
+        residual=residual,
+        values=values,
+        mapped_residual=torch.nn.functional.linear(residual, mapped),
+        head_maps=maps.T.reshape(parts.heads, -1, len(maps)).contiguous(),
+        offset=offset if first.bias is None else offset + first.bias,
+    )
 
 
 def _post_norm_outputs(
@@ -115,31 +139,57 @@ def _post_norm_outputs(
     """A post-LN encoder's layer outputs with value column ``columns[r]`` zeroed in run ``r``, ``NOT_ZEROED`` none.
 
     Such a layer is ``LN2(y + W2 act(W1 y + b1) + b2)`` with ``y = LN1(z)``, ``z_i = x_i + W_O Σ_k A[i,k] v_k +
-    b_O``, so zeroing ``v_j`` subtracts ``Σ_h A_h[i,j] f_h(v_j)``, ``f_h(v) = W_O^h v^h``, from the clean ``z_i``
-    (``CleanMixing``): one ``f_h(v_j)`` per run, then ``LN1``, the feed-forward block and ``LN2`` of the
+    b_O``, so zeroing ``v_j`` subtracts ``δ_i = Σ_h A_h[i,j] f_h(v_j)``, ``f_h(v) = W_O^h v^h``, from the clean
+    ``z_i`` (``CleanMixing``): one ``f_h(v_j)`` per run, then ``LN1``, the feed-forward block and ``LN2`` of the
     layer's own modules (``LayerParts``). The query, key, value and output projections and the softmax, more
-    than a third of a layer's work, are not repeated for each run. Outputs as
+    than a third of a layer's work, are not repeated for each run.
+
+    Nor is the feed-forward block's first map on every position of every run. With ``N = W1 diag(γ) P``
+    (``CleanMixing``),
+
+    ``W1 LN1(z_i − δ_i) + b1 = (N z_i − Σ_h A_h[i,j] N W_O^h v_j^h) / σ(z_i − δ_i) + W1 β + b1``,
+
+    so ``N`` maps each clean position once per batch and ``N W_O^h`` each run's value vectors once; per position
+    of a run there remain a product over the ``H`` heads, the scale and the offset, about a thirtieth of the
+    map (``H`` terms instead of ``D``). The activation, ``W2`` and ``LN2`` run per position as before. Outputs as
     ``ModelAdapter.patched_layer_outputs``' (the last layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
     """
     bundle, attentions = context.bundle, context.model_pass.attentions
     rows = torch.arange(len(selected), device=selected.device)
     positions = context.classification_positions[selected]
-    runs = torch.nonzero(columns >= 0).squeeze(1)
-    zeroed, examples = columns[runs], selected[runs]
+    zeroing = columns >= 0
+    column = columns.clamp(min=0)  # a run that zeroes nothing reads column 0 with weight 0
+    examples, counts = torch.unique_consecutive(selected, return_counts=True)  # runs of one example are adjacent
+    groups = list(zip(examples.tolist(), torch.split(rows, counts.tolist()), strict=True))
     last = bundle.num_layers - 1
     outputs = []
     for layer in range(bundle.num_layers):
-        parts = bundle.adapter.layer_parts(bundle.model, layer)
-        residual = clean[layer].residual[selected, :width]
-        weights = attentions[layer][examples, :, :width, zeroed]  # [r, H, W']: A_h[i, j] of run r's j
-        if last_at_c and layer == last:
-            by_run = torch.arange(len(runs), device=runs.device)
-            residual, weights = residual[rows, positions][:, None], weights[by_run, :, positions[runs]][:, :, None]
-        output = parts.output.weight.view(parts.output.weight.shape[0], parts.heads, -1)  # W_O^h, [D, H, d]
-        heads = torch.einsum("rhd,Dhd->rhD", clean[layer].values[examples, zeroed], output)  # f_h(v_j)
-        residual = residual.index_put((runs,), -torch.einsum("rhi,rhD->riD", weights, heads), accumulate=True)
-        normed = parts.norm1(residual)
-        outputs.append(parts.norm2(normed + parts.ffn_output(parts.activation(parts.intermediate(normed)))))
+        parts, mixing = bundle.adapter.layer_parts(bundle.model, layer), clean[layer]
+        at_c = last_at_c and layer == last
+        weights = attentions[layer][selected, :, :width, column] * zeroing[:, None, None]  # [n, H, W']: A_h[i, j]
+        residual = mixing.residual[selected, :width]
+        if at_c:
+            residual, weights = residual[rows, positions][:, None], weights[rows, :, positions][:, :, None]
+        values = mixing.values[selected, column]  # v_j^h of each run, [n, H, d]
+        heads, mapped_heads = torch.einsum("nhd,hdE->nhE", values, mixing.head_maps).split(  # f_h(v_j), N f_h(v_j)
+            [residual.shape[-1], mixing.offset.shape[0]], dim=-1
+        )
+        residual = torch.baddbmm(residual, weights.transpose(1, 2), heads, alpha=-1.0)  # z_i − δ_i
+        norm = parts.norm1
+        normed, _, scale = torch.native_layer_norm(residual, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        mapped = residual.new_empty((*residual.shape[:2], mapped_heads.shape[-1]))
+        for example, members in groups:  # N z_i − Σ_h A_h[i, j] N W_O^h v_j^h, from a view of the example's N z
+            clean_map = mixing.mapped_residual[example]
+            clean_map = clean_map[positions[members[0]], None] if at_c else clean_map[:width]
+            torch.baddbmm(
+                clean_map.expand(len(members), *clean_map.shape),
+                weights[members].transpose(1, 2),
+                mapped_heads[members],
+                alpha=-1.0,
+                out=mapped[members[0] : members[-1] + 1],
+            )
+        hidden = parts.activation(mapped.mul_(scale).add_(mixing.offset))  # act(W1 LN1(z_i − δ_i) + b1)
+        outputs.append(parts.norm2(normed + parts.ffn_output(hidden)))
     return outputs
 
 
@@ -187,19 +237,21 @@ def _run_chunks(
 def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_at_c: bool) -> torch.Tensor:
     """``cos(h̃^l_i, h^l_i)`` of every zeroing run ``(rows[r], columns[r])``: ``[N, L, W]``, float64, on the CPU.
 
-    The clean outputs (one run per example) are computed first and kept; each chunk of zeroing runs
-    is reduced to its cosines at once, so memory holds one chunk's layer outputs, not every run's. With
-    ``last_at_c`` the last layer is kept at ``i = c`` only (computed there alone on a post-LN encoder) and its
-    other cosines are left at 1.
+    The clean outputs (one run per example) are computed first and kept, in float64 as the cosines take them;
+    each chunk of zeroing runs is reduced to its cosines at once, so memory holds one chunk's layer outputs,
+    not every run's. With ``last_at_c`` the last layer is kept at ``i = c`` only (computed there alone on a
+    post-LN encoder) and its other cosines are left at 1.
     """
     count, width = len(context.examples), context.input_ids.shape[1]
     clean: list[torch.Tensor] = []
 
     def keep_clean(members: np.ndarray, outputs: list[torch.Tensor]) -> None:
         if not clean:
-            clean.extend(torch.zeros((count, width, o.shape[-1]), dtype=o.dtype, device=o.device) for o in outputs)
+            clean.extend(
+                torch.zeros((count, width, o.shape[-1]), dtype=torch.float64, device=o.device) for o in outputs
+            )
         for kept, output in zip(clean, outputs, strict=True):
-            kept[torch.as_tensor(members, device=output.device), : output.shape[1]] = output
+            kept[torch.as_tensor(members, device=output.device), : output.shape[1]] = output.double()
 
     cosines = torch.ones((len(rows), context.bundle.num_layers, width), dtype=torch.float64)
     positions = context.classification_positions.cpu()
@@ -209,7 +261,7 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_
         at = torch.as_tensor(rows[members], device=outputs[0].device)
         runs = torch.as_tensor(members)
         for layer, output in enumerate(outputs):
-            reference = clean[layer][at, : output.shape[1]].double()
+            reference = clean[layer][at, : output.shape[1]]
             similarity = torch.nn.functional.cosine_similarity(output.double(), reference, dim=-1).cpu()
             if layer == last and last_at_c:
                 cosines[runs, layer, positions[at.cpu()]] = similarity[:, 0]

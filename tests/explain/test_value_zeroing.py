@@ -98,8 +98,9 @@ def test_a_padded_batch_scores_as_one_example_at_a_time(tiny_bundle, examples):
 
 @pytest.mark.parametrize("budget", [8192, 40])
 def test_an_example_costs_n_plus_one_rows_through_every_layers_feed_forward(tiny_bundle, examples, budget: int):
-    """``n + 1`` rows through the feed-forward block of every layer (the last at ``c`` only), and no query or
-    key projection: the model pass's probabilities are reused, and the values computed once (post-LN layers)."""
+    """``n + 1`` rows through the feed-forward block's second map in every layer (the last at ``c`` only), and no
+    query, key or first feed-forward map: the model pass's probabilities are reused, the values computed once,
+    and the first map applied to the clean positions and the zeroed values, not to a run's positions (post-LN)."""
     context = BatchContext(tiny_bundle, examples, need_gradients=False, token_budget=budget)
     _ = context.model_pass  # the shared pass, not Value Zeroing's
     layers = range(tiny_bundle.num_layers)
@@ -113,8 +114,9 @@ def test_an_example_costs_n_plus_one_rows_through_every_layers_feed_forward(tiny
         positions_seen[at].add(inputs[0].shape[1])
 
     handles = [
-        part.intermediate.register_forward_hook(lambda _m, i, _o, at=at: count(at, i)) for at, part in enumerate(parts)
+        part.ffn_output.register_forward_hook(lambda _m, i, _o, at=at: count(at, i)) for at, part in enumerate(parts)
     ]
+    handles += [part.intermediate.register_forward_hook(lambda *_: projections_run.append(1)) for part in parts]
     for module in tiny_bundle.adapter.layer_modules(tiny_bundle.model):
         for projection in (module.attention.self.query, module.attention.self.key):
             handles.append(projection.register_forward_hook(lambda *_: projections_run.append(1)))
