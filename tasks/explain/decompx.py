@@ -47,8 +47,9 @@ the size of its terms, and the ``4L + 2`` products along the depth add up to at 
 max_k |z^(k)|`` on the scores (1014 u on the default model; measured: 11 u), and as much on ``Σ_k z^(k) = z``.
 
 **Cost and memory.** No extra model pass: the decomposition reads the model pass's attention
-probabilities and hidden state ``h⁰``. It is ``[T, T, D]`` per layer (float64) and ``[n, T, D_ff]`` inside the
-feed-forward block (float32), computed for ``n`` query positions at a time with ``n · T`` at most the token budget.
+probabilities and hidden state ``h⁰``. It is ``[T, K, D]`` per layer (float64; ``K`` parts: ``T`` tokens, or the
+units) and ``[n, K, D_ff]`` inside the feed-forward block (float32), computed for ``n`` query positions at a time
+with ``n · K`` at most the token budget.
 The last layer is computed at ``c`` only (its values at every position, then attention output, norms and
 feed-forward at ``c``): the head reads nothing else, which saves most of a layer of ``L``.
 
@@ -94,10 +95,10 @@ class Decomposition:
     states: tuple[torch.Tensor, ...]
 
 
-def position_chunks(length: int, token_budget: int) -> list[slice]:
-    """Query positions ``0..T-1`` in slices of ``n`` with ``n · T <= token_budget`` (at least one each)."""
-    size = max(1, token_budget // max(1, length))
-    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+def position_chunks(positions: int, parts: int, token_budget: int) -> list[slice]:
+    """Query positions ``0..positions-1`` in slices of ``n`` with ``n · parts <= token_budget`` (at least one each)."""
+    size = max(1, token_budget // max(1, parts))
+    return [slice(start, min(start + size, positions)) for start in range(0, positions, size)]
 
 
 def split_bias(parts: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -177,12 +178,12 @@ def decompose_layer(
 
     Every position's values are read; the attention output, norms and feed-forward block are computed
     at ``queries`` only (the last layer: at ``c``, all the head reads). The feed-forward block runs on
-    ``n`` positions at a time (``position_chunks``).
+    ``n`` positions at a time, ``n · K`` at most ``token_budget`` (``position_chunks``).
     """
     mixed = attention_block(parts, layer, attention[:, queries])
     normed = linearised_norm(parts[queries] + mixed, layer.norm1)
     out = torch.empty_like(normed)
-    for rows in position_chunks(normed.shape[0], token_budget):
+    for rows in position_chunks(normed.shape[0], normed.shape[1], token_budget):
         block = normed[rows]
         out[rows] = linearised_norm(block + feed_forward(block, layer), layer.norm2)
     return out
@@ -213,7 +214,7 @@ def decompose(
         embedded: ``[T, D]``, the embedding output ``h⁰`` (the hidden state entering layer 0).
         attentions: ``L`` tensors ``[H, T, T]``, each layer's attention probabilities.
         position: The classification position ``c``.
-        token_budget: Most ``n · T`` per feed-forward chunk.
+        token_budget: Most ``n · K`` per feed-forward chunk (``n`` positions of ``K`` parts).
         unit: ``[T]``, the part ``u = unit[i]`` that token ``i`` starts in, numbered ``0..U-1``; None: every
             token its own part.
 

@@ -102,8 +102,12 @@ def test_a_padded_batch_scores_each_example_as_alone(bundle, family_examples, fa
         np.testing.assert_allclose(together[example.example_id], alone.scores, rtol=1e-4, atol=1e-6)  # float32 pass
 
 
-def test_the_feed_forward_runs_under_the_token_budget_with_the_same_result(tiny_bundle, examples, monkeypatch):
-    widest = max(e.length for e in examples)
+@pytest.mark.parametrize("units", ["token", "sentence"])
+def test_the_feed_forward_runs_under_the_token_budget_with_the_same_result(tiny_bundle, examples, monkeypatch, units):
+    """``n`` positions of ``K`` parts per chunk, ``n · K`` within the budget: units (fewer parts) take more of them."""
+    longest = max(examples, key=lambda e: e.length)
+    widest, examples = longest.length, [longest]
+    options = MethodOptions(units=units)
     seen: list[tuple[int, int]] = []
     original = module.feed_forward
 
@@ -112,10 +116,13 @@ def test_the_feed_forward_runs_under_the_token_budget_with_the_same_result(tiny_
         return original(parts, layer)
 
     monkeypatch.setattr(module, "feed_forward", spy)
-    small = decompx(BatchContext(tiny_bundle, examples, token_budget=2 * widest, need_gradients=False), OPTIONS)
-    assert seen and all(rows * tokens <= 2 * widest for rows, tokens in seen)
-    assert any(rows < tokens for rows, tokens in seen)  # it really chunked
-    large = decompx(BatchContext(tiny_bundle, examples, token_budget=10**6, need_gradients=False), OPTIONS)
+    small = decompx(BatchContext(tiny_bundle, examples, token_budget=2 * widest, need_gradients=False), options)
+    assert seen and all(rows * parts <= 2 * widest for rows, parts in seen)
+    if units == "token":
+        assert any(rows < parts for rows, parts in seen)  # it really chunked
+    else:
+        assert any(rows > 2 for rows, _ in seen)  # more than budget // T = 2 positions: the chunk counts parts
+    large = decompx(BatchContext(tiny_bundle, examples, token_budget=10**6, need_gradients=False), options)
     for a, b in zip(small, large, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-10, atol=1e-12)
 
@@ -168,9 +175,10 @@ def test_in_units_each_token_holds_an_equal_share_of_its_units_part(family_conte
 
 
 def test_position_chunks_cover_every_position_once_under_the_budget():
-    assert position_chunks(5, 10) == [slice(0, 2), slice(2, 4), slice(4, 5)]
-    assert position_chunks(5, 3) == [slice(i, i + 1) for i in range(5)]  # at least one position each
-    assert position_chunks(4, 100) == [slice(0, 4)]
+    assert position_chunks(5, 5, 10) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert position_chunks(5, 5, 3) == [slice(i, i + 1) for i in range(5)]  # at least one position each
+    assert position_chunks(4, 4, 100) == [slice(0, 4)]
+    assert position_chunks(6, 2, 6) == [slice(0, 3), slice(3, 6)]  # sized by the parts, not the positions
 
 
 def test_a_bias_is_shared_by_the_absolute_dot_product_and_kept_whole():
