@@ -159,7 +159,7 @@ def _post_norm_outputs(
     positions = context.classification_positions[selected]
     zeroing = columns >= 0
     column = columns.clamp(min=0)  # a run that zeroes nothing reads column 0 with weight 0
-    examples, counts = torch.unique_consecutive(selected, return_counts=True)  # runs of one example are adjacent
+    examples, counts = torch.unique_consecutive(selected, return_counts=True)  # adjacent runs of one example
     groups = list(zip(examples.tolist(), torch.split(rows, counts.tolist()), strict=True))
     last = bundle.num_layers - 1
     outputs = []
@@ -176,6 +176,7 @@ def _post_norm_outputs(
         )
         residual = torch.baddbmm(residual, weights.transpose(1, 2), heads, alpha=-1.0)  # z_i − δ_i
         norm = parts.norm1
+        # LN1(z_i − δ_i) and 1 / σ(z_i − δ_i), both as the module computes them
         normed, _, scale = torch.native_layer_norm(residual, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         mapped = residual.new_empty((*residual.shape[:2], mapped_heads.shape[-1]))
         for example, members in groups:  # N z_i − Σ_h A_h[i, j] N W_O^h v_j^h, from a view of the example's N z
