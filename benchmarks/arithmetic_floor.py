@@ -19,7 +19,8 @@ count their tokens weighted by the share of layers run, which does not say the r
 listed with their seconds only, as are the stages that run no pass (DecompX, ALTI, GlobEnc, the agreement).
 
 The floor of a stage is its FLOP at the rate of this machine's float32 matrix product as torch runs it
-(``[rows × D]·[D × F]``, the feed-forward shape, best of several repeats, measured at the start): the least
+(``[rows × D]·[D × F]``, the feed-forward shape, best of 40 repeats of 10 products, measured at the start;
+best of 7 moved between 125 and 165 GFLOP/s on these shared cores, best of 40 between 155 and 167): the least
 time the stage's counted arithmetic needs here. The ratio of a stage's seconds to its floor says how much
 faster it could become without less arithmetic.
 
@@ -30,12 +31,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import duckdb
 import torch
+
+from flows.environment import quiet_libraries
+
+quiet_libraries()
 
 VALUE_ZEROING = "value_zeroing"
 FULL_PASSES = frozenset(
@@ -51,25 +54,22 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2048, help="rows of the matrix product that sets the rate")
     args = parser.parse_args()
 
-    with duckdb.connect(str(args.db), read_only=True) as connection:
-        run_id, manifest = _run(connection, args.run)
-        stages = connection.execute(
-            """
-            select stage, sum(seconds), sum(forward_rows), sum(forward_tokens), sum(backward_rows),
-                   sum(backward_tokens), max(examples)
-            from costs where run_id = ? group by stage order by sum(seconds) desc
-            """,
-            [run_id],
-        ).fetchall()
-        examples = connection.execute("select count(*) from examples where run_id = ?", [run_id]).fetchone()
+    from tasks import store
+
+    with store.connect(args.db, read_only=True) as connection:
+        run = store.read_run(connection, args.run)
+        costs = store.read_table(connection, "costs", run["run_id"])
+        count = len(store.read_table(connection, "examples", run["run_id"]))
+    run_id, manifest = run["run_id"], run["manifest"]
+    sums = ["seconds", "forward_rows", "forward_tokens", "backward_rows", "backward_tokens"]
+    stages = costs.groupby("stage")[sums].sum().sort_values("seconds", ascending=False)
     shape = _model_shape(manifest)
     rate = gemm_rate(args.rows, shape["D"], shape["F"])
-    count = examples[0] if examples else "?"
     print(f"run {run_id}: {count} examples; model L={shape['L']} D={shape['D']} F={shape['F']}")
     print(f"float32 matrix product [{args.rows}x{shape['D']}]·[{shape['D']}x{shape['F']}]: {rate / 1e9:.0f} GFLOP/s")
     print(f"{'stage':<24}{'seconds':>9}{'GFLOP':>9}{'GFLOP/s':>9}{'floor s':>9}{'x floor':>9}")
     counted_seconds = counted_floor = uncounted = 0.0
-    for stage, seconds, f_rows, f_tokens, b_rows, b_tokens, _ in stages:
+    for stage, (seconds, f_rows, f_tokens, b_rows, b_tokens) in zip(stages.index, stages.to_numpy(), strict=True):
         flop = stage_flop(stage, shape, f_rows, f_tokens, b_rows, b_tokens)
         if flop == 0:
             uncounted += seconds
@@ -86,18 +86,6 @@ def main() -> None:
     )
     total = counted_seconds + uncounted
     print(f"all stages: {total:.1f} s; at the floor, with the rest as measured: {counted_floor + uncounted:.1f} s")
-
-
-def _run(connection: duckdb.DuckDBPyConnection, run_id: str | None) -> tuple[str, dict]:
-    query = "select run_id, manifest from runs"
-    row = (
-        connection.execute(query + " where run_id = ?", [run_id]).fetchone()
-        if run_id
-        else connection.execute(query + " order by created_at desc limit 1").fetchone()
-    )
-    if row is None:
-        raise SystemExit(f"no run {run_id or ''} in the database")
-    return row[0], json.loads(row[1])
 
 
 def _model_shape(manifest: dict) -> dict[str, int]:
@@ -125,7 +113,7 @@ def stage_flop(stage: str, shape: dict[str, int], f_rows: int, f_tokens: int, b_
     return flop
 
 
-def gemm_rate(rows: int, width: int, ffn: int, repeats: int = 7, calls: int = 10) -> float:
+def gemm_rate(rows: int, width: int, ffn: int, repeats: int = 40, calls: int = 10) -> float:
     """FLOP per second of ``torch.nn.functional.linear`` on ``[rows × width]·[width × ffn]``, best of ``repeats``."""
     inputs, weight = torch.randn(rows, width), torch.randn(ffn, width)
     best = float("inf")
