@@ -72,3 +72,75 @@ def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
         return float("nan")
     shared = np.intersect1d(top_indices(a, k), top_indices(b, k)).shape[0]
     return shared / k
+
+
+# --- every pair at once ---------------------------------------------------------------------------
+# An example's methods (or a layer's heads) are compared pairwise: ranking, sign and top-k work done once
+# per score vector and the pairs reduced to one matrix product each, instead of once per pair.
+
+
+def _pairwise_defined(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``[M, R]``: where a rank correlation of row ``m`` with column ``r`` is defined (``_defined``)."""
+    if rows.shape[1] != columns.shape[1]:
+        raise ValueError(f"score vectors differ in length: {rows.shape[1]} and {columns.shape[1]}")
+    if rows.shape[1] < 2:
+        return np.zeros((rows.shape[0], columns.shape[0]), dtype=bool)
+    return (np.ptp(rows, axis=1) > 0)[:, None] & (np.ptp(columns, axis=1) > 0)[None, :]
+
+
+def _pair_signs(scores: np.ndarray) -> np.ndarray:
+    """``sgn(s_i − s_j)`` of every pair ``i < j`` of every row, ``[M, n(n−1)/2]`` (float32: exact for ±1, 0)."""
+    first, second = np.triu_indices(scores.shape[1], k=1)
+    return np.sign(scores[:, first] - scores[:, second]).astype(np.float32)
+
+
+def pairwise_kendall_tau(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``kendall_tau(rows[m], columns[r])`` for every ``m`` and ``r``, ``[M, R]``; the same numbers.
+
+    The concordance counts are one product of the pair-sign matrices: sums of ±1 below ``2²⁴`` are exact in
+    float32, and the division is done in float64 in ``kendall_tau``'s order (row's count first).
+    """
+    defined = _pairwise_defined(rows, columns)
+    signs_rows, signs_columns = _pair_signs(rows), _pair_signs(columns)
+    concordance = (signs_rows @ signs_columns.T).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = concordance / np.sqrt(np.count_nonzero(signs_rows, axis=1))[:, None]
+        tau = tau / np.sqrt(np.count_nonzero(signs_columns, axis=1))[None, :]
+    return np.where(defined, np.clip(tau, -1.0, 1.0), np.nan)
+
+
+def pairwise_spearman_rho(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``spearman_rho(rows[m], columns[r])`` for every ``m`` and ``r``, ``[M, R]`` (equal up to rounding).
+
+    The Pearson correlation of the average ranks, ``Σ_i ρ̃_mi ρ̃_ri / √(Σ_i ρ̃_mi² · Σ_i ρ̃_ri²)`` with
+    ``ρ̃`` the ranks less their mean: the sums are taken in another order than ``np.corrcoef``'s, so a
+    value may differ from ``spearman_rho``'s in its last bits.
+    """
+    defined = _pairwise_defined(rows, columns)
+    if not defined.any():
+        return np.full(defined.shape, np.nan)
+    centred_rows, centred_columns = (
+        ranks - ranks.mean(axis=1, keepdims=True)
+        for ranks in (stats.rankdata(rows, axis=1), stats.rankdata(columns, axis=1))
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (centred_rows @ centred_columns.T) / np.sqrt(
+            np.outer((centred_rows**2).sum(axis=1), (centred_columns**2).sum(axis=1))
+        )
+    return np.where(defined, np.clip(rho, -1.0, 1.0), np.nan)
+
+
+def pairwise_top_k_overlap(rows: np.ndarray, columns: np.ndarray, k: int) -> np.ndarray:
+    """``top_k_overlap(rows[m], columns[r], k)`` for every ``m`` and ``r``, ``[M, R]``; the same numbers."""
+    if rows.shape[1] != columns.shape[1]:
+        raise ValueError(f"score vectors differ in length: {rows.shape[1]} and {columns.shape[1]}")
+    k = min(k, rows.shape[1])
+    if k == 0:
+        return np.full((rows.shape[0], columns.shape[0]), np.nan)
+
+    def chosen(scores: np.ndarray) -> np.ndarray:
+        indicator = np.zeros(scores.shape, dtype=np.float64)
+        np.put_along_axis(indicator, np.argsort(-scores, axis=1, kind="stable")[:, :k], 1.0, axis=1)
+        return indicator
+
+    return (chosen(rows) @ chosen(columns).T) / k

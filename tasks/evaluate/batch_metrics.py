@@ -16,7 +16,7 @@ import torch
 
 from tasks.config import MethodOptions
 from tasks.data.units import aggregate, token_mask
-from tasks.evaluate.agreement import kendall_tau, spearman_rho, top_k_overlap
+from tasks.evaluate.agreement import pairwise_kendall_tau, pairwise_spearman_rho, pairwise_top_k_overlap
 from tasks.evaluate.faithfulness import (
     aopc,
     comprehensiveness_input,
@@ -125,20 +125,28 @@ def agreement_values(records: Sequence[TokenScores], options: MethodOptions) -> 
     values: list[MetricValue] = []
     for example_records in by_example.values():
         ranked = sorted(example_records, key=lambda r: (order.get(r.method, len(order)), r.draw))
-        for position, first in enumerate(ranked):
-            for second in ranked[position + 1 :]:
+        position = {id(record): index for index, record in enumerate(ranked)}
+        scores = np.stack([magnitudes(record) for record in ranked])
+        matrices = (
+            ("kendall_tau", pairwise_kendall_tau(scores, scores)),
+            ("spearman_rho", pairwise_spearman_rho(scores, scores)),
+            ("top_k_overlap", pairwise_top_k_overlap(scores, scores, options.agreement_top_k)),
+        )
+        for index, first in enumerate(ranked):
+            for second in ranked[index + 1 :]:
                 if first.method == second.method:
                     continue  # draws of the random baseline among themselves
                 method, reference = oriented(first, second)
-                scores, other = magnitudes(method), magnitudes(reference)
-                for metric, value in (
-                    ("kendall_tau", kendall_tau(scores, other)),
-                    ("spearman_rho", spearman_rho(scores, other)),
-                    ("top_k_overlap", top_k_overlap(scores, other, options.agreement_top_k)),
-                ):
+                pair = (position[id(method)], position[id(reference)])
+                for metric, matrix in matrices:
                     values.append(
                         MetricValue(
-                            method.example_id, method.method, metric, value, method.draw, reference=reference.method
+                            method.example_id,
+                            method.method,
+                            metric,
+                            float(matrix[pair]),
+                            method.draw,
+                            reference=reference.method,
                         )
                     )
     return values
@@ -186,24 +194,28 @@ def head_agreement_values(
     positions = context.classification_positions
     rows = torch.arange(len(context.examples), device=positions.device)
     heads = torch.stack([a[rows, :, positions] for a in attentions], dim=1).cpu().numpy()  # [B, L, H, W]
+    layers, per_layer = heads.shape[1:3]
     row_of = {example.example_id: row for row, example in enumerate(context.examples)}
     values = []
     for reference in records:
         if spec_of(reference.method).family != MethodFamily.REFERENCE:
             continue
         row = row_of[reference.example_id]
-        other = magnitudes(reference)
-        content = reference.content_mask
         unit = None if units is None else units[reference.example_id]
-        for layer in range(heads.shape[1]):
-            for head in range(heads.shape[2]):
-                row_scores = heads[row, layer, head, : context.examples[row].length]
-                scores = (row_scores if unit is None else aggregate(row_scores, unit))[content]
-                values.append(
-                    HeadAgreement(
-                        reference.example_id, layer, head, reference.method, "kendall_tau", kendall_tau(scores, other)
-                    )
-                )
+        row_scores = heads[row].reshape(layers * per_layer, -1)[:, : context.examples[row].length]
+        scores = row_scores if unit is None else np.stack([aggregate(head, unit) for head in row_scores])
+        tau = pairwise_kendall_tau(scores[:, reference.content_mask], magnitudes(reference)[None, :])[:, 0]
+        values.extend(
+            HeadAgreement(
+                reference.example_id,
+                index // per_layer,
+                index % per_layer,
+                reference.method,
+                "kendall_tau",
+                float(value),
+            )
+            for index, value in enumerate(tau)
+        )
     return values
 
 

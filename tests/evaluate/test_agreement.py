@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from tasks.evaluate.agreement import kendall_tau, spearman_rho, top_indices, top_k_overlap
+from tasks.evaluate.agreement import (
+    kendall_tau,
+    pairwise_kendall_tau,
+    pairwise_spearman_rho,
+    pairwise_top_k_overlap,
+    spearman_rho,
+    top_indices,
+    top_k_overlap,
+)
 
 A = np.array([1.0, 2.0, 3.0, 4.0])
 B = np.array([1.0, 3.0, 2.0, 4.0])
@@ -87,3 +95,37 @@ def test_rank_correlations_equal_scipys_bit_for_bit_ties_included(length: int):
             continue
         assert kendall_tau(a, b) == float(stats.kendalltau(a, b, variant="b").statistic)
         assert spearman_rho(a, b) == float(stats.spearmanr(a, b).statistic)
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 7, 26, 120])
+def test_every_pair_at_once_gives_the_statistics_of_each_pair(length: int):
+    """The matrices an example's methods are compared with: Kendall and top-k exactly, Spearman to rounding."""
+    generator = np.random.default_rng(length)
+    rows = generator.normal(size=(6, length))
+    rows[1] = generator.integers(0, 4, size=length)  # many ties
+    rows[2, : length // 2] = rows[2, -1:].sum()  # a run of ties
+    rows[3] = 1.5  # constant: undefined
+    rows[4] = rows[0] ** 3  # the same ranking as row 0
+    columns = np.concatenate([rows[[0, 3, 4]], generator.normal(size=(2, length))]).astype(np.float32)  # heads' dtype
+    tau, rho = pairwise_kendall_tau(rows, columns), pairwise_spearman_rho(rows, columns)
+    overlap = pairwise_top_k_overlap(rows, columns, 3)
+    assert tau.shape == rho.shape == overlap.shape == (6, 5)
+    for m, r in np.ndindex(6, 5):
+        assert (
+            tau[m, r] == kendall_tau(rows[m], columns[r])
+            or np.isnan(tau[m, r])
+            and np.isnan(kendall_tau(rows[m], columns[r]))
+        )
+        assert rho[m, r] == pytest.approx(spearman_rho(rows[m], columns[r]), abs=1e-14, nan_ok=True)
+        assert overlap[m, r] == top_k_overlap(rows[m], columns[r], 3) or length == 0 and np.isnan(overlap[m, r])
+    if length >= 2:
+        assert tau[4, 0] == pytest.approx(1.0) and rho[4, 0] == pytest.approx(1.0)
+        assert np.isnan(tau[3]).all() and np.isnan(rho[:, 1]).all()
+
+
+def test_every_pair_at_once_refuses_mismatched_lengths():
+    for pairwise in (pairwise_kendall_tau, pairwise_spearman_rho):
+        with pytest.raises(ValueError, match="differ in length"):
+            pairwise(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="differ in length"):
+        pairwise_top_k_overlap(np.zeros((2, 3)), np.zeros((2, 4)), 2)
