@@ -218,3 +218,15 @@ def test_decompx_per_token_logits_sum_to_the_default_models_logit(quick_cache):
     logits = context.model_pass.logits.gather(1, context.targets[:, None])[:, 0].tolist()
     for record, logit in zip(decompx(context, MethodOptions()), logits, strict=True):
         assert record.scores.sum() == pytest.approx(logit, abs=1e-3)
+
+
+def test_auto_precision_is_resolved_before_it_keys_the_cache(monkeypatch):
+    preset = PRESETS["movie-snippets"]
+    assert preset.training.precision == "auto"
+    for native, precision in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(presets, "native_bfloat16", lambda native=native: native)
+        assert presets.resolved(preset.training).precision == precision
+        assert model_dir(preset) == model_dir(preset_with_training(preset, precision=precision))
+    assert model_dir(preset_with_training(preset, precision="bfloat16")) != model_dir(
+        preset_with_training(preset, precision="float32")
+    )
