@@ -1,8 +1,7 @@
 """Padding and chunking of a batch's rows: the plumbing of every chunked model call.
 
 Rows are padded on the right (example ``i`` occupies positions ``0 .. T_i - 1``), and length-sorted rows
-are cut into consecutive chunks whose padded size (rows x longest length) stays under a token budget and
-whose padding costs less than another model call would.
+are cut into consecutive chunks whose padded size (rows x longest length) stays under a token budget.
 """
 
 from __future__ import annotations
@@ -29,26 +28,17 @@ def right_pad(sequences: Sequence[tuple[np.ndarray, np.ndarray]], pad_id: int) -
     return input_ids, types, mask
 
 
-CHUNK_OVERHEAD_TOKENS = 64
-"""What starting another model call costs, in padded tokens' worth of work (see ``chunks_under_budget``).
-
-Measured on the default model, 2 cores: forward passes of 1 to 256 rows of 8 to 64 tokens fit 8.4 ms a call
-plus 0.15 ms a token, 56 tokens' worth a call."""
-
-
-def chunks_under_budget(lengths: Sequence[int], budget: int, overhead: int = CHUNK_OVERHEAD_TOKENS) -> list[list[int]]:
+def chunks_under_budget(lengths: Sequence[int], budget: int) -> list[list[int]]:
     """Consecutive index chunks whose rows x longest length stays within ``budget`` (at least one row).
 
-    ``lengths`` should be sorted ascending so that chunks are nearly unpadded. A chunk also ends early where
-    the next row would widen it by more padding (``rows × the widening``) than starting a new model call
-    costs (``overhead`` tokens' worth): short rows otherwise span many lengths in one chunk.
+    ``lengths`` should be sorted ascending so that chunks are nearly unpadded.
     """
     chunks: list[list[int]] = []
     current: list[int] = []
     widest = 0
     for index, length in enumerate(lengths):
         wider = max(widest, length)
-        if current and ((len(current) + 1) * wider > budget or (wider - widest) * len(current) > overhead):
+        if current and (len(current) + 1) * wider > budget:
             chunks.append(current)
             current, wider = [], length
         current.append(index)

@@ -16,15 +16,6 @@ def test_chunks_cover_every_row_once_and_stay_under_budget():
         assert len(chunk) == 1 or len(chunk) * max(lengths[i] for i in chunk) <= 12
 
 
-def test_a_chunk_ends_where_widening_it_pads_more_than_another_call_costs():
-    lengths = [5] * 10 + [6] + [20] * 2
-    # widening ten rows of 5 to 6 pads 10 tokens; then one row of 6 to 20 pads 14, eleven rows of 6 pad 154
-    assert chunks_under_budget(lengths, 1000, overhead=8) == [list(range(10)), [10], [11, 12]]
-    assert chunks_under_budget(lengths, 1000, overhead=100) == [list(range(11)), [11, 12]]
-    assert chunks_under_budget(lengths, 1000, overhead=200) == [list(range(13))]
-    assert chunks_under_budget(lengths, 40, overhead=200) == [list(range(8)), [8, 9, 10], [11, 12]]  # the budget
-
-
 def test_rows_are_padded_on_the_right_with_the_pad_id_and_masked():
     sequences = [(np.array([5, 6, 7]), np.array([0, 1, 1])), (np.array([8]), np.array([0]))]
     input_ids, types, mask = right_pad(sequences, pad_id=1)
