@@ -230,3 +230,24 @@ def test_auto_precision_is_resolved_before_it_keys_the_cache(monkeypatch):
     assert model_dir(preset_with_training(preset, precision="bfloat16")) != model_dir(
         preset_with_training(preset, precision="float32")
     )
+
+
+def test_build_default_trains_in_the_precision_asked_for_and_says_which(monkeypatch, capsys, tmp_path):
+    from flows.cli import main
+
+    built = []
+
+    def fake_ensure_model(preset, progress=None):
+        built.append(preset)
+        training = {"precision": presets.resolved(preset.training).precision}
+        (tmp_path / presets.MANIFEST).write_text(json.dumps({"training": training, "accuracy": {}}))
+        return tmp_path
+
+    monkeypatch.setattr(presets, "ensure_model", fake_ensure_model)
+    assert main(["build-default", "--training-precision", "float32"]) == 0
+    assert built[-1].training.precision == "float32"
+    assert "training precision: float32" in capsys.readouterr().out
+    monkeypatch.setattr(presets, "native_bfloat16", lambda: True)
+    assert main(["build-default"]) == 0
+    assert built[-1].training.precision == "auto"
+    assert "training precision: bfloat16" in capsys.readouterr().out
