@@ -298,18 +298,67 @@ class BatchContext:
         """
         adapter, model = self.bundle.adapter, self.bundle.model
         hidden = self.model_pass.hidden_states[start]
+
+        def logits(members: np.ndarray, selected: torch.Tensor, width: int) -> torch.Tensor:
+            mask = self.attention_mask[selected, :width]
+            return adapter.logits_from(model, hidden[selected, :width], mask, start, edit_for(members))
+
+        return self._chunked_probabilities(rows, start, logits)
+
+    def probabilities_after_layer(
+        self,
+        rows: np.ndarray,
+        layer: int,
+        output_for: Callable[[np.ndarray, torch.Tensor, int], torch.Tensor],
+    ) -> torch.Tensor:
+        """``p(x)`` from given outputs of layer ``layer``: layers ``layer + 1 .. L-1`` run on them, then the head.
+
+        For interventions that compute the changed layer's output without running it (head masking on a
+        post-LN encoder, ``tasks.explain.clean_mixing``).
+
+        Args:
+            rows: ``[N]`` batch row (example) of each run; rows may repeat.
+            layer: The layer whose output ``output_for`` gives; the layers below are left as they are.
+            output_for: ``(members, selected, width) -> [n, W', D]``: the layer's output of the runs
+                ``members`` (indices into ``rows``, chunk order) for the batch rows ``selected``, padded to
+                ``W'``; for the last layer ``[n, 1, D]`` at ``c`` only.
+
+        Returns:
+            ``[N, C]`` class probabilities, in the order of ``rows``.
+        """
+        adapter, model = self.bundle.adapter, self.bundle.model
+        last = layer == self.bundle.num_layers - 1
+
+        def logits(members: np.ndarray, selected: torch.Tensor, width: int) -> torch.Tensor:
+            output = output_for(members, selected, width)
+            if last:
+                return adapter.head(model, output[:, 0])
+            return adapter.logits_from(model, output, self.attention_mask[selected, :width], layer + 1)
+
+        return self._chunked_probabilities(rows, layer, logits)
+
+    def _chunked_probabilities(
+        self,
+        rows: np.ndarray,
+        start: int,
+        logits_of: Callable[[np.ndarray, torch.Tensor, int], torch.Tensor],
+    ) -> torch.Tensor:
+        """Class probabilities of runs through layers ``start .. L-1``, in length-sorted chunks under the budget.
+
+        ``logits_of(members, selected, width)`` gives a chunk's logits; each run counts one forward row and
+        its tokens weighted by the share of layers run.
+        """
         lengths = self.lengths[rows]
         order = np.argsort(lengths, kind="stable")
         probabilities = torch.empty((len(rows), self.model_pass.logits.shape[1]), dtype=torch.float64)
         share = (self.bundle.num_layers - start) / self.bundle.num_layers
+        device = self.model_pass.hidden_states[0].device
         for chunk in chunks_under_budget(lengths[order].tolist(), self.token_budget):
             members = order[chunk]
             width = int(lengths[members].max())
-            selected = torch.as_tensor(rows[members], device=hidden.device)
+            selected = torch.as_tensor(rows[members], device=device)
             with torch.inference_mode():
-                logits = adapter.logits_from(
-                    model, hidden[selected, :width], self.attention_mask[selected, :width], start, edit_for(members)
-                )
+                logits = logits_of(members, selected, width)
             probabilities[torch.as_tensor(members)] = torch.softmax(logits.double(), dim=-1).cpu()
             self.counter.forward_rows += len(members)
             self.counter.forward_tokens += round(float(lengths[members].sum()) * share)

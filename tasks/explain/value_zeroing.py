@@ -40,13 +40,13 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from tasks.config import MethodOptions
 from tasks.explain.batching import chunks_under_budget
+from tasks.explain.clean_mixing import CleanMixing, clean_mixing, layer_output
 from tasks.explain.passes import BatchContext
 from tasks.model.adapters.base import ModelAdapter
 from tasks.model.attention_hook import AttentionEdit
@@ -82,52 +82,6 @@ def zero_value_columns(columns: torch.Tensor) -> AttentionEdit:
     return edit
 
 
-@dataclass(frozen=True)
-class CleanMixing:
-    """One post-LN layer's attention block on the clean batch, what every zeroing of it starts from.
-
-    ``LN1(u) = γ ⊙ P u / σ(u) + β``, with ``P`` the centring over features and ``σ(u)`` the standard deviation,
-    is affine up to its scale, so the feed-forward block's first map through it is ``N = W1 diag(γ) P`` up to
-    that scale (``_post_norm_outputs``).
-
-    Attributes:
-        residual: ``z = x + W_O (A V) + b_O``, ``LN1``'s input, ``[B, W, D]``.
-        values: ``v_j = x_j W_V + b_V`` by head, ``[B, W, H, d]``.
-        mapped_residual: ``N z``, ``[B, W, F]``.
-        head_maps: ``W_O^h`` and ``N W_O^h`` by head, side by side, ``[H, d, D + F]``.
-        offset: ``W1 β + b1``, ``[F]``.
-    """
-
-    residual: torch.Tensor
-    values: torch.Tensor
-    mapped_residual: torch.Tensor
-    head_maps: torch.Tensor
-    offset: torch.Tensor
-
-
-def _clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
-    """Layer ``layer``'s ``CleanMixing`` from the model pass's hidden states and attention probabilities."""
-    bundle = context.bundle
-    parts = bundle.adapter.layer_parts(bundle.model, layer)
-    hidden = context.model_pass.hidden_states[layer]
-    values = parts.value(hidden)
-    values = values.view(*values.shape[:2], parts.heads, -1)
-    mixed = torch.einsum("bhij,bjhd->bihd", context.model_pass.attentions[layer], values).flatten(2)
-    residual = hidden + parts.output(mixed)
-    first, norm = parts.intermediate, parts.norm1
-    scaled = first.weight * norm.weight  # W1 diag(γ)
-    mapped = scaled - scaled.mean(dim=1, keepdim=True)  # N = W1 diag(γ) P
-    offset = first.weight @ norm.bias if norm.bias is not None else torch.zeros_like(first.weight[:, 0])
-    maps = torch.cat([parts.output.weight, mapped @ parts.output.weight])  # [D + F, H·d]
-    return CleanMixing(
-        residual=residual,
-        values=values,
-        mapped_residual=torch.nn.functional.linear(residual, mapped),
-        head_maps=maps.T.reshape(parts.heads, -1, len(maps)).contiguous(),
-        offset=offset if first.bias is None else offset + first.bias,
-    )
-
-
 def _post_norm_outputs(
     context: BatchContext,
     clean: list[CleanMixing],
@@ -138,21 +92,10 @@ def _post_norm_outputs(
 ) -> list[torch.Tensor]:
     """A post-LN encoder's layer outputs with value column ``columns[r]`` zeroed in run ``r``, ``NOT_ZEROED`` none.
 
-    Such a layer is ``LN2(y + W2 act(W1 y + b1) + b2)`` with ``y = LN1(z)``, ``z_i = x_i + W_O Σ_k A[i,k] v_k +
-    b_O``, so zeroing ``v_j`` subtracts ``δ_i = Σ_h A_h[i,j] f_h(v_j)``, ``f_h(v) = W_O^h v^h``, from the clean
-    ``z_i`` (``CleanMixing``): one ``f_h(v_j)`` per run, then ``LN1``, the feed-forward block and ``LN2`` of the
-    layer's own modules (``LayerParts``). The query, key, value and output projections and the softmax, more
-    than a third of a layer's work, are not repeated for each run.
-
-    Nor is the feed-forward block's first map on every position of every run. With ``N = W1 diag(γ) P``
-    (``CleanMixing``),
-
-    ``W1 LN1(z_i − δ_i) + b1 = (N z_i − Σ_h A_h[i,j] N W_O^h v_j^h) / σ(z_i − δ_i) + W1 β + b1``,
-
-    so ``N`` maps each clean position once per batch and ``N W_O^h`` each run's value vectors once; per position
-    of a run there remain a product over the ``H`` heads, the scale and the offset, about a thirtieth of the
-    map (``H`` terms instead of ``D``). The activation, ``W2`` and ``LN2`` run per position as before. Outputs as
-    ``ModelAdapter.patched_layer_outputs``' (the last layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
+    Zeroing ``v_j`` takes ``δ_i = Σ_h A_h[i,j] W_O^h v_j^h`` away from the clean ``z_i``, and ``N δ_i`` from ``N z_i``
+    (``tasks.explain.clean_mixing``): ``W_O^h v_j^h`` and ``N W_O^h v_j^h`` once per run, then per position of a
+    run a product over the ``H`` heads (``H`` terms instead of ``D``), ``LN1``, the activation, ``W2`` and ``LN2``.
+    Outputs as ``ModelAdapter.patched_layer_outputs``' (the last layer's ``[n, 1, D]`` at ``c`` with ``last_at_c``).
     """
     bundle, attentions = context.bundle, context.model_pass.attentions
     rows = torch.arange(len(selected), device=selected.device)
@@ -164,7 +107,7 @@ def _post_norm_outputs(
     last = bundle.num_layers - 1
     outputs = []
     for layer in range(bundle.num_layers):
-        parts, mixing = bundle.adapter.layer_parts(bundle.model, layer), clean[layer]
+        mixing = clean[layer]
         at_c = last_at_c and layer == last
         weights = attentions[layer][selected, :, :width, column] * zeroing[:, None, None]  # [n, H, W']: A_h[i, j]
         residual = mixing.residual[selected, :width]
@@ -175,9 +118,6 @@ def _post_norm_outputs(
             [residual.shape[-1], mixing.offset.shape[0]], dim=-1
         )
         residual = torch.baddbmm(residual, weights.transpose(1, 2), heads, alpha=-1.0)  # z_i − δ_i
-        norm = parts.norm1
-        # LN1(z_i − δ_i) and 1 / σ(z_i − δ_i), both as the module computes them
-        normed, _, scale = torch.native_layer_norm(residual, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         mapped = residual.new_empty((*residual.shape[:2], mapped_heads.shape[-1]))
         for example, members in groups:  # N z_i − Σ_h A_h[i, j] N W_O^h v_j^h, from a view of the example's N z
             clean_map = mixing.mapped_residual[example]
@@ -189,8 +129,7 @@ def _post_norm_outputs(
                 alpha=-1.0,
                 out=mapped[members[0] : members[-1] + 1],
             )
-        hidden = parts.activation(mapped.mul_(scale).add_(mixing.offset))  # act(W1 LN1(z_i − δ_i) + b1)
-        outputs.append(parts.norm2(normed + parts.ffn_output(hidden)))
+        outputs.append(layer_output(mixing, residual, mapped))
     return outputs
 
 
@@ -272,7 +211,7 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_
     layers = range(context.bundle.num_layers) if context.bundle.adapter.post_norm else range(0)
     _ = context.model_pass  # outside inference mode: the pass may differentiate
     with torch.inference_mode():
-        mixing = [_clean_mixing(context, layer) for layer in layers]
+        mixing = [clean_mixing(context, layer) for layer in layers]
     _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean, last_at_c, mixing)
     _run_chunks(context, rows, columns, reduce, last_at_c, mixing)
     return cosines

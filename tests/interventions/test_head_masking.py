@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
 from tasks.explain.passes import BatchContext
-from tasks.interventions.head_masking import head_masking
+from tasks.interventions.head_masking import head_mask_edit, head_masking
 from tasks.interventions.mechanism import tvd
 from tests.interventions.shared import OPTIONS, original_probabilities
 
@@ -29,3 +30,22 @@ def test_masking_a_head_equals_removing_its_value_projection(tiny_bundle, exampl
     for row, example in enumerate(examples):
         assert ours[example.example_id] == pytest.approx(expected[row], abs=1e-6)
     assert len(values) == 2 * len(examples) * tiny_bundle.num_layers * tiny_bundle.num_heads
+
+
+def test_on_a_post_ln_encoder_the_masked_layer_from_its_clean_block_equals_running_it_with_the_head_zeroed(
+    tiny_bundle, examples
+):
+    context = BatchContext(tiny_bundle, examples, need_gradients=False)
+    values = head_masking(context, OPTIONS)
+    heads = tiny_bundle.num_heads
+    rows = np.repeat(np.arange(len(examples)), heads)
+    masked = torch.as_tensor(np.tile(np.arange(heads), len(examples)))
+    for layer in range(tiny_bundle.num_layers):  # the last layer is computed at c alone
+        edited = context.intervened_probabilities(
+            rows, layer, lambda members, layer=layer: head_mask_edit(layer, masked[torch.as_tensor(members)])
+        )
+        expected = tvd(original_probabilities(context)[torch.as_tensor(rows)], edited).numpy()
+        ours = {(v.example_id, v.head): v.value for v in values if v.layer == layer and v.statistic == "tvd"}
+        for run, (row, head) in enumerate(zip(rows.tolist(), masked.tolist(), strict=True)):
+            assert ours[examples[row].example_id, head] == pytest.approx(expected[run], abs=1e-6)
+        assert expected.max() > 1e-4  # masking a head moves the output: the comparison is not vacuous

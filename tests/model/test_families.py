@@ -23,6 +23,7 @@ from tasks.explain.gradients import completeness_holds
 from tasks.explain.passes import BatchContext
 from tasks.explain.registry import METHODS
 from tasks.explain.value_zeroing import value_zeroing_maps, value_zeroing_rollout
+from tasks.interventions.head_masking import head_mask_edit
 from tasks.interventions.mechanism import tvd
 from tasks.interventions.registry import INTERVENTIONS, run_interventions
 from tasks.model.bundle import ModelBundle
@@ -319,12 +320,13 @@ def test_every_intervention_runs_and_gives_changes_within_their_range(bundle, co
             assert -1e-9 <= value.value <= 1 + 1e-9
 
 
-def test_masking_a_head_equals_zeroing_its_columns_of_the_output_projection(bundle, context):
+@pytest.mark.parametrize("depth", ["first", "last"])
+def test_masking_a_head_equals_zeroing_its_columns_of_the_output_projection(bundle, context, depth):
     if not editable(bundle):
         pytest.skip("the family's attention cannot be replaced (see the not-applicable test)")
     if bundle.model.config.model_type == "albert":
         pytest.skip("ALBERT shares one layer's weights across depths: zeroing them masks the head at every depth")
-    layer, head = 0, 1
+    layer, head = 0 if depth == "first" else bundle.num_layers - 1, 1
     values = run_interventions(context, InterventionOptions(), ["head_masking"])
     ours = [v.value for v in values if v.layer == layer and v.head == head and v.statistic == "tvd"]
     model = copy.deepcopy(bundle.model)
@@ -335,6 +337,23 @@ def test_masking_a_head_equals_zeroing_its_columns_of_the_output_projection(bund
         logits = torch.stack([own_logits(model, e.input_ids) for e in context.examples])
     expected = tvd(torch.softmax(context.model_pass.logits.double(), -1), torch.softmax(logits, -1))
     np.testing.assert_allclose(ours, expected.numpy(), atol=1e-6)
+
+
+def test_masking_every_head_of_every_layer_equals_the_forward_with_its_probabilities_zeroed(bundle, context):
+    """Post-LN encoders compute the masked layer from its clean attention block (ALBERT's shared layer too)."""
+    if not editable(bundle):
+        pytest.skip("the family's attention cannot be replaced (see the not-applicable test)")
+    values = run_interventions(context, InterventionOptions(), ["head_masking"])
+    heads = bundle.num_heads
+    rows = np.repeat(np.arange(len(context.examples)), heads)
+    masked = torch.as_tensor(np.tile(np.arange(heads), len(context.examples)))
+    original = torch.softmax(context.model_pass.logits.double(), -1)[torch.as_tensor(rows)]
+    for layer in range(bundle.num_layers):
+        edited = context.intervened_probabilities(
+            rows, layer, lambda members, layer=layer: head_mask_edit(layer, masked[torch.as_tensor(members)])
+        )
+        ours = [v.value for v in values if v.layer == layer and v.statistic == "tvd"]  # example-major, then head
+        np.testing.assert_allclose(ours, tvd(original, edited).numpy(), atol=1e-6)
 
 
 VALUE_PROJECTIONS = (".value", ".v_lin", ".v_proj", ".c_attn")
