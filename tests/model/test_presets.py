@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ from tasks.model import presets
 from tasks.model.loading import load_model, weights_fingerprint
 from tasks.model.presets import PRESETS, ensure_model, model_dir, preset_with_training
 
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = {"max_train_examples": 96, "epochs": 1}
 """A training budget of seconds: the real build path, not a useful model."""
 QUICK_TEST_ACCURACY = {"movie-snippets": 559 / 1063, "bbc-news": 73 / 228}
@@ -63,6 +65,54 @@ def test_a_failed_build_leaves_no_model_behind(cache, monkeypatch):
         ensure_model(PRESETS["movie-snippets"])
     assert not model_dir(PRESETS["movie-snippets"]).exists()
     assert list((cache / "models").iterdir()) == []
+
+
+def test_a_build_killed_with_sigkill_leaves_a_staging_folder_that_the_next_build_removes(cache, monkeypatch):
+    # a build that stops forever once its staging folder holds a half-written file, in a process of its own
+    script = (
+        "import time\n"
+        "from tasks.model import presets\n"
+        "def build(preset, out, progress=None):\n"
+        "    (out / 'model.safetensors').write_text('half')\n"
+        "    time.sleep(3600)\n"
+        "presets.build_model = build\n"
+        "presets.ensure_model(presets.PRESETS['movie-snippets'])\n"
+    )
+    builder = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        models = cache / "models"
+        half_written, deadline = None, time.monotonic() + 300  # a bound against a hang, not a timing claim
+        while half_written is None and builder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the build is under way
+            half_written = next(models.glob(".movie-snippets-*/model.safetensors"), None) if models.exists() else None
+        assert half_written is not None, "the build process ended (or hung) before writing its staging folder"
+        assert presets.remove_abandoned_builds(model_dir(PRESETS["movie-snippets"])) == []  # it is still building
+    finally:
+        builder.kill()
+        builder.wait()
+    staging = half_written.parent
+
+    def fake_build(preset, out, progress=None):
+        (out / presets.MANIFEST).write_text("{}")
+        return {}
+
+    monkeypatch.setattr(presets, "build_model", fake_build)
+    said: list[str] = []
+    folder = ensure_model(PRESETS["movie-snippets"], progress=said.append)
+    assert not staging.exists() and said == [f"removed {staging}, left by a build that did not finish"]
+    assert sorted(p.name for p in (cache / "models").iterdir()) == [folder.name]
+    assert sorted(p.name for p in folder.iterdir()) == [presets.MANIFEST]  # the lock file is not in the model
+
+
+def test_a_staging_folder_without_a_lock_file_is_removed_only_once_it_is_old(cache):
+    target = model_dir(PRESETS["movie-snippets"])
+    young, old = target.parent / f".{target.name}-young", target.parent / f".{target.name}-old"
+    for folder in (young, old):
+        folder.mkdir(parents=True)
+    long_ago = old.stat().st_mtime - presets.ABANDONED_AFTER_S - 1
+    os.utime(old, (long_ago, long_ago))
+    assert presets.remove_abandoned_builds(target) == [old]
+    assert young.exists() and not old.exists()
 
 
 def test_the_training_configuration_is_part_of_the_cache_key():
