@@ -1,13 +1,15 @@
 """What a run is: its identity, its manifest, and the plan of batches still to compute.
 
 A run's id is a hash of everything that decides its numbers: the model, data and method parts of the
-configuration, the weights' fingerprint, the data's fingerprint and the tool's version. Running the
-same configuration again therefore finds its run in the database and computes only the examples that
-are not stored yet.
+configuration, the weights' fingerprint, the data's fingerprint, the tool's version and a fingerprint of
+its source (``source_fingerprint``). Running the same configuration again with the same code therefore
+finds its run in the database and computes only the examples that are not stored yet; after the code
+changed, it starts a new run rather than mixing the numbers of two versions in one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from dataclasses import dataclass
 from functools import cached_property
@@ -116,6 +118,7 @@ def plan_run(config: AuditConfig) -> RunPlan:
         "model": bundle.fingerprint,
         "data": corpus.fingerprint,
         "attention_audit": __version__,
+        "source": source_fingerprint(),
     }
     if config.methods.explanations:
         frame = imported.read_explanations(Path(config.methods.explanations))
@@ -219,7 +222,10 @@ def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> di
             "examples": len(corpus),
             "source": corpus.source,
         },
-        "versions": {"attention-audit": __version__, **{name: _version(name) for name in TRACKED_PACKAGES}},
+        "versions": {
+            "attention-audit": f"{__version__} (source {source_fingerprint()})",
+            **{name: _version(name) for name in TRACKED_PACKAGES},
+        },
         "platform": f"{platform.platform()}, Python {platform.python_version()}, {platform.machine()}",
         "device": str(bundle.device),
         "removal_check": {
@@ -229,6 +235,24 @@ def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> di
             "seed": config.methods.seed,
         },
     }
+
+
+SOURCE = Path(__file__).resolve().parents[1]
+"""The ``tasks`` package: the code that computes every stored number."""
+
+
+def source_fingerprint(root: Path = SOURCE) -> str:
+    """SHA-256 (first 12 hex digits) of every ``.py`` file under ``root``: its relative path, then its bytes.
+
+    ``__version__`` changes only with a release, so without this a run resumed after an edit of the code
+    would store numbers of two versions under one id.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        for part in (path.relative_to(root).as_posix().encode(), path.read_bytes()):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+    return digest.hexdigest()[:12]
 
 
 def _version(distribution: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 from tasks.config import AuditConfig
 from tasks.errors import AuditError
 from tasks.model.adapters import adapter_for
+from tasks.pipeline import plan
 from tasks.pipeline.plan import check_layers, not_applicable, plan_run, without
 from tasks.verdict.resolve import resolve
 from tests.conftest import SAMPLES
@@ -39,6 +40,29 @@ def test_the_run_id_depends_on_what_decides_the_numbers_only(tiny_model_dir):
     assert plan_run(config_for(tiny_model_dir, interventions={"permutation_draws": 9})).run_id != base.run_id
     assert base.manifest["model"]["fingerprint"] and base.manifest["data"]["fingerprint"]
     assert [e.example_id for e in base.examples] == [f"h{i:02d}" for i in range(1, 13)]
+
+
+def test_the_run_id_changes_with_the_code_that_computes_the_numbers(tiny_model_dir, monkeypatch):
+    base = plan_run(config_for(tiny_model_dir))
+    assert plan_run(config_for(tiny_model_dir)).run_id == base.run_id
+    assert base.manifest["versions"]["attention-audit"].endswith(f"(source {plan.source_fingerprint()})")
+    monkeypatch.setattr(plan, "source_fingerprint", lambda: "edited")
+    assert plan_run(config_for(tiny_model_dir)).run_id != base.run_id
+
+
+def test_the_source_fingerprint_covers_every_python_file_by_path_and_content(tmp_path):
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "method.py").write_text("SCALE = 1\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = plan.source_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("edited, still not code")
+    assert plan.source_fingerprint(tmp_path) == first
+    (tmp_path / "stage" / "method.py").write_text("SCALE = 2\n")
+    edited = plan.source_fingerprint(tmp_path)
+    assert edited != first
+    (tmp_path / "stage" / "method.py").rename(tmp_path / "stage" / "renamed.py")
+    assert plan.source_fingerprint(tmp_path) not in (first, edited)
+    assert plan.source_fingerprint() == plan.source_fingerprint(Path(plan.__file__).parents[1])
 
 
 def test_batches_cover_only_the_examples_not_stored_yet(tiny_model_dir):
