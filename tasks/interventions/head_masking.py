@@ -60,6 +60,7 @@ def masked_head_outputs(
     Returns:
         ``[n, W', D]``, or ``[n, 1, D]`` with ``at``.
     """
+    heads = heads.to(selected.device)
     if at is None:
         removed = mixing.head_contexts[selected, :width, heads]  # (A_h V_h)_i, [n, W', d]
         residual, mapped = mixing.residual[selected, :width], mixing.mapped_residual[selected, :width]
