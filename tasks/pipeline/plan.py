@@ -107,7 +107,8 @@ def plan_run(config: AuditConfig) -> RunPlan:
     check_layers(config, bundle)
     corpus = load_corpus(config.data)
     examples = encode_corpus(corpus.frame, bundle.tokenizer, bundle.labels, config.data.max_length)
-    manifest = run_manifest(config, bundle, corpus)
+    source = source_fingerprint()
+    manifest = run_manifest(config, bundle, corpus, source)
     data = config.data
     if data.target_precision is not None and data.limit is not None:
         manifest["data"]["sample"] = sample_record(
@@ -118,7 +119,7 @@ def plan_run(config: AuditConfig) -> RunPlan:
         "model": bundle.fingerprint,
         "data": corpus.fingerprint,
         "attention_audit": __version__,
-        "source": source_fingerprint(),
+        "source": source,
     }
     if config.methods.explanations:
         frame = imported.read_explanations(Path(config.methods.explanations))
@@ -199,8 +200,12 @@ def check_layers(config: AuditConfig, bundle: ModelBundle) -> None:
             )
 
 
-def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> dict[str, Any]:
-    """Everything a reviewer needs to trace the run: what was audited, with what, where."""
+def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus, source: str | None = None) -> dict[str, Any]:
+    """Everything a reviewer needs to trace the run: what was audited, with what, where.
+
+    ``source`` is the code's ``source_fingerprint``, computed here when not given.
+    """
+    source = source or source_fingerprint()
     return {
         "model": {
             "name_or_path": config.model.name_or_path,
@@ -223,7 +228,7 @@ def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus) -> di
             "source": corpus.source,
         },
         "versions": {
-            "attention-audit": f"{__version__} (source {source_fingerprint()})",
+            "attention-audit": f"{__version__} (source {source})",
             **{name: _version(name) for name in TRACKED_PACKAGES},
         },
         "platform": f"{platform.platform()}, Python {platform.python_version()}, {platform.machine()}",
