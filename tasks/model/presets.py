@@ -181,7 +181,8 @@ def ensure_model(preset: Preset, progress: Callable[[str], None] | None = None) 
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in remove_abandoned_builds(target):
-        (progress or (lambda message: None))(f"removed {folder}, left by a build that did not finish")
+        if progress is not None:
+            progress(f"removed {folder}, left by a build that did not finish")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         with _building(staging):
