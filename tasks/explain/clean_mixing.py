@@ -64,7 +64,17 @@ class CleanMixing:
 
 
 def clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
-    """Layer ``layer``'s ``CleanMixing`` from the model pass's hidden states and attention probabilities."""
+    """Layer ``layer``'s ``CleanMixing`` from the model pass's hidden states and attention probabilities.
+
+    The model pass is computed first if needed, outside inference mode (other methods differentiate through
+    it); the block itself is computed in inference mode.
+    """
+    _ = context.model_pass
+    with torch.inference_mode():
+        return _clean_mixing(context, layer)
+
+
+def _clean_mixing(context: BatchContext, layer: int) -> CleanMixing:
     bundle = context.bundle
     parts = bundle.adapter.layer_parts(bundle.model, layer)
     hidden = context.model_pass.hidden_states[layer]

@@ -209,9 +209,7 @@ def _cosines(context: BatchContext, rows: np.ndarray, columns: np.ndarray, last_
                 cosines[runs, layer, : output.shape[1]] = similarity
 
     layers = range(context.bundle.num_layers) if context.bundle.adapter.post_norm else range(0)
-    _ = context.model_pass  # outside inference mode: the pass may differentiate
-    with torch.inference_mode():
-        mixing = [clean_mixing(context, layer) for layer in layers]
+    mixing = [clean_mixing(context, layer) for layer in layers]
     _run_chunks(context, np.arange(count), np.full(count, NOT_ZEROED), keep_clean, last_at_c, mixing)
     _run_chunks(context, rows, columns, reduce, last_at_c, mixing)
     return cosines

@@ -79,9 +79,7 @@ def _masked_outputs_for(
     context: BatchContext, layer: int, masked_heads: torch.Tensor
 ) -> Callable[[np.ndarray, torch.Tensor, int], torch.Tensor]:
     """``output_for`` of ``BatchContext.probabilities_after_layer``: run ``n`` masks head ``masked_heads[n]``."""
-    _ = context.model_pass  # outside inference mode: other interventions differentiate through it
-    with torch.inference_mode():
-        mixing = clean_mixing(context, layer)
+    mixing = clean_mixing(context, layer)
     last = layer == context.bundle.num_layers - 1
 
     def output_for(members: np.ndarray, selected: torch.Tensor, width: int) -> torch.Tensor:
