@@ -30,6 +30,7 @@ from tasks.model import attention_hook
 from tasks.model.adapters import adapter_for
 from tasks.model.adapters.base import ModelAdapter
 from tasks.model.bundle import ModelBundle
+from tasks.model.packed_linear import pack_linears
 from tasks.model.presets import PRESETS, ensure_model, read_manifest
 
 HEAD_PREFIXES = ("classifier", "score", "classification_head", "logits_proj", "pre_classifier")
@@ -180,8 +181,13 @@ def _load_tokenizer(location: str, spec: ModelSpec, model: Any, common: dict[str
 
 
 def _place(model: Any, spec: ModelSpec) -> None:
-    """Eval mode, on the asked device, in the asked precision (half precision only on a GPU)."""
+    """Eval mode, on the asked device, in the asked precision (half precision only on a GPU).
+
+    The weights are frozen (the audit differentiates inputs and attention, never the weights), and on
+    CPU in float32 the linear layers run through oneDNN with packed weights (``tasks.model.packed_linear``).
+    """
     model.eval()
+    model.requires_grad_(False)
     device = _device(spec)
     if spec.precision != "float32" and device.type != "cuda":
         raise AuditError(
@@ -190,6 +196,8 @@ def _place(model: Any, spec: ModelSpec) -> None:
             "use --precision float32 on CPU, or --device cuda on a machine with a GPU",
         )
     model.to(device=device, dtype=getattr(torch, spec.precision))
+    if device.type == "cpu" and spec.precision == "float32":
+        pack_linears(model)
 
 
 def weights_fingerprint(location: str, spec: ModelSpec) -> str:
