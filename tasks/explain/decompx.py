@@ -72,6 +72,7 @@ from tasks.data.units import INDEX
 from tasks.explain.passes import BatchContext
 from tasks.model.adapters.base import ModelAdapter
 from tasks.model.adapters.decomposition import Decomposable, HeadStage, LayerParts, not_decomposable
+from tasks.model.packed_linear import weight_product
 from tasks.records import TokenScores
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -136,7 +137,7 @@ def linear(parts: torch.Tensor, module: nn.Linear, dtype: torch.dtype | None = N
 
     The result, and the sharing, are in ``dtype`` (the parts' own by default).
     """
-    out = (parts.to(PRODUCTS) @ module.weight.to(PRODUCTS).T).to(dtype or parts.dtype)
+    out = weight_product(parts.to(PRODUCTS), module.weight.to(PRODUCTS)).to(dtype or parts.dtype)
     return out if module.bias is None else split_bias(out, module.bias.to(out.dtype))
 
 
@@ -149,10 +150,10 @@ def attention_block(parts: torch.Tensor, layer: LayerParts, attention: torch.Ten
         attention: ``[H, T, T]`` its attention probabilities (rows are queries).
     """
     dtype = parts.dtype
-    values = parts.to(PRODUCTS) @ layer.value.weight.to(PRODUCTS).T  # [T(j), K, H·d]
+    values = weight_product(parts.to(PRODUCTS), layer.value.weight.to(PRODUCTS))  # [T(j), K, H·d]
     values = values.view(*values.shape[:2], layer.heads, -1)
     mixed = torch.einsum("hij,jkhd->ikhd", attention.to(PRODUCTS), values).flatten(2)
-    out = (mixed @ layer.output.weight.to(PRODUCTS).T).to(dtype)
+    out = weight_product(mixed, layer.output.weight.to(PRODUCTS)).to(dtype)
     bias = layer.output.weight.to(dtype) @ layer.value.bias.to(dtype) + layer.output.bias.to(dtype)
     return split_bias(out, bias)
 
