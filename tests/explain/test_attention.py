@@ -115,7 +115,8 @@ def test_gradient_weighted_rollout_accumulates_layer_by_layer():
 def test_attention_grad_uses_the_gradient_of_the_predicted_logit(context: BatchContext, tiny_bundle):
     example = context.examples[0]
     ids = torch.from_numpy(example.input_ids)[None]
-    output = tiny_bundle.model(input_ids=ids, output_attentions=True)
+    embeddings = tiny_bundle.model.get_input_embeddings()(ids).requires_grad_(True)  # the weights are frozen
+    output = tiny_bundle.model(inputs_embeds=embeddings, output_attentions=True)
     target = int(context.targets[0])
     grads = torch.autograd.grad(output.logits[0, target], output.attentions)
     expected = gradient_weighted_rollout([a.detach() for a in output.attentions], grads)[0, 0]
