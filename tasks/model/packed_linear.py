@@ -9,7 +9,8 @@ are the same; only the order of their sums differs, so outputs agree to float32 
 default model within 7e-6 of 2.8).
 
 ``pack_linears(model)`` turns every ``nn.Linear`` of a model into a ``PackedLinear`` (the class only:
-parameters, names, shared modules and ``state_dict`` stay as they are). Its forward uses the packed
+parameters, names, shared modules and ``state_dict`` stay as they are), unless their weights exceed
+``PACK_LIMIT_BYTES``: the packed copies take as much memory again. Its forward uses the packed
 weight for a float32 input on CPU when oneDNN is available (``available``), and ``F.linear`` otherwise.
 Gradients flow through ``PackedProduct``: ``∂L/∂x = ∂L/∂y · W``, itself a packed product with ``Wᵀ``;
 ``∂L/∂W`` and ``∂L/∂b`` only where the weight requires them (the audit never differentiates the weights).
@@ -32,6 +33,11 @@ from torch.nn import functional
 
 ROWS_HINT = 2048
 """The number of rows the packed layout is chosen for (the default token budget); any count works."""
+
+PACK_LIMIT_BYTES = 2**30
+"""The largest linear weights packed (1 GiB: about 270 million float32 parameters). The packed copies add as
+much memory again, and the transposed ones of the gradient passes as much once more; a larger model keeps
+MKL's product rather than triple its weights' memory."""
 
 _packed: dict[tuple[int, bool], tuple[weakref.ref[torch.Tensor], int, int, torch.Tensor]] = {}
 
@@ -117,11 +123,15 @@ class PackedLinear(nn.Linear):
         return PackedProduct.apply(input, self.weight, self.bias)
 
 
-def pack_linears(model: nn.Module) -> int:
-    """Make every ``nn.Linear`` of ``model`` a ``PackedLinear`` (if ``available``); returns how many."""
-    if not available():
-        return 0
+def pack_linears(model: nn.Module, limit_bytes: int = PACK_LIMIT_BYTES) -> int:
+    """Make every ``nn.Linear`` of ``model`` a ``PackedLinear``; returns how many.
+
+    None when oneDNN's product is not ``available`` or the linear layers' weights exceed ``limit_bytes``.
+    """
     linears = [module for module in model.modules() if type(module) is nn.Linear]
+    size = sum(module.weight.numel() * module.weight.element_size() for module in linears)
+    if not available() or size > limit_bytes:
+        return 0
     for module in linears:
         module.__class__ = PackedLinear
     return len(linears)

@@ -104,6 +104,15 @@ def test_a_deep_copy_is_packed_on_its_own():
     assert_equal_to_rounding(packed(x), plain(x))
 
 
+def test_a_model_whose_linear_weights_exceed_the_limit_keeps_nn_linear():
+    """Packing adds a copy of every weight: a large model is left as it is."""
+    model = nn.Sequential(nn.Linear(48, 24), nn.ReLU(), nn.Linear(24, 8))
+    weight_bytes = (48 * 24 + 24 * 8) * 4
+    assert pack_linears(model, limit_bytes=weight_bytes - 1) == 0
+    assert all(type(module) is not PackedLinear for module in model)
+    assert pack_linears(model, limit_bytes=weight_bytes) == 2
+
+
 def test_other_precisions_use_nn_linear_unchanged():
     packed, plain = packed_pair()
     packed.double()
