@@ -15,9 +15,10 @@ weight for a float32 input on CPU when oneDNN is available (``available``), and 
 Gradients flow through ``PackedProduct``: ``∂L/∂x = ∂L/∂y · W``, itself a packed product with ``Wᵀ``;
 ``∂L/∂W`` and ``∂L/∂b`` only where the weight requires them (the audit never differentiates the weights).
 
-The packed copy of a weight is cached beside it, keyed by the weight object, its storage and its
-version counter, so a weight changed in place (the sanity check's re-initialisation, ``load_state_dict``)
-or a deep copy is packed afresh; the cache entry goes when its weight does.
+The packed copy of a weight is cached here (not on the module, whose deep copy could not copy it), keyed
+by the weight object, its storage and its version counter, so a weight changed in place (the sanity
+check's re-initialisation, ``load_state_dict``) or a deep copy is packed afresh; the cache entry goes when
+its weight does.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class PackedLinear(nn.Linear):
 def pack_linears(model: nn.Module, limit_bytes: int = PACK_LIMIT_BYTES) -> int:
     """Make every ``nn.Linear`` of ``model`` a ``PackedLinear``; returns how many.
 
-    None when oneDNN's product is not ``available`` or the linear layers' weights exceed ``limit_bytes``.
+    Changes nothing (and returns 0) when oneDNN's product is not ``available`` or the linear layers' weights
+    exceed ``limit_bytes``.
     """
     linears = [module for module in model.modules() if type(module) is nn.Linear]
     size = sum(module.weight.numel() * module.weight.element_size() for module in linears)
