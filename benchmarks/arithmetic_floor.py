@@ -18,10 +18,12 @@ The stages of full passes are ``FULL_PASSES``. Interventions run the layers from
 count their tokens weighted by the share of layers run, which does not say the rows' lengths: they are
 listed with their seconds only, as are the stages that run no pass (DecompX, ALTI, GlobEnc, the agreement).
 
-The floor of a stage is its FLOP at the rate of this machine's float32 matrix product as torch runs it
-(``[rows × D]·[D × F]``, the feed-forward shape, best of 40 repeats of 10 products, measured at the start;
-best of 7 moved between 125 and 165 GFLOP/s on these shared cores, best of 40 between 155 and 167): the least
-time the stage's counted arithmetic needs here. The ratio of a stage's seconds to its floor says how much
+The floor of a stage is its FLOP at the rate of this machine's float32 matrix product as the audit runs it
+(``[rows × D]·[D × F]``, the feed-forward shape, through a ``PackedLinear``: oneDNN with the weight packed,
+``tasks.model.packed_linear``; best of 40 repeats of 10 products, measured at the start): the least time the
+stage's counted arithmetic needs here. MKL's product (``nn.Linear``), which the audit ran before 5664e75, is
+printed beside it: best of 7 moved between 125 and 165 GFLOP/s on these shared cores, best of 40 between 152
+and 171. The ratio of a stage's seconds to its floor says how much
 faster it could become without less arithmetic.
 
 Usage:
@@ -64,9 +66,11 @@ def main() -> None:
     sums = ["seconds", "forward_rows", "forward_tokens", "backward_rows", "backward_tokens"]
     stages = costs.groupby("stage")[sums].sum().sort_values("seconds", ascending=False)
     shape = _model_shape(manifest)
-    rate = gemm_rate(args.rows, shape["D"], shape["F"])
+    mkl_rate = gemm_rate(args.rows, shape["D"], shape["F"], packed=False)
+    rate = gemm_rate(args.rows, shape["D"], shape["F"], packed=True)
     print(f"run {run_id}: {count} examples; model L={shape['L']} D={shape['D']} F={shape['F']}")
-    print(f"float32 matrix product [{args.rows}x{shape['D']}]·[{shape['D']}x{shape['F']}]: {rate / 1e9:.0f} GFLOP/s")
+    product = f"[{args.rows}x{shape['D']}]·[{shape['D']}x{shape['F']}]"
+    print(f"float32 matrix product {product}: {rate / 1e9:.0f} GFLOP/s packed (MKL's: {mkl_rate / 1e9:.0f})")
     print(f"{'stage':<24}{'seconds':>9}{'GFLOP':>9}{'GFLOP/s':>9}{'floor s':>9}{'x floor':>9}")
     counted_seconds = counted_floor = uncounted = 0.0
     for stage, (seconds, f_rows, f_tokens, b_rows, b_tokens) in zip(stages.index, stages.to_numpy(), strict=True):
@@ -113,16 +117,25 @@ def stage_flop(stage: str, shape: dict[str, int], f_rows: int, f_tokens: int, b_
     return flop
 
 
-def gemm_rate(rows: int, width: int, ffn: int, repeats: int = 40, calls: int = 10) -> float:
-    """FLOP per second of ``torch.nn.functional.linear`` on ``[rows × width]·[width × ffn]``, best of ``repeats``."""
-    inputs, weight = torch.randn(rows, width), torch.randn(ffn, width)
+def gemm_rate(rows: int, width: int, ffn: int, packed: bool, repeats: int = 40, calls: int = 10) -> float:
+    """FLOP per second of a linear layer on ``[rows × width]·[width × ffn]``, best of ``repeats``.
+
+    ``packed``: the layer as the audit runs it (``pack_linears``; MKL's where oneDNN is missing), else ``nn.Linear``.
+    """
+    from tasks.model.packed_linear import pack_linears
+
+    layer = torch.nn.Linear(width, ffn, bias=False).requires_grad_(False)
+    if packed:
+        pack_linears(layer)
+    inputs = torch.randn(rows, width)
     best = float("inf")
-    for _ in range(repeats):
-        torch.nn.functional.linear(inputs, weight)
-        started = time.perf_counter()
-        for _ in range(calls):
-            torch.nn.functional.linear(inputs, weight)
-        best = min(best, (time.perf_counter() - started) / calls)
+    with torch.inference_mode():
+        for _ in range(repeats):
+            layer(inputs)
+            started = time.perf_counter()
+            for _ in range(calls):
+                layer(inputs)
+            best = min(best, (time.perf_counter() - started) / calls)
     return 2.0 * rows * width * ffn / best
 
 
