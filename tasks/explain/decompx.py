@@ -40,7 +40,8 @@ tokens' shares sum ``|x_i^(k)·b|``. The cost falls with the number of parts, ``
 256-token news article of about a dozen sentences costs about a twentieth.
 
 **Precision.** The matrix products (values, attention, output projection, ``W1``, ``W2``, the head's maps) run
-in float32 (``PRODUCTS``), about 1.7 times faster than float64 on a CPU; the parts between them, their sums over
+in float32 (``PRODUCTS``), about 1.7 times faster than float64 on a CPU, those with a layer's weight on CPU
+through its packed copy (``weight_product``, ``tasks.model.packed_linear``); the parts between them, their sums over
 ``k`` (the norms' statistics, the activation's ``u``), the bias shares and the logits are float64. Each product
 sums at most ``D_ff`` terms, so it is within about ``√D_ff · u`` (``u = 2⁻²⁴``) of its float64 value relative to
 the size of its terms, and the ``4L + 2`` products along the depth add up to at most ``(4L + 2) √D_ff · u ·
