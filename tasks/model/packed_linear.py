@@ -81,9 +81,12 @@ def weight_product(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
     For code that multiplies by a layer's weight itself (DecompX's parts); ``x @ weight.T`` elsewhere.
     """
-    if x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and available():
-        return packed_product(x, weight)
-    return x @ weight.T
+    return packed_product(x, weight) if packable(x, weight) else x @ weight.T
+
+
+def packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``x Wᵀ`` runs packed: both float32 on CPU, and oneDNN's product ``available``."""
+    return x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and available()
 
 
 class PackedProduct(torch.autograd.Function):
@@ -119,9 +122,9 @@ class PackedLinear(nn.Linear):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - nn.Linear's own name
         """``x Wᵀ + b``: packed for a float32 input on CPU, ``F.linear`` otherwise."""
-        if input.device.type != "cpu" or input.dtype != torch.float32 or self.weight.dtype != torch.float32:
-            return functional.linear(input, self.weight, self.bias)
-        return PackedProduct.apply(input, self.weight, self.bias)
+        if packable(input, self.weight):
+            return PackedProduct.apply(input, self.weight, self.bias)
+        return functional.linear(input, self.weight, self.bias)
 
 
 def pack_linears(model: nn.Module, limit_bytes: int = PACK_LIMIT_BYTES) -> int:
