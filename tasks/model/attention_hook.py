@@ -7,6 +7,11 @@ own eager attention computes (same operations, same order, so outputs are bit-id
 are applied to the values. The same name is registered with ``AttentionMaskInterface`` as the eager
 mask; without it transformers would drop the padding mask for a custom implementation.
 
+Passes whose only output is the logits need no probabilities: inside ``unobserved()``, a layer that no edit
+touches runs torch's fused ``scaled_dot_product_attention`` instead, which computes the same
+``softmax(Q Kᵀ · scaling + mask) V`` without writing ``A`` out (equal to the eager path up to float32 rounding,
+and about 10 % less time for the whole forward pass on 2 CPU cores, at 32 tokens as at 256).
+
 Layers are identified by the order of the calls: a forward pass runs its layers first to last, each
 calling the attention function once, so inside ``editing(edit, first_layer=l)`` the ``k``-th call is
 layer ``l + k``. This holds for families that share one layer's parameters across depths (ALBERT),
@@ -37,6 +42,7 @@ class _Editing:
 
 
 _active: ContextVar[_Editing | None] = ContextVar("attention_edit", default=None)
+_unobserved: ContextVar[bool] = ContextVar("attention_unobserved", default=False)
 
 
 def audit_attention(
@@ -48,11 +54,12 @@ def audit_attention(
     scaling: float | None = None,
     dropout: float = 0.0,
     **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eager scaled dot-product attention with an optional edit of the probabilities.
 
     ``softmax(Q Kᵀ · scaling + mask)`` gives ``A``; the active edit (if any) replaces it by ``A'``;
-    the output is ``A' V``. Returns the output ``[N, Q, H, d]`` and ``A'``.
+    the output is ``A' V``. Returns the output ``[N, Q, H, d]`` and ``A'``; inside ``unobserved()`` and
+    without an edit, the output of the fused kernel and no probabilities.
     """
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:  # grouped-query attention: share each key/value head across its query heads
@@ -60,11 +67,17 @@ def audit_attention(
         value = value.repeat_interleave(groups, dim=1)
     if scaling is None:
         scaling = float(query.size(-1) ** -0.5)  # typed Any: int ** float
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask[..., : key.shape[-2]]
-    weights = nn.functional.softmax(weights, dim=-1)
+    mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
     active = _active.get()
+    if active is None and _unobserved.get():
+        output = nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
+        )
+        return output.transpose(1, 2).contiguous(), None
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if mask is not None:
+        weights = weights + mask
+    weights = nn.functional.softmax(weights, dim=-1)
     if active is not None:
         weights = active.edit(active.next_layer, weights)
         active.next_layer += 1
@@ -93,3 +106,18 @@ def editing(edit: AttentionEdit, first_layer: int = 0) -> Iterator[None]:
         yield
     finally:
         _active.reset(token)
+
+
+@contextmanager
+def unobserved() -> Iterator[None]:
+    """Run the attention of every layer inside the block that no edit touches without its probabilities.
+
+    For passes whose only output is the logits: such a layer computes ``softmax(Q Kᵀ · scaling + mask) V`` with
+    torch's fused ``scaled_dot_product_attention`` and returns no probabilities. A layer under an active
+    ``editing`` block still runs eagerly.
+    """
+    token = _unobserved.set(True)
+    try:
+        yield
+    finally:
+        _unobserved.reset(token)

@@ -11,7 +11,8 @@ Safety: weights load only from safetensors unless ``allow_pickle`` is set, and t
 code runs only with ``trust_remote_code``. Attention is computed eagerly: transformers' default
 ``sdpa`` kernel returns no attention weights. Families whose adapter describes their layers use
 ``tasks.model.attention_hook``'s eager implementation, which can replace the probabilities inside the forward
-pass (interventions); the others use transformers' ``eager``.
+pass (interventions) and, in passes that read only the logits, runs torch's fused kernel instead
+(``attention_hook.unobserved``); the others use transformers' ``eager``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 
 from tasks.explain.passes import BatchContext
 from tasks.interventions.mechanism import resolve_layer, tvd
-from tasks.model.attention_hook import editing
+from tasks.model.attention_hook import editing, unobserved
 from tests.interventions.shared import original_probabilities
 
 
@@ -36,6 +36,70 @@ def test_an_identity_edit_inside_a_full_forward_pass_changes_nothing_bit_for_bit
         with editing(lambda layer, probabilities: probabilities):
             edited = tiny_bundle.model(**model_inputs).logits
     assert torch.equal(plain, edited)
+
+
+def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls of torch's fused attention kernel from now on (one entry per call)."""
+    calls: list[int] = []
+    kernel = torch.nn.functional.scaled_dot_product_attention
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counted)
+    return calls
+
+
+def test_an_unobserved_pass_runs_the_fused_kernel_returns_no_probabilities_and_the_same_logits(
+    tiny_bundle, examples, monkeypatch
+):
+    context = BatchContext(tiny_bundle, examples, need_gradients=False)
+    model_inputs = {"input_ids": context.input_ids, "attention_mask": context.attention_mask}
+    calls = fused_calls(monkeypatch)
+    with torch.no_grad():
+        plain = tiny_bundle.model(**model_inputs, output_attentions=True)
+        with unobserved():
+            fused = tiny_bundle.model(**model_inputs, output_attentions=True)
+    layers = tiny_bundle.num_layers
+    assert len(calls) == layers
+    assert all(a is not None for a in plain.attentions) and all(a is None for a in fused.attentions)
+    torch.testing.assert_close(fused.logits, plain.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_an_edit_inside_an_unobserved_block_still_sees_and_replaces_the_probabilities(
+    tiny_bundle, examples, monkeypatch
+):
+    context = BatchContext(tiny_bundle, examples, need_gradients=False)
+    model_inputs = {"input_ids": context.input_ids, "attention_mask": context.attention_mask}
+    seen: list[int] = []
+
+    def uniform_rows(layer, probabilities):
+        seen.append(layer)
+        return torch.full_like(probabilities, 1.0 / probabilities.shape[-1])
+
+    with torch.no_grad():
+        with editing(uniform_rows):
+            expected = tiny_bundle.model(**model_inputs).logits
+        calls = fused_calls(monkeypatch)
+        with unobserved(), editing(uniform_rows):
+            edited = tiny_bundle.model(**model_inputs).logits
+    assert not calls
+    assert seen == [*range(tiny_bundle.num_layers)] * 2
+    assert torch.equal(edited, expected)
+
+
+def test_passes_that_read_only_logits_run_the_fused_kernel_and_intervened_runs_do_not(context, monkeypatch):
+    rows = np.arange(len(context.examples))
+    _ = context.model_pass  # eager: its probabilities are the attention the audit explains
+    calls = fused_calls(monkeypatch)
+    keep = [np.ones(example.length, dtype=bool) for example in context.examples]
+    unchanged = context.perturbed_probabilities(list(enumerate(keep)))
+    assert len(calls) == context.bundle.num_layers  # one chunk: every layer, the last at c included
+    np.testing.assert_allclose(unchanged, context.target_probabilities, atol=1e-6)
+    calls.clear()
+    context.intervened_probabilities(rows, 0, identity)
+    assert not calls
 
 
 @pytest.mark.parametrize("start", [0, 1])

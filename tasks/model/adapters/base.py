@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tasks.errors import AuditError
-from tasks.model.attention_hook import AttentionEdit, editing
+from tasks.model.attention_hook import AttentionEdit, editing, unobserved
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig
@@ -269,8 +269,9 @@ class ModelAdapter:
 
         ``hidden`` is ``hidden_states[start]`` of a full forward pass. The mask is built by transformers'
         own function for the family, so the result equals the full forward pass. ``edit`` replaces
-        the attention probabilities of the layers run (``tasks.model.attention_hook.editing``). Where the
-        adapter can, the last layer is computed at ``c`` only (all the head reads).
+        the attention probabilities of the layers run (``tasks.model.attention_hook.editing``); without an
+        edit no probability is read, so the layers' attention runs fused (``attention_hook.unobserved``). Where
+        the adapter can, the last layer is computed at ``c`` only (all the head reads).
         """
         self.require("running layers from cached hidden states")
         base = self.base_model(model)
@@ -279,7 +280,7 @@ class ModelAdapter:
         positions = self.classification_positions(attention_mask)
         remaining = self.layer_modules(model)[start:]
         fast = self.last_layer is not None and remaining
-        with editing(edit, first_layer=start) if edit is not None else nullcontext():
+        with editing(edit, first_layer=start) if edit is not None else unobserved():
             for layer in remaining[:-1] if fast else remaining:
                 hidden = layer(hidden, attention_mask=mask, **extra)
             if fast:
