@@ -10,7 +10,11 @@ while they import and the model and the corpus load; and it ties the server to t
 - the server asks the kernel for SIGTERM when the thread that started it ends
   (``prctl(PR_SET_PDEATHSIG)``, Linux), and exits at once if that thread is already gone, so a command
   killed in any way, SIGKILL included, takes its server with it;
-- a command that ends normally sends Prefect's queued logs and events, then stops the server.
+- a command that ends normally sends Prefect's queued logs and events, then stops the server;
+- the server runs in a session of its own, so a Ctrl-C in the terminal (SIGINT to the foreground process
+  group) reaches the command alone: an interrupted command reports its flow runs' end to the server and
+  then stops it, where a server stopped by the same Ctrl-C left the command retrying its API calls for
+  minutes.
 
 The flows run against it through ``PREFECT_API_URL`` set for their duration (Prefect's
 ``temporary_settings``), so nothing else changes for them. A configured ``PREFECT_API_URL`` (a real
@@ -52,7 +56,7 @@ class PrefectAPI:
 
     On entry, starts the temporary server unless an API is configured (without importing Prefect when it
     is not loaded yet: see the module docstring); ``connected()`` waits until it answers and points
-    Prefect, and the processes started within it (a local Dask cluster's workers), at it; on exit, the
+    Prefect, and the processes started within it (worker processes, a local Dask cluster), at it; on exit, the
     server is stopped.
     """
 
@@ -74,6 +78,7 @@ class PrefectAPI:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flows.server", str(self.port), str(os.getpid())],
             env={**os.environ, **environment, "PREFECT_UI_ENABLED": "0"},
+            start_new_session=True,  # a Ctrl-C in the terminal is the command's to handle (see the module docstring)
         )
         return self
 
@@ -101,6 +106,7 @@ class PrefectAPI:
         if self.process is None:
             yield
             return
+        import prefect.context
         from prefect.settings import (
             PREFECT_API_URL,
             PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -112,7 +118,11 @@ class PrefectAPI:
         # No UI to link to; no heartbeats: they let a lasting server tell crashed flow runs, this one ends
         # with the run, and each flow run waits up to a second for its heartbeat thread to stop.
         previous = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = self.url  # what a local Dask cluster's worker processes inherit
+        os.environ["PREFECT_API_URL"] = self.url  # what worker processes and a local Dask cluster's inherit
+        # Threads that Prefect starts without the caller's context (a process pool's log forwarder) read the
+        # global settings, made from the environment when Prefect was imported: made again, they name the server
+        # instead of starting a temporary one of Prefect's own.
+        prefect.context.refresh_global_settings_context()
         try:
             with temporary_settings(
                 updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
@@ -123,6 +133,7 @@ class PrefectAPI:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = previous
+            prefect.context.refresh_global_settings_context()
 
     def _wait(self) -> None:
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS

@@ -101,3 +101,33 @@ def test_a_run_killed_with_sigkill_takes_its_prefect_server_with_it(tiny_model_d
         assert not left, f"the killed run left its Prefect server running: {[p.pid for p in left]}"
     finally:
         stop_process_group(run, grace=0)
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(tiny_model_dir, tmp_path):
+    """SIGINT to the command's whole process group, as a terminal sends it, while a batch computes: the
+    command reports its end to its server and stops it, with status 130 (a server stopped by the same
+    Ctrl-C would leave the command retrying its API calls for minutes)."""
+    command = [
+        sys.executable, "-m", "flows.cli", "run", "--model", str(tiny_model_dir),
+        "--dataset", str(SAMPLES / "handmade-reviews.csv"), "--id-column", "id", "--no-labels",
+        "--methods", "attention_last,random", "--interventions", "none", "--no-sanity", "--no-pdf", "--no-cache",
+        "--batch-size", "3", "--db", str(tmp_path / "audit.duckdb"), "--out", str(tmp_path),
+    ]  # fmt: skip
+    environment = {**without_prefect_api(tmp_path / "prefect"), "ATTENTION_AUDIT_INTERRUPT_AT": "batch-computing:2"}
+    log = tmp_path / "run.log"
+    with log.open("w") as output:
+        run = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
+    try:
+        servers = []
+        while run.poll() is None and not servers:
+            servers = [
+                child for child in psutil.Process(run.pid).children() if "flows.server" in child.cmdline()
+            ]  # fmt: skip
+        assert run.wait(timeout=SERVER_EXIT_WAIT) == 130, log.read_text()[-3000:]
+        _, left = psutil.wait_procs(servers, timeout=SERVER_EXIT_WAIT)
+        assert not left, "the interrupted run left its Prefect server running"
+        assert "interrupted: finished batches are stored" in log.read_text()
+    finally:
+        stop_process_group(run, grace=0)
