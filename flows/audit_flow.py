@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
@@ -69,8 +68,9 @@ class AuditOutcome(BaseModel):
 def audit_batches(config: AuditConfig) -> BatchesOutcome:
     """Compute and store every example of the run that is not stored yet.
 
-    At most ``concurrency`` batches are in flight: each is written to DuckDB as soon as it is done, so
-    memory does not grow with the corpus. A batch that still fails after ``batch_retries`` retries is
+    At most ``concurrency`` batches are in flight, the longest first: each is written to DuckDB as soon as
+    it is done, whichever finishes first, and a new one takes its place, so no worker waits for another's
+    batch and memory does not grow with the corpus. A batch that still fails after ``batch_retries`` retries is
     recorded per example in the ``failures`` table and the others go on. The model's batched throughput
     (for the report's naive pass-count bound) is measured after the batches, on the model they warmed up.
     """
@@ -90,15 +90,16 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
         len(batches),
     )
     started, finished, failed = time.perf_counter(), 0, 0
-    in_flight: deque[tuple[list[str], PrefectFuture[BatchResult]]] = deque()
+    in_flight: dict[PrefectFuture[BatchResult], list[str]] = {}
     compute = audit_batch_task.with_options(
         retries=config.execution.batch_retries, timeout_seconds=config.execution.batch_timeout
     )
     progress = tqdm(total=pending, desc="audit", unit="example", disable=None)
 
-    def store_oldest() -> None:
+    def store_first_done() -> None:
         nonlocal finished, failed
-        example_ids, future = in_flight.popleft()
+        future = next(as_completed(list(in_flight)))
+        example_ids = in_flight.pop(future)
         stored, lost = _store_or_record(db, plan, example_ids, future, config.execution.batch_retries + 1, logger)
         finished, failed = finished + stored, failed + lost
         progress.update(len(example_ids))
@@ -116,11 +117,11 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
             config.execution,
             plan.removal_sample & {example.example_id for example in batch},
         )
-        in_flight.append(([example.example_id for example in batch], future))
+        in_flight[future] = [example.example_id for example in batch]
         if len(in_flight) >= config.execution.concurrency:
-            store_oldest()
+            store_first_done()
     while in_flight:
-        store_oldest()
+        store_first_done()
     progress.close()
     if plan.examples:
         median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]

@@ -84,9 +84,13 @@ class RunPlan:
         return removal_sample(self.examples, self.config.methods)
 
     def batches(self, done: set[str], batch_size: int, token_budget: int) -> list[list[EncodedExample]]:
-        """Length-sorted batches of the examples not in ``done``."""
+        """Length-sorted batches of the examples not in ``done``, the longest first.
+
+        Workers that each take the next batch when they finish one then end together: the batches left
+        at the end are the shortest (longest-processing-time-first scheduling).
+        """
         pending = [example for example in self.examples if example.example_id not in done]
-        return plan_batches(pending, batch_size, token_budget)
+        return plan_batches(pending, batch_size, token_budget)[::-1]
 
 
 def plan_run(config: AuditConfig) -> RunPlan:

@@ -73,6 +73,15 @@ def test_batches_cover_only_the_examples_not_stored_yet(tiny_model_dir):
     assert all(len(batch) <= 4 for batch in batches)
 
 
+def test_batches_come_longest_first_so_that_the_last_ones_a_worker_takes_are_the_shortest(tiny_model_dir):
+    plan = plan_run(config_for(tiny_model_dir))
+    batches = plan.batches(set(), batch_size=2, token_budget=8192)
+    longest = [max(example.length for example in batch) for batch in batches]
+    assert len(batches) == 6
+    assert longest == sorted(longest, reverse=True)
+    assert min(e.length for e in batches[0]) >= max(e.length for e in batches[1])  # whole batches, sorted
+
+
 def test_interventions_a_family_cannot_support_are_recorded_and_left_out(tiny_bundle, tiny_model_dir):
     bundle = replace(tiny_bundle, adapter=adapter_for("deberta-v2"))
     config = config_for(
