@@ -30,15 +30,19 @@ class ExecutionSettings(FrozenModel, frozen=True):
             value_zeroing,leave_one_out --units sentence --token-budget 2048|8192``).
         gradient_token_budget: The same for passes with a backward pass (integrated gradients' steps),
             which keep every layer's activations: smaller, so that memory stays bounded.
-        concurrency: Batches computed at once (threads). Each uses ``threads`` torch threads.
-        threads: torch intra-op threads per batch; None keeps torch's default.
+        concurrency: Batches computed at once: threads of this process (``threads``), or worker processes
+            (``processes``). Each uses ``threads`` torch threads.
+        threads: torch intra-op threads per batch; None keeps torch's default in this process's threads, and
+            gives each worker process an equal share of the CPU cores (``tasks.pipeline.runners``).
         batch_retries: How often a failing batch is tried again before its examples are recorded as
             failed (the other batches go on).
         batch_timeout: Seconds a batch may take before it counts as failed (None: no limit).
         cache_batches: Keep each batch's results in Prefect's result storage under a key made of the
             run id (model fingerprint, data fingerprint, method configuration) and the batch's examples,
             so a later audit of the same model and data recomputes nothing, even into a new database.
-        task_runner: ``threads`` on this machine, or ``dask``.
+        task_runner: ``threads`` of this process, ``processes`` on this machine (Prefect's process pool:
+            each worker loads the model once; faster than threads for short inputs, whose small matrix
+            products keep two threads waiting on each other), or ``dask``.
         dask_address: Scheduler address of an existing Dask cluster; None starts a local one.
         dask_workers: Worker processes of that local cluster.
     """
@@ -59,7 +63,9 @@ class ExecutionSettings(FrozenModel, frozen=True):
     cache_batches: bool = Field(
         default=True, description="do not cache batch results", json_schema_extra={"flag": "--no-cache"}
     )
-    task_runner: Literal["threads", "dask"] = Field(default="threads", description="threads (this machine) or dask")
+    task_runner: Literal["threads", "processes", "dask"] = Field(
+        default="threads", description="threads of this process, worker processes on this machine, or dask"
+    )
     dask_address: str | None = Field(default=None, description="an existing Dask scheduler")
     dask_workers: int = Field(default=2, ge=1, le=256, description="workers of a local Dask cluster")
 

@@ -11,7 +11,7 @@ report twice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -183,6 +183,7 @@ def build_context(
     if tables.examples.empty:
         raise AuditError(f"the run {run_id} has no stored examples yet", "run (or resume) the audit first")
     config = AuditConfig.model_validate(run["config"])
+    tables = replace(tables, costs=facts.wall_shares(tables.costs, config.execution.concurrency))
     analysis = analyse(tables, config, run["manifest"], seed)
     earlier = previous_run(connection, run_id)
     comparison = (

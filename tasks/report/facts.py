@@ -271,6 +271,17 @@ def _second_text(pair: Any) -> str | None:
     return None if pair is None or pd.isna(pair) else str(pair)
 
 
+def wall_shares(rows: pd.DataFrame, concurrency: int) -> pd.DataFrame:
+    """The ``costs`` rows with each stage's seconds as its share of the run's wall time: ``seconds / concurrency``.
+
+    A batch's stages are timed in the worker that computes it, and ``concurrency`` batches run at once
+    (threads, worker processes or Dask workers), so the stored seconds overlap: summed, they are worker
+    seconds, about ``concurrency`` times the batches' wall time. Divided, the report's seconds per example
+    add up to the wall time, as with one batch at a time.
+    """
+    return rows if concurrency == 1 else rows.assign(seconds=rows["seconds"] / concurrency)
+
+
 def costs(rows: pd.DataFrame) -> list[dict[str, Any]]:
     """Per stage: seconds, forward and backward passes per example, and tokens per second."""
     if rows.empty:

@@ -1,8 +1,11 @@
-"""Past one machine, with a real Prefect server on 127.0.0.1: a Dask cluster, and the prefect.yaml deployment."""
+"""Past one process, with a real Prefect server on 127.0.0.1: worker processes on this machine, a Dask cluster,
+and the prefect.yaml deployment."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ import pytest
 
 from tasks import store
 from tasks.config import AuditConfig
+from tasks.pipeline.runners import PARENT_POLL
 from tests.conftest import ROOT
 from tests.processes import KILL_WAIT, process_family, stop_process_group
 
@@ -83,6 +87,51 @@ def test_a_dask_cluster_of_worker_processes_gives_the_local_results(
         )
     assert (local.computed, dask.computed) == (12, 12)
     assert result_hash(local.db) == result_hash(dask.db)
+
+
+def test_worker_processes_on_this_machine_give_the_local_results(prefect_server, tiny_model_dir, tmp_path, monkeypatch):
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.audit_flow import audit
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server["PREFECT_API_URL"])  # the workers inherit it
+    # One torch thread in both, as in the Dask comparison: the results can be compared bit for bit.
+    # as the command line's temporary server does: Prefect's own threads read the global settings
+    monkeypatch.setattr(prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.root_settings_context())
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+        local = audit(AuditConfig.model_validate(config_for(tiny_model_dir, tmp_path / "local", threads=1)))
+        pool = audit(
+            AuditConfig.model_validate(
+                config_for(tiny_model_dir, tmp_path / "pool", task_runner="processes", concurrency=2, threads=1)
+            )
+        )
+    assert (local.computed, pool.computed) == (12, 12)
+    assert result_hash(local.db) == result_hash(pool.db)
+
+
+def test_a_run_killed_with_sigkill_leaves_no_worker_process_behind(prefect_server, tiny_model_dir, tmp_path):
+    """The flow process dies inside the second batch's transaction while its workers compute or wait for
+    work; they are no longer its children then, and each must exit by itself."""
+    command = [
+        sys.executable, "-m", "flows.cli", "run", "--model", str(tiny_model_dir), "--dataset", str(SAMPLE),
+        "--id-column", "id", "--no-labels", "--methods", "attention_last,integrated_gradients,leave_one_out",
+        "--interventions", "none", "--no-sanity", "--no-pdf", "--no-cache", "--batch-size", "1",
+        "--task-runner", "processes", "--concurrency", "2", "--threads", "1",
+        "--db", str(tmp_path / "audit.duckdb"), "--out", str(tmp_path),
+    ]  # fmt: skip
+    environment = {**os.environ, **prefect_server, "HF_HUB_OFFLINE": "1", "ATTENTION_AUDIT_KILL_AT": "batch-writing:2"}
+    log = tmp_path / "run.log"  # a file, not a pipe: orphaned workers would hold a pipe open
+    with log.open("w") as output:
+        run = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
+    try:
+        assert run.wait(timeout=300) == -signal.SIGKILL, log.read_text()[-3000:]
+        orphans = [member for member in process_family(run.pid) if member.pid != run.pid]
+        _, left = psutil.wait_procs(orphans, timeout=KILL_WAIT + PARENT_POLL)
+        assert not left, f"the killed run left worker processes running: {[p.cmdline()[-3:] for p in left]}"
+    finally:
+        stop_process_group(run, grace=0)
 
 
 def test_the_prefect_yaml_deployment_runs_on_a_process_worker(prefect_server, tiny_model_dir, tmp_path):

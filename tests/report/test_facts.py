@@ -1,11 +1,12 @@
-"""The report's fact tables: every verdict threshold in the settings, both texts of a pair in the example table."""
+"""The report's fact tables: every verdict threshold in the settings, both texts of a pair in the example table,
+the costs as shares of the wall time."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from tasks.config import AuditConfig, DataSpec, VerdictOptions
-from tasks.report.facts import example_table, settings, verdict_settings
+from tasks.report.facts import costs, example_table, settings, verdict_settings, wall_shares
 from tasks.verdict.sample_size import sample_record, sized
 
 
@@ -62,3 +63,16 @@ def test_the_settings_say_what_the_target_precision_chose() -> None:
     assert rows["Sample size"].startswith("sized for a 95 % interval half-width of at most about ±0.1")
     assert rows["Sample size"].endswith("the split allows only 228, so the half-width is at most about ±0.13")
     assert "Sample size" not in dict(settings(AuditConfig(), {"data": {}}))
+
+
+def test_batches_computed_at_once_cost_their_share_of_the_wall_time() -> None:
+    """Two workers each time their own batch: 10 s and 6 s of worker time are 8 s of the run's wall time."""
+    rows = pd.DataFrame(
+        {"batch_id": ["a", "b"], "stage": ["saliency", "saliency"], "examples": [4, 4], "seconds": [10.0, 6.0],
+         "forward_rows": [0, 0], "forward_tokens": [0, 0], "backward_rows": [4, 4], "backward_tokens": [80, 80]}
+    )  # fmt: skip
+    assert wall_shares(rows, 1) is rows
+    shared = wall_shares(rows, 2)
+    assert shared["seconds"].sum() == 8.0
+    assert costs(shared)[0]["seconds_per_example"] == 1.0  # 8 s over 8 examples
+    assert rows["seconds"].sum() == 16.0  # the stored rows are left as they are
