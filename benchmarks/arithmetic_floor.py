@@ -17,6 +17,8 @@ every position; ``ModelAdapter.logits_from``):
 The stages of full passes are ``FULL_PASSES``. Interventions run the layers from the one they edit, and
 count their tokens weighted by the share of layers run, which does not say the rows' lengths: they are
 listed with their seconds only, as are the stages that run no pass (DecompX, ALTI, GlobEnc, the agreement).
+A run that computed ``--concurrency`` batches at once has its stored seconds divided by it first
+(``tasks.report.facts.wall_shares``), so that the rates are those of the whole machine, as the product's.
 
 The floor of a stage is its FLOP at the rate of this machine's float32 matrix product as the audit runs it
 (``[rows × D]·[D × F]``, the feed-forward shape, through a ``PackedLinear``: oneDNN with the weight packed,
@@ -57,11 +59,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from tasks import store
+    from tasks.config import AuditConfig
+    from tasks.report.facts import wall_shares
 
     with store.connect(args.db, read_only=True) as connection:
         run = store.read_run(connection, args.run)
         costs = store.read_table(connection, "costs", run["run_id"])
         count = len(store.read_table(connection, "examples", run["run_id"]))
+    # batches computed at once (--concurrency) overlap: their seconds as shares of the wall time, as the report
+    costs = wall_shares(costs, AuditConfig.model_validate(run["config"]).execution.concurrency)
     run_id, manifest = run["run_id"], run["manifest"]
     sums = ["seconds", "forward_rows", "forward_tokens", "backward_rows", "backward_tokens"]
     stages = costs.groupby("stage")[sums].sum().sort_values("seconds", ascending=False)
