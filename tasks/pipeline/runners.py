@@ -64,9 +64,7 @@ def _interruptible_threads(workers: int) -> Any:
 
     class InterruptibleThreadPoolTaskRunner(ThreadPoolTaskRunner):
         def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None  # Prefect's exit then only sets the cancel events, joining nothing
+            _abandon_on_interrupt(self, exc_type)
             super().__exit__(exc_type, exc_value, traceback)
 
     return InterruptibleThreadPoolTaskRunner(max_workers=workers)
@@ -83,14 +81,22 @@ def _interruptible_processes(workers: int, threads: int) -> Any:
 
     class InterruptibleProcessPoolTaskRunner(ProcessPoolTaskRunner):
         def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+            _abandon_on_interrupt(self, exc_type)
             super().__exit__(exc_type, exc_value, traceback)
 
     return InterruptibleProcessPoolTaskRunner(
         max_workers=workers, initializer=start_worker, initargs=(os.getpid(), threads)
     )
+
+
+def _abandon_on_interrupt(runner: Any, exc_type: type[BaseException] | None) -> None:
+    """On an interrupt, shut ``runner``'s executor down without waiting for the batches still computing.
+
+    The executor is dropped, so Prefect's own exit then only sets the cancel events, joining nothing.
+    """
+    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and runner._executor is not None:
+        runner._executor.shutdown(wait=False, cancel_futures=True)
+        runner._executor = None
 
 
 PARENT_POLL = 0.5
