@@ -96,9 +96,9 @@ def test_worker_processes_on_this_machine_give_the_local_results(prefect_server,
     from flows.audit_flow import audit
 
     monkeypatch.setenv("PREFECT_API_URL", prefect_server["PREFECT_API_URL"])  # the workers inherit it
-    # One torch thread in both, as in the Dask comparison: the results can be compared bit for bit.
-    # as the command line's temporary server does: Prefect's own threads read the global settings
+    # As the command line's temporary server does: Prefect's own threads read the global settings.
     monkeypatch.setattr(prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.root_settings_context())
+    # One torch thread in both, as in the Dask comparison: the results can be compared bit for bit.
     with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
         local = audit(AuditConfig.model_validate(config_for(tiny_model_dir, tmp_path / "local", threads=1)))
         pool = audit(

@@ -30,6 +30,16 @@ def without_prefect_api(prefect_home: Path) -> dict[str, str]:
     return {**environment, "PREFECT_HOME": str(prefect_home), "HF_HUB_OFFLINE": "1"}
 
 
+def small_run(model: Path, folder: Path, *options: str) -> list[str]:
+    """The command line of a short run of the tiny model on 12 handmade reviews, in batches of 3."""
+    return [
+        sys.executable, "-m", "flows.cli", "run", "--model", str(model),
+        "--dataset", str(SAMPLES / "handmade-reviews.csv"), "--id-column", "id", "--no-labels",
+        "--methods", "attention_last,random", "--interventions", "none", "--no-sanity", "--no-pdf",
+        "--batch-size", "3", "--db", str(folder / "audit.duckdb"), "--out", str(folder), *options,
+    ]  # fmt: skip
+
+
 def test_a_configured_prefect_api_is_used_and_no_server_is_started(prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
@@ -68,14 +78,8 @@ def test_the_temporary_server_serves_the_flows_and_stops_when_the_command_ends(t
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_takes_its_prefect_server_with_it(tiny_model_dir, tmp_path):
-    command = [
-        sys.executable, "-m", "flows.cli", "run", "--model", str(tiny_model_dir),
-        "--dataset", str(SAMPLES / "handmade-reviews.csv"), "--id-column", "id", "--no-labels",
-        "--methods", "attention_last,random", "--interventions", "none", "--no-sanity", "--no-pdf",
-        "--batch-size", "3", "--db", str(tmp_path / "audit.duckdb"), "--out", str(tmp_path),
-    ]  # fmt: skip
     run = subprocess.Popen(
-        command,
+        small_run(tiny_model_dir, tmp_path),
         env=without_prefect_api(tmp_path / "prefect"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -108,12 +112,7 @@ def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(ti
     """SIGINT to the command's whole process group, as a terminal sends it, while a batch computes: the
     command reports its end to its server and stops it, with status 130 (a server stopped by the same
     Ctrl-C would leave the command retrying its API calls for minutes)."""
-    command = [
-        sys.executable, "-m", "flows.cli", "run", "--model", str(tiny_model_dir),
-        "--dataset", str(SAMPLES / "handmade-reviews.csv"), "--id-column", "id", "--no-labels",
-        "--methods", "attention_last,random", "--interventions", "none", "--no-sanity", "--no-pdf", "--no-cache",
-        "--batch-size", "3", "--db", str(tmp_path / "audit.duckdb"), "--out", str(tmp_path),
-    ]  # fmt: skip
+    command = small_run(tiny_model_dir, tmp_path, "--no-cache")
     environment = {**without_prefect_api(tmp_path / "prefect"), "ATTENTION_AUDIT_INTERRUPT_AT": "batch-computing:2"}
     log = tmp_path / "run.log"
     with log.open("w") as output:
