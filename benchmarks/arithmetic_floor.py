@@ -60,14 +60,14 @@ def main() -> None:
 
     from tasks import store
     from tasks.config import AuditConfig
-    from tasks.report.facts import wall_shares
+    from tasks.report.facts import batches_at_once, wall_shares
 
     with store.connect(args.db, read_only=True) as connection:
         run = store.read_run(connection, args.run)
         costs = store.read_table(connection, "costs", run["run_id"])
         count = len(store.read_table(connection, "examples", run["run_id"]))
     # batches computed at once (--concurrency) overlap: their seconds as shares of the wall time, as the report
-    costs = wall_shares(costs, AuditConfig.model_validate(run["config"]).execution.concurrency)
+    costs = wall_shares(costs, batches_at_once(AuditConfig.model_validate(run["config"]), run["manifest"]))
     run_id, manifest = run["run_id"], run["manifest"]
     sums = ["seconds", "forward_rows", "forward_tokens", "backward_rows", "backward_tokens"]
     stages = costs.groupby("stage")[sums].sum().sort_values("seconds", ascending=False)

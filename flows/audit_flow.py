@@ -1,7 +1,8 @@
 """The ``audit`` flow: plan the run, map the batches over workers, store each batch, judge, report.
 
-``audit`` orchestrates; the batches are computed by the subflow ``audit-batches``, whose task runner the
-configuration chooses (threads on this machine, or a Dask cluster). Workers only compute and return
+``audit`` orchestrates; the batches are computed by the subflow ``audit-batches``, in the task runner the
+configuration and the run's size choose (threads of this process, worker processes on this machine, or a
+Dask cluster: ``tasks.pipeline.runners.chosen_execution``). Workers only compute and return
 their batch's results; the flow, on one machine, writes each batch to DuckDB as it arrives (DuckDB takes
 one writer), so no two processes ever write the file at once.
 """
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from flows.report_flow import ReportPaths, report
 from tasks.config import AuditConfig
 from tasks.pipeline.plan import RunPlan
-from tasks.pipeline.runners import task_runner_for
+from tasks.pipeline.runners import available_cores, chosen_execution, execution_record, has_server, task_runner_for
 from tasks.pipeline.steps import (
     as_is,
     audit_batch_task,
@@ -30,6 +31,7 @@ from tasks.pipeline.steps import (
     measure_throughput_task,
     plan_run_task,
     record_failure_task,
+    record_manifest_task,
     register_run_task,
     sanity_check_task,
     seed_baseline_task,
@@ -68,6 +70,8 @@ class AuditOutcome(BaseModel):
 def audit_batches(config: AuditConfig) -> BatchesOutcome:
     """Compute and store every example of the run that is not stored yet.
 
+    The batches run as ``chosen_execution`` decides from the settings and their number (``auto``: worker
+    processes where there are enough batches, threads otherwise); the manifest records it (``execution``).
     At most ``concurrency`` batches are in flight, the longest first: each is written to DuckDB as soon as
     it is done, whichever finishes first, and a new one takes its place, so no worker waits for another's
     batch and memory does not grow with the corpus. A batch that still fails after ``batch_retries`` retries is
@@ -80,6 +84,7 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     config = plan.config  # as given, less the work this model cannot support (recorded as not applicable)
     done = register_run_task(db, plan, config)
     batches = plan.batches(done, config.execution.batch_size, config.execution.token_budget)
+    execution = chosen_execution(config, len(batches), cores=available_cores(), server=has_server())
     pending = sum(len(batch) for batch in batches)
     logger.info(
         "run %s: %d examples, %d already stored, %d to compute in %d batches",
@@ -89,39 +94,43 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
         pending,
         len(batches),
     )
+    if batches:
+        record = execution_record(execution)
+        record_manifest_task(db, plan.run_id, "execution", record)
+        logger.info("batches on %s", record["summary"])
     started, finished, failed = time.perf_counter(), 0, 0
     in_flight: dict[PrefectFuture[BatchResult], list[str]] = {}
-    compute = audit_batch_task.with_options(
-        retries=config.execution.batch_retries, timeout_seconds=config.execution.batch_timeout
-    )
+    compute = audit_batch_task.with_options(retries=execution.batch_retries, timeout_seconds=execution.batch_timeout)
     progress = tqdm(total=pending, desc="audit", unit="example", disable=None)
 
     def store_first_done() -> None:
         nonlocal finished, failed
         future = next(as_completed(list(in_flight)))
         example_ids = in_flight.pop(future)
-        stored, lost = _store_or_record(db, plan, example_ids, future, config.execution.batch_retries + 1, logger)
+        stored, lost = _store_or_record(db, plan, example_ids, future, execution.batch_retries + 1, logger)
         finished, failed = finished + stored, failed + lost
         progress.update(len(example_ids))
         elapsed = time.perf_counter() - started
         logger.info("%d/%d examples stored, %d failed (%.2f examples/s)", finished, pending, failed, finished / elapsed)
 
-    for index, batch in enumerate(batches):
-        future = compute.submit(
-            index,
-            plan.run_id,
-            config.model,
-            batch,
-            config.methods,
-            config.interventions,
-            config.execution,
-            plan.removal_sample & {example.example_id for example in batch},
-        )
-        in_flight[future] = [example.example_id for example in batch]
-        if len(in_flight) >= config.execution.concurrency:
+    with task_runner_for(execution) as runner:
+        for index, batch in enumerate(batches):
+            parameters = {
+                "index": index,
+                "run_id": plan.run_id,
+                "model": config.model,
+                "examples": batch,
+                "options": config.methods,
+                "interventions": config.interventions,
+                "execution": execution,
+                "removal_sample": plan.removal_sample & {example.example_id for example in batch},
+            }
+            future = runner.submit(compute, parameters)
+            in_flight[future] = [example.example_id for example in batch]
+            if len(in_flight) >= (execution.concurrency or 1):
+                store_first_done()
+        while in_flight:
             store_first_done()
-    while in_flight:
-        store_first_done()
     progress.close()
     if plan.examples:
         median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]
@@ -172,7 +181,7 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
     """
     config = resolve(config or AuditConfig())
     db = config.output.db
-    batches = audit_batches.with_options(task_runner=task_runner_for(config.execution))(config)
+    batches = audit_batches(config)
     sanity_check_task(db, batches.run_id, config)
     seed_baseline_task(db, batches.run_id, config)
     judge_run_task(db, batches.run_id, batches.methods, config.verdict)

@@ -223,12 +223,12 @@ def _audit(config: AuditConfig, api: PrefectAPI) -> int:
         print(f"warning: {item.kind} {item.name} is not applicable to {item.reason}; the rest of the audit runs",
               file=sys.stderr)  # fmt: skip
     from flows.audit_flow import audit
-    from tasks.pipeline.runners import task_runner_for
+    from tasks.pipeline.runners import check_execution
     from tasks.verdict.gate import GateFailed
 
     try:
         with api.connected():
-            task_runner_for(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
+            check_execution(config.execution)  # pre-flight: a Dask run needs prefect-dask and a Prefect server
             outcome = audit(config)
     except GateFailed as failed:
         print("gate failed:\n" + "\n".join(f"  - {failure}" for failure in failed.failures), file=sys.stderr)

@@ -31,7 +31,8 @@ class ExecutionSettings(FrozenModel, frozen=True):
         gradient_token_budget: The same for passes with a backward pass (integrated gradients' steps),
             which keep every layer's activations: smaller, so that memory stays bounded.
         concurrency: Batches computed at once: threads of this process (``threads``), or worker processes
-            (``processes``). Each uses ``threads`` torch threads.
+            (``processes``). None: one per core with worker processes (``auto`` or ``processes``), one with
+            threads; a local Dask cluster's workers with ``dask``.
         threads: torch intra-op threads per batch; None keeps torch's default in this process's threads, and
             gives each worker process an equal share of the CPU cores (``tasks.pipeline.runners``).
         batch_retries: How often a failing batch is tried again before its examples are recorded as
@@ -40,9 +41,11 @@ class ExecutionSettings(FrozenModel, frozen=True):
         cache_batches: Keep each batch's results in Prefect's result storage under a key made of the
             run id (model fingerprint, data fingerprint, method configuration) and the batch's examples,
             so a later audit of the same model and data recomputes nothing, even into a new database.
-        task_runner: ``threads`` of this process, ``processes`` on this machine (Prefect's process pool:
-            each worker loads the model once; faster than threads for short inputs, whose small matrix
-            products keep two threads waiting on each other), or ``dask``.
+        task_runner: ``auto`` (the default), ``threads`` of this process, ``processes`` on this machine
+            (Prefect's process pool: each worker loads the model once; faster than threads for short
+            inputs, whose small matrix products keep two threads waiting on each other), or ``dask``.
+            ``auto`` chooses worker processes where they are faster and threads elsewhere
+            (``tasks.pipeline.runners.chosen_execution``); the run's manifest records what ran.
         dask_address: Scheduler address of an existing Dask cluster; None starts a local one.
         dask_workers: Worker processes of that local cluster.
     """
@@ -50,7 +53,13 @@ class ExecutionSettings(FrozenModel, frozen=True):
     batch_size: int = Field(default=32, ge=1, le=4096, description="examples per task")
     token_budget: int = Field(default=2048, ge=64, description="most tokens per forward pass of perturbed inputs")
     gradient_token_budget: int = Field(default=2048, ge=64, description="most tokens per forward and backward pass")
-    concurrency: int = Field(default=1, ge=1, le=64, description="batches computed at once")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="batches computed at once",
+        json_schema_extra={"unset": "one per core with worker processes, else 1"},
+    )
     threads: int | None = Field(
         default=None, ge=1, description="torch threads", json_schema_extra={"unset": "torch default"}
     )
@@ -63,8 +72,9 @@ class ExecutionSettings(FrozenModel, frozen=True):
     cache_batches: bool = Field(
         default=True, description="do not cache batch results", json_schema_extra={"flag": "--no-cache"}
     )
-    task_runner: Literal["threads", "processes", "dask"] = Field(
-        default="threads", description="threads of this process, worker processes on this machine, or dask"
+    task_runner: Literal["auto", "threads", "processes", "dask"] = Field(
+        default="auto",
+        description="threads of this process, worker processes on this machine, dask, or auto: processes where faster",
     )
     dask_address: str | None = Field(default=None, description="an existing Dask scheduler")
     dask_workers: int = Field(default=2, ge=1, le=256, description="workers of a local Dask cluster")

@@ -8,9 +8,10 @@ ephemeral mode each worker process would start a server of its own. The command 
 
 Why processes on one machine: for short inputs a forward pass is a chain of small matrix products (tens
 of rows of 384 columns), and two torch threads on one product spend part of it waiting on each other;
-two single-threaded worker processes each run their own batch without that wait (0.84-0.90x the batches'
-time on 512 default examples on 2 cores, 0.95x on news articles of 256 tokens: README, "Past one process").
-A worker's start (imports and the model, about 4 s here) is paid once per run.
+two single-threaded worker processes each run their own batch without that wait (0.81-0.85x the batches'
+time on 256 default examples on 2 cores, 0.84-0.90x on 512, 0.95x on news articles of 256 tokens: README,
+"Past one process"). A worker's start (imports and the model, about 4 s here) is paid once per run. So
+``auto``, the default, runs worker processes for a run with enough batches (``chosen_execution``).
 """
 
 from __future__ import annotations
@@ -20,31 +21,118 @@ import threading
 import time
 from typing import Any
 
-from tasks.config import ExecutionSettings
+from tasks.config import AuditConfig, ExecutionSettings
 from tasks.errors import AuditError
 
+MIN_BATCHES_PER_WORKER = 4
+"""``auto`` runs worker processes only for at least this many batches per worker: a worker computes one
+batch on one core where threads would share two, so with few batches the last ones leave cores idle,
+and each worker's start (about 4 s) is paid once."""
 
-def task_runner_for(execution: ExecutionSettings) -> Any:
-    """The Prefect task runner the execution settings ask for.
+
+def chosen_execution(config: AuditConfig, batches: int, *, cores: int, server: bool) -> ExecutionSettings:
+    """The execution settings ``batches`` batches run with: ``auto`` decided, ``concurrency`` set.
+
+    ``auto`` gives worker processes, ``w = concurrency`` of them or one per core, when all of these hold,
+    and threads of this process (``concurrency`` of them, or one) otherwise:
+
+    - at least two cores and ``w >= 2``, and the model on the CPU (a GPU is shared by threads of one process);
+    - a Prefect server (``server``): without one, every worker would start its own;
+    - at least ``MIN_BATCHES_PER_WORKER · w`` batches.
+
+    On 2 cores the default audit's 34 batches took 0.84-0.90x as long in 2 single-threaded worker processes
+    as in one process on 2 threads (README, "Past one process"). The numbers differ by float32 rounding only.
+    An unset ``concurrency`` is one per core with ``processes``, the local cluster's workers with ``dask``.
+    """
+    execution = config.execution
+    runner = execution.task_runner
+    if runner == "auto":
+        workers = execution.concurrency or cores
+        parallel = cores >= 2 and workers >= 2 and config.model.device == "cpu" and server
+        runner = "processes" if parallel and batches >= MIN_BATCHES_PER_WORKER * workers else "threads"
+    if execution.concurrency is not None:
+        workers = execution.concurrency
+    elif runner == "processes":
+        workers = cores
+    elif runner == "dask" and not execution.dask_address:
+        workers = execution.dask_workers
+    else:
+        workers = 1
+    return execution.model_copy(update={"task_runner": runner, "concurrency": workers})
+
+
+def execution_record(execution: ExecutionSettings) -> dict[str, Any]:
+    """What a run's batches ran on, for its manifest.
+
+    The runner, the batches at once, the torch threads per batch (None: torch's default in each Dask worker),
+    and all of it in words. The thread count changes float32 rounding (the order of a product's partial
+    sums), so it is recorded.
+    """
+    import torch
+
+    workers = execution.concurrency or 1
+    threads = execution.threads
+    if execution.task_runner == "processes":
+        threads = threads or cores_per_worker(workers)
+        summary = f"{_count(workers, 'worker process', 'es')} of {_count(threads, 'torch thread')} each"
+    elif execution.task_runner == "threads":
+        threads = threads or torch.get_num_threads()
+        summary = f"{_count(workers, 'batch', 'es')} at once in this process, {_count(threads, 'torch thread')} each"
+    else:
+        cluster = execution.dask_address or f"a local cluster of {execution.dask_workers} workers"
+        summary = f"Dask ({cluster}), {_count(workers, 'batch', 'es')} at once"
+    return {"task_runner": execution.task_runner, "concurrency": workers, "threads": threads, "summary": summary}
+
+
+def _count(number: int, noun: str, plural: str = "s") -> str:
+    return f"{number} {noun}{plural * (number != 1)}"
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def has_server() -> bool:
+    """Whether a Prefect server is configured for the processes this one starts (``PREFECT_API_URL``)."""
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def check_execution(execution: ExecutionSettings) -> None:
+    """Pre-flight: what the asked-for task runner needs is there (``auto`` needs nothing).
 
     Raises:
         AuditError: Dask was asked for without ``prefect-dask`` installed, or worker processes or Dask
             without a Prefect server.
     """
+    if execution.task_runner == "processes":
+        _require_server("--task-runner processes", "every worker process")
+    if execution.task_runner == "dask":
+        try:
+            import prefect_dask  # noqa: F401
+        except ImportError as error:
+            raise AuditError(
+                "--task-runner dask needs the prefect-dask package, which is not installed",
+                "pip install prefect-dask (it brings dask.distributed)",
+            ) from error
+        _require_server("--task-runner dask", "every Dask worker")
+
+
+def task_runner_for(execution: ExecutionSettings) -> Any:
+    """The Prefect task runner of ``execution`` as ``chosen_execution`` returns it (a runner and a concurrency).
+
+    Raises:
+        AuditError: As ``check_execution``.
+    """
+    assert execution.task_runner != "auto" and execution.concurrency, "chosen_execution decides these first"
+    check_execution(execution)
     if execution.task_runner == "threads":
         return _interruptible_threads(execution.concurrency)
     if execution.task_runner == "processes":
-        _require_server("--task-runner processes", "every worker process")
         threads = execution.threads or cores_per_worker(execution.concurrency)
         return _interruptible_processes(execution.concurrency, threads)
-    try:
-        from prefect_dask.task_runners import DaskTaskRunner
-    except ImportError as error:
-        raise AuditError(
-            "--task-runner dask needs the prefect-dask package, which is not installed",
-            "pip install prefect-dask (it brings dask.distributed)",
-        ) from error
-    _require_server("--task-runner dask", "every Dask worker")
+    from prefect_dask.task_runners import DaskTaskRunner
+
     if execution.dask_address:
         return DaskTaskRunner(address=execution.dask_address)
     return DaskTaskRunner(
@@ -105,8 +193,7 @@ PARENT_POLL = 0.5
 
 def cores_per_worker(workers: int) -> int:
     """An equal share of the CPU cores this process may run on, at least one: torch threads per worker."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, available_cores() // workers)
 
 
 def start_worker(parent: int, threads: int) -> None:

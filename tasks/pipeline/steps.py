@@ -65,6 +65,13 @@ def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
         return store.finished_example_ids(connection, plan.run_id)
 
 
+@task(name="record-manifest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def record_manifest_task(db: Path, run_id: str, key: str, value: object) -> None:
+    """Set one entry of the run's manifest (``store.record_manifest``)."""
+    with store.connect(db) as connection:
+        store.record_manifest(connection, run_id, key, value)
+
+
 @task(name="measure-throughput", cache_policy=NO_CACHE)
 def measure_throughput_task(
     db: Path, run_id: str, model: ModelSpec, length: int, computed: bool

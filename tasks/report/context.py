@@ -183,7 +183,7 @@ def build_context(
     if tables.examples.empty:
         raise AuditError(f"the run {run_id} has no stored examples yet", "run (or resume) the audit first")
     config = AuditConfig.model_validate(run["config"])
-    tables = replace(tables, costs=facts.wall_shares(tables.costs, config.execution.concurrency))
+    tables = replace(tables, costs=facts.wall_shares(tables.costs, facts.batches_at_once(config, run["manifest"])))
     analysis = analyse(tables, config, run["manifest"], seed)
     earlier = previous_run(connection, run_id)
     comparison = (

@@ -66,6 +66,8 @@ def manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Software", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())),
         ("Platform", str(manifest.get("platform", ""))),
     ]
+    if "execution" in manifest:
+        rows.append(("Batches ran on", str(manifest["execution"]["summary"])))
     return rows
 
 
@@ -269,6 +271,15 @@ def example_table(
 def _second_text(pair: Any) -> str | None:
     """The second text of a pair, or None for a single text."""
     return None if pair is None or pd.isna(pair) else str(pair)
+
+
+def batches_at_once(config: AuditConfig, manifest: Mapping[str, Any]) -> int:
+    """How many batches the run computed at once: as its manifest records (``execution``), else as configured.
+
+    Runs stored before the manifest recorded it have a number in their configuration.
+    """
+    recorded = manifest.get("execution", {}).get("concurrency")
+    return int(recorded or config.execution.concurrency or 1)
 
 
 def wall_shares(rows: pd.DataFrame, concurrency: int) -> pd.DataFrame:

@@ -14,8 +14,9 @@ from tasks.errors import AuditError
 from tasks.store.connection import transaction
 from tasks.store.frames import batch_id, frame_of
 
-MEASURED_MANIFEST_KEYS = ("throughput", "sanity", "seeds")
-"""Manifest entries recorded during a run (not by planning it): kept when the run is registered again."""
+MEASURED_MANIFEST_KEYS = ("throughput", "sanity", "seeds", "execution")
+"""Manifest entries recorded during a run (not by planning it): kept when the run is registered again, until
+the run records them anew (``execution``: what the latest batches ran on)."""
 
 
 def _now() -> datetime:

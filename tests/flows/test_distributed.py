@@ -90,6 +90,7 @@ def test_a_dask_cluster_of_worker_processes_gives_the_local_results(
 
 
 def test_worker_processes_on_this_machine_give_the_local_results(prefect_server, tiny_model_dir, tmp_path, monkeypatch):
+    """``auto`` chooses them for a run of 12 batches with 2 at once (at least 4 per worker), and says so."""
     import prefect.context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -100,14 +101,22 @@ def test_worker_processes_on_this_machine_give_the_local_results(prefect_server,
     monkeypatch.setattr(prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.root_settings_context())
     # One torch thread in both, as in the Dask comparison: the results can be compared bit for bit.
     with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
-        local = audit(AuditConfig.model_validate(config_for(tiny_model_dir, tmp_path / "local", threads=1)))
+        local = audit(
+            AuditConfig.model_validate(
+                config_for(tiny_model_dir, tmp_path / "local", task_runner="threads", threads=1, batch_size=1)
+            )
+        )
         pool = audit(
             AuditConfig.model_validate(
-                config_for(tiny_model_dir, tmp_path / "pool", task_runner="processes", concurrency=2, threads=1)
+                config_for(tiny_model_dir, tmp_path / "pool", concurrency=2, threads=1, batch_size=1)
             )
         )
     assert (local.computed, pool.computed) == (12, 12)
     assert result_hash(local.db) == result_hash(pool.db)
+    with store.connect(pool.db, read_only=True) as connection:
+        execution = store.read_run(connection)["manifest"]["execution"]
+    assert execution["summary"] == "2 worker processes of 1 torch thread each"
+    assert "2 worker processes of 1 torch thread each" in pool.report.html.read_text()
 
 
 def test_a_run_killed_with_sigkill_leaves_no_worker_process_behind(prefect_server, tiny_model_dir, tmp_path):

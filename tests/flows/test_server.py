@@ -17,8 +17,9 @@ import psutil
 import pytest
 
 from flows.server import PrefectAPI
+from tasks.pipeline.runners import PARENT_POLL
 from tests.conftest import SAMPLES
-from tests.processes import KILL_WAIT, stop_process_group
+from tests.processes import KILL_WAIT, process_family, stop_process_group
 
 SERVER_EXIT_WAIT = 60.0
 """Seconds the orphaned server may take to receive SIGTERM and shut down (a bound for a failure, not a speed)."""
@@ -108,11 +109,12 @@ def test_a_run_killed_with_sigkill_takes_its_prefect_server_with_it(tiny_model_d
 
 
 @pytest.mark.slow
-def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("runner", [(), ("--task-runner", "processes", "--concurrency", "2")], ids=["auto", "pool"])
+def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(tiny_model_dir, tmp_path, runner):
     """SIGINT to the command's whole process group, as a terminal sends it, while a batch computes: the
     command reports its end to its server and stops it, with status 130 (a server stopped by the same
-    Ctrl-C would leave the command retrying its API calls for minutes)."""
-    command = small_run(tiny_model_dir, tmp_path, "--no-cache")
+    Ctrl-C would leave the command retrying its API calls for minutes), and its worker processes end too."""
+    command = small_run(tiny_model_dir, tmp_path, "--no-cache", *runner)
     environment = {**without_prefect_api(tmp_path / "prefect"), "ATTENTION_AUDIT_INTERRUPT_AT": "batch-computing:2"}
     log = tmp_path / "run.log"
     with log.open("w") as output:
@@ -127,6 +129,8 @@ def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(ti
         assert run.wait(timeout=SERVER_EXIT_WAIT) == 130, log.read_text()[-3000:]
         _, left = psutil.wait_procs(servers, timeout=SERVER_EXIT_WAIT)
         assert not left, "the interrupted run left its Prefect server running"
+        _, workers = psutil.wait_procs(process_family(run.pid), timeout=KILL_WAIT + PARENT_POLL)
+        assert not workers, "the interrupted run left worker processes running"
         assert "interrupted: finished batches are stored" in log.read_text()
     finally:
         stop_process_group(run, grace=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.config import AuditConfig, DataSpec, VerdictOptions
-from tasks.report.facts import costs, example_table, settings, verdict_settings, wall_shares
+from tasks.config import AuditConfig, DataSpec, ExecutionSettings, VerdictOptions
+from tasks.report.facts import batches_at_once, costs, example_table, settings, verdict_settings, wall_shares
 from tasks.verdict.sample_size import sample_record, sized
 
 
@@ -76,3 +76,10 @@ def test_batches_computed_at_once_cost_their_share_of_the_wall_time() -> None:
     assert shared["seconds"].sum() == 8.0
     assert costs(shared)[0]["seconds_per_example"] == 1.0  # 8 s over 8 examples
     assert rows["seconds"].sum() == 16.0  # the stored rows are left as they are
+
+
+def test_the_batches_at_once_are_those_the_run_recorded_else_those_configured() -> None:
+    recorded = {"execution": {"task_runner": "processes", "concurrency": 2, "threads": 1, "summary": "…"}}
+    assert batches_at_once(AuditConfig(), recorded) == 2  # auto chose 2 worker processes
+    assert batches_at_once(AuditConfig(execution=ExecutionSettings(concurrency=3)), {}) == 3  # stored before
+    assert batches_at_once(AuditConfig(), {}) == 1
