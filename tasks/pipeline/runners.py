@@ -40,8 +40,9 @@ def chosen_execution(config: AuditConfig, batches: int, *, cores: int, server: b
     - a Prefect server (``server``): without one, every worker would start its own;
     - at least ``MIN_BATCHES_PER_WORKER · w`` batches.
 
-    On 2 cores the default audit's 34 batches took 0.84-0.90x as long in 2 single-threaded worker processes
-    as in one process on 2 threads (README, "Past one process"). The numbers differ by float32 rounding only.
+    On 2 cores, batches of default examples took 0.83x as long in 2 single-threaded worker processes as in
+    one process on 2 threads at the threshold (256 examples, 8 batches), 0.84-0.90x at 512 (README, "Past one
+    process"). The numbers differ by float32 rounding only.
     An unset ``concurrency`` is one per core with ``processes``, the local cluster's workers with ``dask``.
     """
     execution = config.execution
