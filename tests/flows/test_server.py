@@ -21,6 +21,9 @@ from tasks.pipeline.runners import PARENT_POLL
 from tests.conftest import SAMPLES
 from tests.processes import KILL_WAIT, process_family, stop_process_group
 
+WORKER_PROCESSES = ("--task-runner", "processes", "--concurrency", "2")
+"""Options of a run whose batches compute in worker processes (a short run's default keeps threads)."""
+
 SERVER_EXIT_WAIT = 60.0
 """Seconds the orphaned server may take to receive SIGTERM and shut down (a bound for a failure, not a speed)."""
 
@@ -109,7 +112,7 @@ def test_a_run_killed_with_sigkill_takes_its_prefect_server_with_it(tiny_model_d
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runner", [(), ("--task-runner", "processes", "--concurrency", "2")], ids=["auto", "pool"])
+@pytest.mark.parametrize("runner", [(), WORKER_PROCESSES], ids=["default", "worker-processes"])
 def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(tiny_model_dir, tmp_path, runner):
     """SIGINT to the command's whole process group, as a terminal sends it, while a batch computes: the
     command reports its end to its server and stops it, with status 130 (a server stopped by the same
