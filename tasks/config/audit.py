@@ -34,7 +34,8 @@ class ExecutionSettings(FrozenModel, frozen=True):
             (``processes``). None: one per core with worker processes (``auto`` or ``processes``), one with
             threads; a local Dask cluster's workers with ``dask``.
         threads: torch intra-op threads per batch; None keeps torch's default in this process's threads, and
-            gives each worker process an equal share of the CPU cores (``tasks.pipeline.runners``).
+            gives each worker process (``processes``, a local Dask cluster's) an equal share of the CPU cores
+            (``tasks.pipeline.runners.chosen_execution``).
         batch_retries: How often a failing batch is tried again before its examples are recorded as
             failed (the other batches go on).
         batch_timeout: Seconds a batch may take before it counts as failed (None: no limit).

@@ -43,7 +43,8 @@ def chosen_execution(config: AuditConfig, batches: int, *, cores: int, server: b
     On 2 cores, batches of default examples took 0.83x as long in 2 single-threaded worker processes as in
     one process on 2 threads at the threshold (256 examples, 8 batches), 0.84-0.90x at 512 (README, "Past one
     process"). The numbers differ by float32 rounding only.
-    An unset ``concurrency`` is one per core with ``processes``, the local cluster's workers with ``dask``.
+    An unset ``concurrency`` is one per core with ``processes``, the local cluster's workers with ``dask``;
+    unset ``threads`` are, in each worker process of either, its equal share of the cores.
     """
     execution = config.execution
     runner = execution.task_runner
@@ -51,15 +52,19 @@ def chosen_execution(config: AuditConfig, batches: int, *, cores: int, server: b
         workers = execution.concurrency or cores
         parallel = cores >= 2 and workers >= 2 and config.model.device == "cpu" and server
         runner = "processes" if parallel and batches >= MIN_BATCHES_PER_WORKER * workers else "threads"
+    local_dask = runner == "dask" and not execution.dask_address
     if execution.concurrency is not None:
         workers = execution.concurrency
     elif runner == "processes":
         workers = cores
-    elif runner == "dask" and not execution.dask_address:
+    elif local_dask:
         workers = execution.dask_workers
     else:
         workers = 1
-    return execution.model_copy(update={"task_runner": runner, "concurrency": workers})
+    threads = execution.threads
+    if threads is None and (runner == "processes" or local_dask):  # each worker process its share of the cores
+        threads = max(1, cores // (workers if runner == "processes" else execution.dask_workers))
+    return execution.model_copy(update={"task_runner": runner, "concurrency": workers, "threads": threads})
 
 
 def execution_record(execution: ExecutionSettings) -> dict[str, Any]:
@@ -74,14 +79,15 @@ def execution_record(execution: ExecutionSettings) -> dict[str, Any]:
     workers = execution.concurrency or 1
     threads = execution.threads
     if execution.task_runner == "processes":
-        threads = threads or cores_per_worker(workers)
+        threads = threads or 1
         summary = f"{_count(workers, 'worker process', 'es')} of {_count(threads, 'torch thread')} each"
     elif execution.task_runner == "threads":
         threads = threads or torch.get_num_threads()
         summary = f"{_count(workers, 'batch', 'es')} at once in this process, {_count(threads, 'torch thread')} each"
     else:
         cluster = execution.dask_address or f"a local cluster of {execution.dask_workers} workers"
-        summary = f"Dask ({cluster}), {_count(workers, 'batch', 'es')} at once"
+        each = f", {_count(threads, 'torch thread')} each" if threads else ""
+        summary = f"Dask ({cluster}), {_count(workers, 'batch', 'es')} at once{each}"
     return {"task_runner": execution.task_runner, "concurrency": workers, "threads": threads, "summary": summary}
 
 
@@ -130,8 +136,7 @@ def task_runner_for(execution: ExecutionSettings) -> Any:
     if execution.task_runner == "threads":
         return _interruptible_threads(execution.concurrency)
     if execution.task_runner == "processes":
-        threads = execution.threads or cores_per_worker(execution.concurrency)
-        return _interruptible_processes(execution.concurrency, threads)
+        return _interruptible_processes(execution.concurrency, execution.threads or 1)
     from prefect_dask.task_runners import DaskTaskRunner
 
     if execution.dask_address:
@@ -190,11 +195,6 @@ def _abandon_on_interrupt(runner: Any, exc_type: type[BaseException] | None) -> 
 
 PARENT_POLL = 0.5
 """Seconds between a worker process's checks that the process that started it is still running."""
-
-
-def cores_per_worker(workers: int) -> int:
-    """An equal share of the CPU cores this process may run on, at least one: torch threads per worker."""
-    return max(1, available_cores() // workers)
 
 
 def start_worker(parent: int, threads: int) -> None:

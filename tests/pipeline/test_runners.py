@@ -47,9 +47,8 @@ def test_an_asked_for_runner_is_kept_and_an_unset_concurrency_filled_in():
     assert chosen(batches=34, task_runner="dask", dask_address="tcp://scheduler:8786") == ("dask", 1)
 
 
-def test_the_manifest_records_what_the_batches_ran_on(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    record = runners.execution_record(ExecutionSettings(task_runner="processes", concurrency=2))
+def test_the_manifest_records_what_the_batches_ran_on():
+    record = runners.execution_record(ExecutionSettings(task_runner="processes", concurrency=2, threads=1))
     assert record == {
         "task_runner": "processes",
         "concurrency": 2,
@@ -74,21 +73,28 @@ def test_worker_processes_need_a_prefect_server(monkeypatch):
     assert "PREFECT_API_URL" in raised.value.fix
 
 
-def test_worker_processes_are_prepared_with_their_share_of_the_cores_and_this_process_as_parent(monkeypatch):
+def test_worker_processes_are_prepared_with_their_torch_threads_and_this_process_as_parent(monkeypatch):
     from prefect.task_runners import ProcessPoolTaskRunner
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    runner = runners.task_runner_for(ExecutionSettings(task_runner="processes", concurrency=3))
+    runner = runners.task_runner_for(ExecutionSettings(task_runner="processes", concurrency=3, threads=2))
     assert isinstance(runner, ProcessPoolTaskRunner)
     assert runner._max_workers == 3
     assert runner._initializer is runners.start_worker
-    assert runner._initargs == (os.getpid(), 2)  # 8 cores // 3 workers
-    set_threads = runners.task_runner_for(ExecutionSettings(task_runner="processes", concurrency=3, threads=5))
-    assert set_threads._initargs == (os.getpid(), 5)
+    assert runner._initargs == (os.getpid(), 2)
 
 
 @pytest.mark.parametrize(("cores", "workers", "threads"), [(2, 2, 1), (2, 3, 1), (16, 4, 4), (1, 1, 1)])
-def test_each_worker_gets_an_equal_share_of_the_cores_and_at_least_one(monkeypatch, cores, workers, threads):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    assert runners.cores_per_worker(workers) == threads
+def test_each_worker_process_gets_an_equal_share_of_the_cores_and_at_least_one(cores, workers, threads):
+    config = AuditConfig(execution=ExecutionSettings(task_runner="processes", concurrency=workers))
+    assert runners.chosen_execution(config, 34, cores=cores, server=True).threads == threads
+    local_dask = AuditConfig(execution=ExecutionSettings(task_runner="dask", dask_workers=workers))
+    assert runners.chosen_execution(local_dask, 34, cores=cores, server=True).threads == threads
+
+
+def test_asked_for_threads_are_kept_and_threads_of_this_process_keep_torch_default():
+    asked = AuditConfig(execution=ExecutionSettings(task_runner="processes", concurrency=2, threads=3))
+    assert runners.chosen_execution(asked, 34, cores=2, server=True).threads == 3
+    assert runners.chosen_execution(AuditConfig(), 3, cores=2, server=True).threads is None  # threads of this process
+    cluster = AuditConfig(execution=ExecutionSettings(task_runner="dask", dask_address="tcp://scheduler:8786"))
+    assert runners.chosen_execution(cluster, 34, cores=2, server=True).threads is None  # its machines' cores unknown
