@@ -70,9 +70,9 @@ def chosen_execution(config: AuditConfig, batches: int, *, cores: int, server: b
 def execution_record(execution: ExecutionSettings) -> dict[str, Any]:
     """What a run's batches ran on, for its manifest.
 
-    The runner, the batches at once, the torch threads per batch (None: torch's default in each Dask worker),
-    and all of it in words. The thread count changes float32 rounding (the order of a product's partial
-    sums), so it is recorded.
+    The runner, the batches at once, the torch threads per batch (None: torch's default, in the workers of an
+    existing Dask cluster), and all of it in words. The thread count changes float32 rounding (the order of a
+    product's partial sums), so it is recorded.
     """
     import torch
 
