@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.environment import quiet_libraries
+from tasks.pipeline.interrupts import interrupted, record_interrupts
 
 if TYPE_CHECKING:
     from flows.server import PrefectAPI
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(argv: Sequence[str] | None) -> int:
+    record_interrupts()
     quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -77,8 +79,16 @@ def _command(argv: Sequence[str] | None) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished batches are stored; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
+    except Exception:
+        if interrupted():  # a Ctrl-C that surfaced as another exception (tasks.pipeline.interrupts)
+            return _interrupted()
+        raise
+
+
+def _interrupted() -> int:
+    print("interrupted: finished batches are stored; run the same command again to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from typing import Any
 
 from tasks.config import AuditConfig, ExecutionSettings
 from tasks.errors import AuditError
+from tasks.pipeline.interrupts import interrupted
 
 MIN_BATCHES_PER_WORKER = 4
 """``auto`` runs worker processes only for at least this many batches per worker: a worker computes one
@@ -186,9 +187,12 @@ def _interruptible_processes(workers: int, threads: int) -> Any:
 def _abandon_on_interrupt(runner: Any, exc_type: type[BaseException] | None) -> None:
     """On an interrupt, shut ``runner``'s executor down without waiting for the batches still computing.
 
-    The executor is dropped, so Prefect's own exit then only sets the cancel events, joining nothing.
+    An interrupt is a ``KeyboardInterrupt``, or any exception once SIGINT has come (``interrupts``: it can
+    surface as a library's own error). The executor is dropped, so Prefect's own exit then only sets the
+    cancel events, joining nothing.
     """
-    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and runner._executor is not None:
+    interrupt = exc_type is not None and (issubclass(exc_type, KeyboardInterrupt) or interrupted())
+    if interrupt and runner._executor is not None:
         runner._executor.shutdown(wait=False, cancel_futures=True)
         runner._executor = None
 
