@@ -222,7 +222,7 @@ def _exit_with(parent: int) -> None:
 
 def _require_server(option: str, starters: str) -> None:
     """Raise unless a Prefect server is configured: without one, ``starters`` would each start their own."""
-    if not os.environ.get("PREFECT_API_URL"):
+    if not has_server():
         raise AuditError(
             f"{option} needs a Prefect server: without one, {starters} would start its own",
             "start one (prefect server start) and set PREFECT_API_URL=http://127.0.0.1:4200/api",
