@@ -14,14 +14,22 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from flows.report_flow import ReportPaths, report
 from tasks.config import AuditConfig
+from tasks.pipeline.interrupts import unless_interrupted
 from tasks.pipeline.plan import RunPlan
-from tasks.pipeline.runners import available_cores, chosen_execution, execution_record, has_server, task_runner_for
+from tasks.pipeline.runners import (
+    InFlight,
+    available_cores,
+    chosen_execution,
+    execution_record,
+    has_server,
+    task_runner_for,
+)
 from tasks.pipeline.steps import (
     as_is,
     audit_batch_task,
@@ -99,14 +107,15 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
         record_manifest_task(db, plan.run_id, "execution", record)
         logger.info("batches on %s", record["summary"])
     started, finished, failed = time.perf_counter(), 0, 0
-    in_flight: dict[PrefectFuture[BatchResult], list[str]] = {}
-    compute = audit_batch_task.with_options(retries=execution.batch_retries, timeout_seconds=execution.batch_timeout)
+    in_flight: InFlight[PrefectFuture[BatchResult], list[str]] = InFlight()
+    compute = audit_batch_task.with_options(
+        retries=execution.batch_retries, retry_condition_fn=unless_interrupted, timeout_seconds=execution.batch_timeout
+    )
     progress = tqdm(total=pending, desc="audit", unit="example", disable=None)
 
     def store_first_done() -> None:
         nonlocal finished, failed
-        future = next(as_completed(list(in_flight)))
-        example_ids = in_flight.pop(future)
+        future, example_ids = in_flight.next_finished()
         stored, lost = _store_or_record(db, plan, example_ids, future, execution.batch_retries + 1, logger)
         finished, failed = finished + stored, failed + lost
         progress.update(len(example_ids))
@@ -125,8 +134,7 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
                 "execution": execution,
                 "removal_sample": plan.removal_sample & {example.example_id for example in batch},
             }
-            future = runner.submit(compute, parameters)
-            in_flight[future] = [example.example_id for example in batch]
+            in_flight.add(runner.submit(compute, parameters), [example.example_id for example in batch])
             if len(in_flight) >= (execution.concurrency or 1):
                 store_first_done()
         while in_flight:

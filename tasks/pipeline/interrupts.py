@@ -7,6 +7,13 @@ the ``KeyboardInterrupt`` in its message. Code unwinding from such an error must
 interrupt it is (stop waiting for batches, end at once), so ``record_interrupts`` installs a SIGINT handler
 that records the interrupt before raising ``KeyboardInterrupt`` as Python's own handler does, and
 ``interrupted`` tells whether one came.
+
+An interrupt can also be swallowed: DuckDB, interrupted inside a query, cancels it and raises
+``RuntimeError('Query interrupted')``, which a task declared with retries would simply run again, and the run
+would go on waiting for a batch that the same Ctrl-C stopped. So no task is retried after an interrupt
+(``unless_interrupted``, every retried task's ``retry_condition_fn``): its error ends the run as the interrupt.
+And where the main thread waits for batches, it waits in slices and raises ``KeyboardInterrupt`` once an
+interrupt has come (``stop_if_interrupted``), whatever swallowed the one Python raised.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 _interrupted = threading.Event()
 
@@ -33,6 +41,17 @@ def record_interrupts() -> None:
 def interrupted() -> bool:
     """Whether SIGINT came since ``record_interrupts``."""
     return _interrupted.is_set()
+
+
+def stop_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if SIGINT has come: for code that goes on after a library swallowed it."""
+    if interrupted():
+        raise KeyboardInterrupt
+
+
+def unless_interrupted(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's ``retry_condition_fn`` of every retried task: retry a failed try unless SIGINT has come."""
+    return not interrupted()
 
 
 def _record_and_raise(signum: int, frame: FrameType | None) -> None:

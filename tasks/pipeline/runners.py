@@ -17,13 +17,15 @@ time on 256 default examples on 2 cores, 0.84-0.90x on 512, 0.95x on news articl
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from tasks.config import AuditConfig, ExecutionSettings
 from tasks.errors import AuditError
-from tasks.pipeline.interrupts import interrupted
+from tasks.pipeline.interrupts import interrupted, stop_if_interrupted
 
 MIN_BATCHES_PER_WORKER = 4
 """``auto`` runs worker processes only for at least this many batches per worker: a worker computes one
@@ -195,6 +197,57 @@ def _abandon_on_interrupt(runner: Any, exc_type: type[BaseException] | None) -> 
     if interrupt and runner._executor is not None:
         runner._executor.shutdown(wait=False, cancel_futures=True)
         runner._executor = None
+
+
+INTERRUPT_POLL = 0.5
+"""Seconds between a waiting flow's checks for a Ctrl-C that a library swallowed (``interrupts``)."""
+
+
+class Finishing(Protocol):
+    """A future: a Prefect task run's, or any that calls back when done."""
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        """Call ``fn`` with the future once it is done (at once if it is)."""
+        ...
+
+
+F = TypeVar("F", bound=Finishing)
+T = TypeVar("T")
+
+
+class InFlight(Generic[F, T]):
+    """Submitted task runs, each with what it carries (a batch's example ids), handed back as they finish.
+
+    The wait for the next one checks every ``INTERRUPT_POLL`` seconds whether a Ctrl-C came
+    (``stop_if_interrupted``): it raises ``KeyboardInterrupt`` even where a library on the main thread swallowed
+    the one Python raised, rather than wait for ever on a batch that the same Ctrl-C stopped in a worker.
+    """
+
+    def __init__(self) -> None:
+        self._carried: dict[F, T] = {}
+        self._finished: queue.SimpleQueue[F] = queue.SimpleQueue()
+
+    def add(self, future: F, carried: T) -> None:
+        """Watch ``future``; ``carried`` comes back with it."""
+        self._carried[future] = carried
+        future.add_done_callback(self._finished.put)
+
+    def __len__(self) -> int:
+        return len(self._carried)
+
+    def next_finished(self) -> tuple[F, T]:
+        """The first of the watched futures to finish (not yet handed back), and what it carries.
+
+        Raises:
+            KeyboardInterrupt: SIGINT came before or while waiting.
+        """
+        while True:
+            stop_if_interrupted()
+            try:
+                future = self._finished.get(timeout=INTERRUPT_POLL)
+            except queue.Empty:
+                continue
+            return future, self._carried.pop(future)
 
 
 PARENT_POLL = 0.5

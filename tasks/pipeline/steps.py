@@ -3,7 +3,8 @@
 Tasks receive references (the model spec, the database path), never live models or connections, so
 the same flow can run on threads, processes or a cluster. The model is loaded once per worker by the
 cached ``load_model``. Retries are declared for I/O (database writes, report files), not for the
-deterministic numerics, which would fail the same way again.
+deterministic numerics, which would fail the same way again, and none is made after a Ctrl-C
+(``interrupts.unless_interrupted``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tasks.evaluate import costs, sanity, seeds
 from tasks.model.loading import load_model
 from tasks.model.seeds import load_seed_models, seed_model_specs
 from tasks.pipeline.batch import audit_batch
+from tasks.pipeline.interrupts import unless_interrupted
 from tasks.pipeline.plan import RunPlan, plan_run
 from tasks.pipeline.progress import reported, run_logger
 from tasks.records import BatchResult, EncodedExample
@@ -56,7 +58,9 @@ def plan_run_task(config: AuditConfig) -> RunPlan:
     return plan_run(config)
 
 
-@task(name="register-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(
+    name="register-run", retries=2, retry_delay_seconds=2, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE
+)
 def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
     """Record the run in the database; return the ids of examples already stored for it."""
     with store.connect(db) as connection:
@@ -65,7 +69,13 @@ def register_run_task(db: Path, plan: RunPlan, config: AuditConfig) -> set[str]:
         return store.finished_example_ids(connection, plan.run_id)
 
 
-@task(name="record-manifest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(
+    name="record-manifest",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=unless_interrupted,
+    cache_policy=NO_CACHE,
+)
 def record_manifest_task(db: Path, run_id: str, key: str, value: object) -> None:
     """Set one entry of the run's manifest (``store.record_manifest``)."""
     with store.connect(db) as connection:
@@ -145,28 +155,36 @@ def audit_batch_task(
         torch.set_num_threads(previous)
 
 
-@task(name="store-batch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(
+    name="store-batch", retries=2, retry_delay_seconds=2, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE
+)
 def store_batch_task(db: Path, run_id: str, result: BatchResult, labels: tuple[str, ...]) -> int:
     """Write one batch's results in one transaction; returns the rows written."""
     with store.connect(db) as connection:
         return store.write_batch(connection, run_id, result, labels)
 
 
-@task(name="record-failure", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(
+    name="record-failure",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=unless_interrupted,
+    cache_policy=NO_CACHE,
+)
 def record_failure_task(db: Path, run_id: str, example_ids: list[str], error: BaseException, attempts: int) -> None:
     """Record the examples of a batch that failed after its retries, with the error."""
     with store.connect(db) as connection:
         store.record_failure(connection, run_id, example_ids, error, attempts)
 
 
-@task(name="finish-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="finish-run", retries=2, retry_delay_seconds=2, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def finish_run_task(db: Path, run_id: str) -> str:
     """Mark the run finished (or finished with failures); returns the status."""
     with store.connect(db) as connection:
         return store.finish_run(connection, run_id)
 
 
-@task(name="judge-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="judge-run", retries=2, retry_delay_seconds=2, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: VerdictOptions) -> int:
     """Compute and store the run's verdicts per example and per slice; returns the slice verdicts written."""
     with store.connect(db) as connection, reported("verdicts", run_logger(), bar=False) as progress:
@@ -194,7 +212,7 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
         return len(per_slice)
 
 
-@task(name="sanity-check", retries=1, cache_policy=NO_CACHE)
+@task(name="sanity-check", retries=1, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
     """Run the model-randomisation sanity check once per run and settings; returns the rows written."""
     options = config.sanity
@@ -232,7 +250,7 @@ def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
     return len(rows)
 
 
-@task(name="seed-baseline", retries=1, cache_policy=NO_CACHE)
+@task(name="seed-baseline", retries=1, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def seed_baseline_task(db: Path, run_id: str, config: AuditConfig) -> int:
     """Compare the audited model with its other fine-tunings, once per run, settings and seed models.
 
@@ -335,7 +353,7 @@ def build_report_context_task(db: Path, run_id: str | None, generated_at: dateti
         return report.build_context(connection, run_id, generated_at=generated_at, example_rows=example_rows)
 
 
-@task(name="render-html", retries=1, cache_policy=NO_CACHE)
+@task(name="render-html", retries=1, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def render_html_task(context: ReportContext, out_dir: Path) -> Path:
     """Write ``report-<run>.html`` (atomically: a killed render leaves the previous file intact)."""
     from tasks import report
@@ -345,7 +363,7 @@ def render_html_task(context: ReportContext, out_dir: Path) -> Path:
     return path
 
 
-@task(name="write-summary-json", retries=1, cache_policy=NO_CACHE)
+@task(name="write-summary-json", retries=1, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def write_summary_task(context: ReportContext, out_dir: Path) -> Path:
     """Write ``summary-<run>.json``: the verdicts and headline metrics, machine-readable (atomically)."""
     from tasks import report
@@ -355,7 +373,7 @@ def write_summary_task(context: ReportContext, out_dir: Path) -> Path:
     return path
 
 
-@task(name="render-pdf", retries=1, cache_policy=NO_CACHE)
+@task(name="render-pdf", retries=1, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
 def render_pdf_task(html_path: Path) -> Path:
     """Render the HTML report to ``report-<run>.pdf`` with WeasyPrint (atomically)."""
     from tasks import report

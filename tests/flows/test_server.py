@@ -129,7 +129,11 @@ def test_a_ctrl_c_in_the_terminal_ends_the_run_at_once_and_its_server_with_it(ti
             servers = [
                 child for child in psutil.Process(run.pid).children() if "flows.server" in child.cmdline()
             ]  # fmt: skip
-        assert run.wait(timeout=SERVER_EXIT_WAIT) == 130, log.read_text()[-3000:]
+        try:
+            status = run.wait(timeout=SERVER_EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the interrupted run did not end; its log:\n{log.read_text()[-3000:]}")
+        assert status == 130, log.read_text()[-3000:]
         _, left = psutil.wait_procs(servers, timeout=SERVER_EXIT_WAIT)
         assert not left, "the interrupted run left its Prefect server running"
         _, workers = psutil.wait_procs(process_family(run.pid), timeout=KILL_WAIT + PARENT_POLL)
