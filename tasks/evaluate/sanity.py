@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -117,6 +117,68 @@ def explained(
     return context, [record for spec in specs for record in spec.compute(context, options) if record.draw == 0]
 
 
+Stage = int | None
+"""A unit of the check: None for the original model, ``s`` for the cascade's stage ``s`` (``randomised_models``)."""
+
+StageScores = tuple[str, dict[tuple[str, str], np.ndarray]]
+"""What a stage computed: its label and every ``(example id, method)``'s content scores."""
+
+
+def stages(bundle: ModelBundle) -> list[Stage]:
+    """The check's units: the original model, the head, then each layer from the top."""
+    return [None, *range(1 + len(cascade_stages(bundle)))]
+
+
+def stage_scores(
+    bundle: ModelBundle,
+    examples: Sequence[EncodedExample],
+    methods: Sequence[str],
+    options: MethodOptions,
+    seed: int,
+    stage: Stage,
+    token_budget: int,
+    *,
+    batch_size: int = 32,
+    batch_done: Callable[[str, int, int], None] | None = None,
+) -> StageScores:
+    """Every method's content scores on one stage's model, explaining the original model's predicted classes.
+
+    Each stage is computed on its own (the cascade's model rebuilt up to ``stage``, the original model's
+    classes recomputed by a forward pass), so the stages can run in any order or in parallel and give the
+    rows of one sequential cascade. The examples are computed in batches (``plan_batches``: at most
+    ``batch_size`` examples and ``token_budget`` tokens); ``batch_done(label, index, batches)`` is told after each.
+    """
+    methods = [m for m in methods if m in METHODS]
+    label, model = ("original model", bundle) if stage is None else stage_model(bundle, seed, stage)
+    batches = plan_batches(examples, batch_size, token_budget)
+    scores: dict[tuple[str, str], np.ndarray] = {}
+    for index, batch in enumerate(batches, start=1):
+        targets = BatchContext(bundle, batch, token_budget=token_budget, need_gradients=False).targets.tolist()
+        records, _ = scores_of(model, batch, methods, options, targets, token_budget)
+        scores.update({(record.example_id, record.method): record.content_scores for record in records})
+        if batch_done is not None:
+            batch_done(label, index, len(batches))
+    return label, scores
+
+
+def compared(scores: Mapping[Stage, StageScores]) -> pd.DataFrame:
+    """Spearman ρ (signed and absolute) between the original's scores and each stage's, per example and method."""
+    _, before = scores[None]
+    rows = [
+        {
+            "example_id": example_id,
+            "method": method,
+            "stage": stage,
+            "randomised": label,
+            "spearman": _spearman(before[(example_id, method)], after),
+            "spearman_absolute": _spearman(np.abs(before[(example_id, method)]), np.abs(after)),
+        }
+        for stage, (label, stage_after) in sorted((s, v) for s, v in scores.items() if s is not None)
+        for (example_id, method), after in stage_after.items()
+    ]
+    return pd.DataFrame(rows)
+
+
 def sanity_rows(
     bundle: ModelBundle,
     examples: Sequence[EncodedExample],
@@ -128,40 +190,30 @@ def sanity_rows(
     batch_size: int = 32,
     progress: Progress = no_progress,
 ) -> pd.DataFrame:
-    """Spearman ρ (signed and absolute) between original and randomised scores, per example, method, stage.
+    """The whole check in this process: every stage's scores (``stage_scores``), ``compared``.
 
-    The examples are computed in batches (``plan_batches``: at most ``batch_size`` examples and
-    ``token_budget`` tokens), and ``progress`` is told after each batch of the original model and of
-    every stage of the cascade.
+    ``progress`` is told after each batch of the original model and of every stage of the cascade.
     """
-    methods = [m for m in methods if m in METHODS]
-    batches = plan_batches(examples, batch_size, token_budget)
-    total = len(batches) * (2 + len(cascade_stages(bundle)))  # the original, the head, each layer
-    before: dict[tuple[str, str], np.ndarray] = {}
-    targets: list[list[int]] = []
-    for index, batch in enumerate(batches, start=1):
-        original, batch_targets = scores_of(bundle, batch, methods, options, None, token_budget)
-        before.update({(r.example_id, r.method): r.content_scores for r in original})
-        targets.append(batch_targets)
-        progress(index, total, f"original model, batch {index}/{len(batches)} ({len(batch)} examples)")
-    rows = []
-    for stage, label, randomised in randomised_models(bundle, seed):
-        for index, (batch, batch_targets) in enumerate(zip(batches, targets, strict=True), start=1):
-            after, _ = scores_of(randomised, batch, methods, options, batch_targets, token_budget)
-            for record in after:
-                first = before[(record.example_id, record.method)]
-                rows.append(
-                    {
-                        "example_id": record.example_id,
-                        "method": record.method,
-                        "stage": stage,
-                        "randomised": label,
-                        "spearman": _spearman(first, record.content_scores),
-                        "spearman_absolute": _spearman(np.abs(first), np.abs(record.content_scores)),
-                    }
-                )
-            progress((stage + 1) * len(batches) + index, total, f"{label}, batch {index}/{len(batches)}")
-    return pd.DataFrame(rows)
+    units = stages(bundle)
+    told = 0
+
+    def batch_done(label: str, index: int, batches: int) -> None:
+        nonlocal told
+        told += 1
+        progress(told, batches * len(units), f"{label}, batch {index}/{batches}")
+
+    scores = {
+        stage: stage_scores(
+            bundle, examples, methods, options, seed, stage, token_budget, batch_size=batch_size, batch_done=batch_done
+        )
+        for stage in units
+    }
+    return compared(scores)
+
+
+def stage_model(bundle: ModelBundle, seed: int, stage: int) -> tuple[str, ModelBundle]:
+    """The cascade's model at ``stage`` and its label, weight for weight as ``randomised_models`` yields it."""
+    return next((label, model) for at, label, model in randomised_models(bundle, seed) if at == stage)
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -24,8 +26,17 @@ from prefect.context import TaskRunContext
 from prefect.utilities.annotations import quote
 
 from tasks import faults, store
-from tasks.config import AuditConfig, ExecutionSettings, InterventionOptions, MethodOptions, ModelSpec, VerdictOptions
+from tasks.config import (
+    AuditConfig,
+    ExecutionSettings,
+    InterventionOptions,
+    MethodOptions,
+    ModelSpec,
+    SanityOptions,
+    VerdictOptions,
+)
 from tasks.evaluate import costs, sanity, seeds
+from tasks.evaluate.sanity import Stage
 from tasks.model.loading import load_model
 from tasks.model.seeds import load_seed_models, seed_model_specs
 from tasks.pipeline.batch import audit_batch
@@ -143,14 +154,20 @@ def audit_batch_task(
     Cached by ``batch_cache_key`` (unless ``execution.cache_batches`` is off); the timeout and retries
     are set by the flow from the execution settings.
     """
+    with torch_threads(execution.threads), reported(f"batch {index}", run_logger(), bar=False, every=10.0) as progress:
+        faults.checkpoint("batch-computing")
+        bundle = load_model(model)
+        return audit_batch(bundle, examples, options, interventions, execution, removal_sample, progress)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's thread count set to ``threads`` (None: left as it is) for the block, and restored after."""
     previous = torch.get_num_threads()
-    if execution.threads is not None:
-        torch.set_num_threads(execution.threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        with reported(f"batch {index}", run_logger(), bar=False, every=10.0) as progress:
-            faults.checkpoint("batch-computing")
-            bundle = load_model(model)
-            return audit_batch(bundle, examples, options, interventions, execution, removal_sample, progress)
+        yield
     finally:
         torch.set_num_threads(previous)
 
@@ -212,38 +229,67 @@ def judge_run_task(db: Path, run_id: str, methods: tuple[str, ...], options: Ver
         return len(per_slice)
 
 
-@task(name="sanity-check", retries=1, retry_condition_fn=unless_interrupted, cache_policy=NO_CACHE)
-def sanity_check_task(db: Path, run_id: str, config: AuditConfig) -> int:
-    """Run the model-randomisation sanity check once per run and settings; returns the rows written."""
+@task(name="plan-sanity-check", cache_policy=NO_CACHE)
+def plan_sanity_check_task(db: Path, plan: RunPlan, config: AuditConfig) -> tuple[list[EncodedExample], list[Stage]]:
+    """The sanity check's sample and its stages (``sanity.stages``); none when it is off or already stored.
+
+    The check runs once per run and settings: stored with the same ``config.sanity``, it is not run again.
+    """
     options = config.sanity
-    bundle = load_model(config.model)
     if not options.enabled:
-        return 0
+        return [], []
     with store.connect(db, read_only=True) as connection:
-        done = store.read_run(connection, run_id)["manifest"].get("sanity")
-        stored = not store.read_table(connection, "sanity_checks", run_id).empty
+        done = store.read_run(connection, plan.run_id)["manifest"].get("sanity")
+        stored = not store.read_table(connection, "sanity_checks", plan.run_id).empty
     if stored and done == options.model_dump(mode="json"):
-        return 0
-    plan = plan_run(config)
+        return [], []
     chosen = sanity.sample(plan.examples, options.sample_size, options.seed, options.tokens)
-    logger = run_logger()
-    logger.info(
+    units = sanity.stages(load_model(config.model))
+    run_logger().info(
         "sanity check: %d examples (%d tokens), recomputed on the original and %d randomised models",
         len(chosen),
         sum(example.length for example in chosen),
-        1 + len(sanity.cascade_stages(bundle)),
+        len(units) - 1,
     )
-    with reported("sanity check", logger) as progress:
-        rows = sanity.sanity_rows(
-            bundle,
-            chosen,
+    return chosen, units
+
+
+@task(
+    name="sanity-stage",
+    task_run_name="sanity-stage-{stage}",
+    retries=1,
+    retry_condition_fn=unless_interrupted,
+    cache_policy=NO_CACHE,
+)
+def sanity_stage_task(
+    stage: Stage, examples: list[EncodedExample], config: AuditConfig, execution: ExecutionSettings
+) -> sanity.StageScores:
+    """One stage of the sanity check (``sanity.stage_scores``), in whichever worker takes it, as a batch runs."""
+    with torch_threads(execution.threads):
+        return sanity.stage_scores(
+            load_model(config.model),
+            examples,
             config.methods.methods,
             config.methods,
-            options.seed,
-            config.execution.token_budget,
-            batch_size=config.execution.batch_size,
-            progress=progress,
+            config.sanity.seed,
+            stage,
+            execution.token_budget,
+            batch_size=execution.batch_size,
         )
+
+
+@task(
+    name="store-sanity-check",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=unless_interrupted,
+    cache_policy=NO_CACHE,
+)
+def store_sanity_check_task(
+    db: Path, run_id: str, options: SanityOptions, scores: dict[Stage, sanity.StageScores]
+) -> int:
+    """Compare every stage with the original (``sanity.compared``) and store the rows; returns how many."""
+    rows = sanity.compared(scores)
     with store.connect(db) as connection:
         store.write_sanity_checks(connection, run_id, rows)
         store.record_manifest(connection, run_id, "sanity", options.model_dump(mode="json"))

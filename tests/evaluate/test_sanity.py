@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tasks.config import MethodOptions
-from tasks.evaluate.sanity import randomised_models, sample, sanity_rows
+from tasks.evaluate.sanity import compared, randomised_models, sample, sanity_rows, stage_model, stage_scores, stages
 from tasks.explain import registry as method_registry
 from tasks.explain.registry import METHODS, MethodSpec
 from tasks.records import MethodFamily
@@ -90,3 +90,33 @@ def test_a_batched_cascade_gives_the_rows_of_one_batch_and_reports_every_step(ti
     )
     steps = 3 * 4  # 3 batches of at most 2 examples; the original model, the head and each of the 2 layers
     assert told == [(done, steps) for done in range(1, steps + 1)]
+
+
+def test_a_stage_rebuilt_on_its_own_has_the_weights_of_the_cascade_at_that_stage(tiny_bundle):
+    """So the stages can run in any order, each in whichever worker takes it."""
+    cascade = [
+        (stage, label, {name: tensor.clone() for name, tensor in randomised.model.state_dict().items()})
+        for stage, label, randomised in randomised_models(tiny_bundle, seed=5)
+    ]
+    for stage, label, weights in reversed(cascade):
+        alone_label, alone = stage_model(tiny_bundle, 5, stage)
+        assert alone_label == label
+        assert all(torch.equal(alone.model.state_dict()[name], tensor) for name, tensor in weights.items())
+
+
+def test_the_stages_computed_apart_and_in_any_order_give_the_rows_of_the_whole_check(tiny_bundle):
+    examples = encode(tiny_bundle, TEXTS)
+    methods = ("saliency", "attention_last", "random")
+    apart = {
+        stage: stage_scores(tiny_bundle, examples, methods, MethodOptions(), 0, stage, 4096, batch_size=2)
+        for stage in reversed(stages(tiny_bundle))
+    }
+    whole = sanity_rows(tiny_bundle, examples, methods, MethodOptions(), 0, 4096)
+    assert stages(tiny_bundle) == [None, 0, 1, 2]
+    assert apart[None][0] == "original model" and apart[2][0] == "head + top 2 layers"
+    key = ["stage", "method", "example_id"]
+    pd.testing.assert_frame_equal(
+        compared(apart).sort_values(key).reset_index(drop=True),
+        whole.sort_values(key).reset_index(drop=True),
+        atol=1e-6,
+    )

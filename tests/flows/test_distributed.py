@@ -13,6 +13,7 @@ from contextlib import suppress
 from multiprocessing import resource_tracker
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -66,6 +67,14 @@ def result_hash(db: Path) -> str:
         return store.content_hash(connection, store.read_run(connection)["run_id"])
 
 
+def sanity_check(db: Path) -> pd.DataFrame:
+    """The run's sanity-check rows (its stages run in the workers too), in key order."""
+    with store.connect(db, read_only=True) as connection:
+        rows = store.read_table(connection, "sanity_checks", store.read_run(connection)["run_id"])
+    assert not rows.empty
+    return rows.drop(columns="run_id").sort_values(["stage", "method", "example_id"]).reset_index(drop=True)
+
+
 def test_a_dask_cluster_of_worker_processes_gives_the_local_results(
     prefect_server, tiny_model_dir, tmp_path, monkeypatch
 ):
@@ -87,6 +96,7 @@ def test_a_dask_cluster_of_worker_processes_gives_the_local_results(
         )
     assert (local.computed, dask.computed) == (12, 12)
     assert result_hash(local.db) == result_hash(dask.db)
+    pd.testing.assert_frame_equal(sanity_check(dask.db), sanity_check(local.db))
 
 
 def test_worker_processes_on_this_machine_give_the_local_results(prefect_server, tiny_model_dir, tmp_path, monkeypatch):
@@ -113,6 +123,7 @@ def test_worker_processes_on_this_machine_give_the_local_results(prefect_server,
         )
     assert (local.computed, pool.computed) == (12, 12)
     assert result_hash(local.db) == result_hash(pool.db)
+    pd.testing.assert_frame_equal(sanity_check(pool.db), sanity_check(local.db))
     with store.connect(pool.db, read_only=True) as connection:
         execution = store.read_run(connection)["manifest"]["execution"]
     assert execution["summary"] == "2 worker processes of 1 torch thread each"

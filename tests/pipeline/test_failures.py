@@ -71,6 +71,36 @@ def test_a_failing_batch_is_retried_recorded_per_example_and_the_others_finish(
         assert len(store.finished_example_ids(connection, again.run_id)) == 12
 
 
+@pytest.mark.slow
+def test_a_failing_sanity_stage_fails_the_run_after_every_batch_is_stored(
+    prefect_harness, tiny_model_dir, tmp_path, monkeypatch
+):
+    from flows.audit_flow import audit
+    from tasks.evaluate import sanity
+
+    original = sanity.stage_scores
+
+    def failing(bundle, examples, methods, options, seed, stage, *args, **kwargs):
+        if stage == 1:
+            raise RuntimeError("simulated sanity crash")
+        return original(bundle, examples, methods, options, seed, stage, *args, **kwargs)
+
+    monkeypatch.setattr(sanity, "stage_scores", failing)
+    config = small_config(tiny_model_dir, tmp_path, concurrency=2)
+    with pytest.raises(RuntimeError, match="simulated sanity crash"):
+        audit(config)
+    with store.connect(config.output.db, read_only=True) as connection:
+        run_id = store.read_run(connection)["run_id"]
+        assert len(store.finished_example_ids(connection, run_id)) == 12
+        assert store.read_table(connection, "sanity_checks", run_id).empty
+
+    monkeypatch.setattr(sanity, "stage_scores", original)
+    again = audit(config)
+    assert (again.computed, again.reused, again.status) == (0, 12, "finished")
+    with store.connect(config.output.db, read_only=True) as connection:
+        assert set(store.read_table(connection, "sanity_checks", run_id)["stage"]) == {0, 1, 2}
+
+
 def test_a_database_locked_by_another_process_is_refused_and_left_intact(tmp_path):
     path = tmp_path / "audit.duckdb"
     with store.connect(path) as connection:
