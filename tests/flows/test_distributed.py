@@ -84,9 +84,13 @@ def test_a_dask_cluster_of_worker_processes_gives_the_local_results(
 
     monkeypatch.setenv("PREFECT_API_URL", prefect_server["PREFECT_API_URL"])  # the Dask workers inherit it
     # One torch thread on both sides: the sums of a matrix product then run in the same order, so the
-    # results can be compared bit for bit (Dask's workers run single-threaded numerics by default).
+    # results can be compared bit for bit (Dask's workers run single-threaded numerics by default). The
+    # local run on threads, named: its 4 batches and 4 sanity stages would make ``auto`` choose worker
+    # processes, whose Prefect threads read the global settings (see the next test).
     with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
-        local = audit(AuditConfig.model_validate(config_for(tiny_model_dir, tmp_path / "local", threads=1)))
+        local = audit(
+            AuditConfig.model_validate(config_for(tiny_model_dir, tmp_path / "local", task_runner="threads", threads=1))
+        )
         dask = audit(
             AuditConfig.model_validate(
                 config_for(
