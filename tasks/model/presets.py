@@ -29,6 +29,7 @@ import numpy as np
 from tasks.config import Units, stable_hash
 from tasks.data.builtin import BUILTIN_CORPORA, package_folder, package_version
 from tasks.data.corpora import content_fingerprint
+from tasks.model.machine import cpu_description
 
 PROGRESS_LINES = 20
 """Progress lines a build prints while fine-tuning when no progress bar is drawn (output not a terminal)."""
@@ -414,7 +415,7 @@ def _manifest(
     accuracy: dict[str, float],
     train_seconds: float,
 ) -> dict[str, Any]:
-    """The build manifest: sources and versions, split sizes and hashes, training configuration, accuracy."""
+    """The build manifest: sources and versions, split sizes and hashes, training configuration, accuracy, CPU."""
     corpus = BUILTIN_CORPORA[preset.corpus]
     return {
         "preset": preset.name,
@@ -437,6 +438,7 @@ def _manifest(
         "labels": list(corpus.labels),
         "accuracy": accuracy,
         "train_seconds": round(train_seconds, 1),
+        "cpu": cpu_description(),  # the training's sums, dropout's draws and so the weights depend on it
         "versions": {name: package_version(name) for name in ("torch", "transformers", "attention-audit")},
     }
 

