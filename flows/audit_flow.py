@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 from tqdm.auto import tqdm
@@ -64,6 +65,8 @@ class BatchesOutcome(BaseModel):
     examples: int
     pending: int
     failed: int
+    cached: int
+    """Examples whose batch's results came from Prefect's result cache (computed by an earlier run)."""
 
 
 class AuditOutcome(BaseModel):
@@ -74,7 +77,10 @@ class AuditOutcome(BaseModel):
     status: str
     examples: int
     computed: int
+    cached: int
+    """Examples whose results came from Prefect's result cache: computed before for the same run id and code."""
     reused: int
+    """Examples already stored in this database for this run."""
     failed: int
     report: ReportPaths | None
     gate_failures: list[str] = []
@@ -117,7 +123,7 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
         record = execution_record(execution)
         record_manifest_task(db, plan.run_id, "execution", record)
         logger.info("batches on %s", record["summary"])
-    started, finished, failed = time.perf_counter(), 0, 0
+    started, finished, failed, cached = time.perf_counter(), 0, 0, 0
     in_flight: InFlight[PrefectFuture[Any], Callable[[PrefectFuture[Any]], None]] = InFlight()
     compute = audit_batch_task.with_options(
         retries=execution.batch_retries, retry_condition_fn=unless_interrupted, timeout_seconds=execution.batch_timeout
@@ -127,9 +133,10 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
     sanity_failure: list[BaseException] = []
 
     def store_batch(example_ids: list[str], future: PrefectFuture[BatchResult]) -> None:
-        nonlocal finished, failed
+        nonlocal finished, failed, cached
         stored, lost = _store_or_record(db, plan, example_ids, future, execution.batch_retries + 1, logger)
         finished, failed = finished + stored, failed + lost
+        cached += stored if from_cache(future.state) else 0
         progress.update(len(example_ids))
         elapsed = time.perf_counter() - started
         logger.info("%d/%d examples stored, %d failed (%.2f examples/s)", finished, pending, failed, finished / elapsed)
@@ -186,10 +193,20 @@ def audit_batches(config: AuditConfig) -> BatchesOutcome:
         store_sanity_check_task(db, plan.run_id, config.sanity, as_is(sanity_scores))
     if plan.examples:
         median = sorted(example.length for example in plan.examples)[len(plan.examples) // 2]
-        measure_throughput_task(db, plan.run_id, config.model, median, computed=pending > failed)
+        measure_throughput_task(db, plan.run_id, config.model, median, computed=pending > failed + cached)
     return BatchesOutcome(
-        run_id=plan.run_id, methods=plan.methods, examples=len(plan.examples), pending=pending, failed=failed
+        run_id=plan.run_id,
+        methods=plan.methods,
+        examples=len(plan.examples),
+        pending=pending,
+        failed=failed,
+        cached=cached,
     )
+
+
+def from_cache(state: State[Any]) -> bool:
+    """Whether a task run's final state is Prefect's ``Cached``: its result was read, not computed."""
+    return state.is_completed() and state.name == "Cached"
 
 
 def _store_or_record(
@@ -244,7 +261,8 @@ def audit(config: AuditConfig | None = None, render_report: bool = True) -> Audi
         db=db,
         status=status,
         examples=batches.examples,
-        computed=batches.pending - batches.failed,
+        computed=batches.pending - batches.failed - batches.cached,
+        cached=batches.cached,
         reused=batches.examples - batches.pending,
         failed=batches.failed,
         report=paths,

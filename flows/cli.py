@@ -245,7 +245,8 @@ def _audit(config: AuditConfig, api: PrefectAPI) -> int:
         print(f"the audit finished and its results are stored: {failed.outcome['db']}", file=sys.stderr)
         return EXIT_GATE
     print(
-        f"examples: {outcome.examples} ({outcome.computed} computed, {outcome.reused} reused, {outcome.failed} failed)"
+        f"examples: {outcome.examples} ({outcome.computed} computed, {outcome.cached} from Prefect's result cache, "
+        f"{outcome.reused} already stored, {outcome.failed} failed)"
     )
     if outcome.failed:
         print(

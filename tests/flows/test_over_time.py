@@ -89,7 +89,9 @@ def test_a_re_audit_of_an_unchanged_model_and_data_recomputes_nothing(
     computed = len(calls)
     second = audit(config_for(tiny_model_dir, tmp_path / "tuesday"))  # a new database: only the cache helps
     assert computed == 3 and len(calls) == computed, "a cached batch was computed again"
-    assert second.computed == 12 and second.run_id == first.run_id
+    assert second.run_id == first.run_id
+    assert (first.computed, first.cached) == (12, 0)
+    assert (second.computed, second.cached, second.reused) == (0, 12, 0), "the cache's examples counted as computed"
     hashes = []
     for outcome in (first, second):
         with store.connect(outcome.db, read_only=True) as connection:
